@@ -1,0 +1,38 @@
+"""batchllm: run an LLM over every row of a table, within rate limits and budget, resumably.
+
+The Python API is what the CLI calls::
+
+    import batchllm
+    job = batchllm.load_job("jobs/ticket_triage.toml")
+    summary = batchllm.run_job(job, batchllm.RunOptions(limit=100))
+    table = batchllm.query(job, "select status, count(*) from results group by 1")
+"""
+
+__version__ = "0.1.0"
+
+from batchllm.errors import (  # noqa: E402
+    BatchllmError,
+    BudgetReached,
+    FatalProviderError,
+    Interrupted,
+    UserError,
+)
+from batchllm.job import JobSpec, load_job  # noqa: E402
+from batchllm.pipeline import RunOptions, RunSummary, arun_job, run_job  # noqa: E402
+from batchllm.query import query  # noqa: E402
+
+__all__ = [
+    "BatchllmError",
+    "BudgetReached",
+    "FatalProviderError",
+    "Interrupted",
+    "JobSpec",
+    "RunOptions",
+    "RunSummary",
+    "UserError",
+    "__version__",
+    "arun_job",
+    "load_job",
+    "query",
+    "run_job",
+]

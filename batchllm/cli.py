@@ -1,0 +1,120 @@
+"""The command line: parse options, call one function, map errors to exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import click
+
+from batchllm import __version__, log
+from batchllm.errors import BatchllmError
+from batchllm.job import load_job
+from batchllm.pipeline import RunOptions, arun_job
+from batchllm.progress import ProgressLine, summary_text
+from batchllm.query import format_table, query
+
+EXIT_CODES = """\b
+Exit codes:
+  0    success
+  1    finished, but failed rows above --max-failure-rate
+  2    usage, job-file or input error (nothing was sent)
+  3    budget reached
+  4    fatal provider error (bad key, exhausted quota)
+  130  interrupted (run the same command again to resume)
+"""
+
+
+@click.group(epilog=EXIT_CODES)
+@click.version_option(__version__, prog_name="batchllm")
+@click.option("--log-format", type=click.Choice(["auto", "console", "json"]), default="auto",
+              help="Log lines: console on a terminal, JSON otherwise (auto).")  # fmt: skip
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors in the log.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(log_format: str, quiet: bool, verbose: bool) -> None:
+    """Run an LLM over every row of a table: rate-limited, resumable, costed, queryable."""
+    log.configure(log_format, quiet=quiet, verbose=verbose)
+
+
+@main.command(epilog=EXIT_CODES)
+@click.argument("job_file", type=click.Path(dir_okay=False))
+@click.option("--limit", type=click.IntRange(min=1), help="Run the first N input rows only.")
+@click.option("--fresh", is_flag=True, help="Start over: send every row again in a new run.")
+@click.option("--retry-failed", is_flag=True, help="Send the rows that failed before again.")
+@click.option("--max-failure-rate", type=click.FloatRange(0, 1),
+              help="Exit 1 when more than this share of rows failed (default: the job's, 0).")  # fmt: skip
+@click.option("--progress/--no-progress", default=None,
+              help="Progress line (default: on a terminal).")  # fmt: skip
+def run(job_file: str, limit: int | None, fresh: bool, retry_failed: bool,
+        max_failure_rate: float | None, progress: bool | None) -> None:  # fmt: skip
+    """Run JOB_FILE: every input row becomes a request; results go to Parquet."""
+    job = _guard(load_job, job_file)
+    options = RunOptions(limit=limit, fresh=fresh, retry_failed=retry_failed)
+    show = sys.stderr.isatty() if progress is None else progress
+    line = ProgressLine() if show else None
+    try:
+        summary = _guard(asyncio.run, arun_job(job, options, progress=line))
+    finally:
+        if line is not None:
+            line.close()
+    click.echo(summary_text(summary))
+    allowed = job.limits.max_failure_rate if max_failure_rate is None else max_failure_rate
+    if summary.failure_rate > allowed:
+        click.echo(
+            f"error: {summary.failed:,} rows failed ({summary.failure_rate:.1%}), above the "
+            f"allowed {allowed:.1%}; `batchllm run {job_file} --retry-failed` sends them again",
+            err=True,
+        )
+        sys.exit(1)
+
+
+@main.command("query")
+@click.argument("target")
+@click.argument("sql")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+def query_command(target: str, sql: str, fmt: str) -> None:
+    """SQL over a job's results (TARGET: the job file or its run directory).
+
+    Views: results (latest outcome per row), all_results (every outcome), runs.
+    """
+    table = _guard(query, target, sql)
+    click.echo(format_table(table, fmt))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--rpm", type=int, help="Requests per minute to enforce (429 above it).")
+@click.option("--tpm", type=int, help="Tokens per minute to enforce.")
+@click.option("--latency-ms", default=50.0, show_default=True, type=float)
+@click.option("--jitter-ms", default=20.0, show_default=True, type=float)
+@click.option("--error-rate", default=0.0, type=click.FloatRange(0, 1), help="Share answered 5xx.")
+@click.option("--hang-rate", default=0.0, type=click.FloatRange(0, 1), help="Share never answered.")
+@click.option("--reset-rate", default=0.0, type=click.FloatRange(0, 1), help="Share of dropped connections.")  # fmt: skip
+@click.option("--malformed-rate", default=0.0, type=click.FloatRange(0, 1),
+              help="Share of broken JSON replies to schema requests.")  # fmt: skip
+@click.option("--api-key-env", help="Require the key held in this environment variable.")
+@click.option("--seed", default=0, type=int)
+def simulate(host: str, port: int, api_key_env: str | None, **settings: Any) -> None:
+    """Serve the simulated provider (OpenAI wire format) until interrupted."""
+    import os
+
+    from batchllm.simulate import SimConfig, serve_forever
+
+    api_key = os.environ.get(api_key_env) if api_key_env else None
+    if api_key_env and not api_key:
+        raise click.UsageError(f"the variable {api_key_env} is not set")
+    serve_forever(SimConfig(api_key=api_key, **settings), host, port)
+
+
+def _guard(function: Any, *args: Any) -> Any:
+    """Call ``function``; a batchllm error becomes one line on stderr and its exit code."""
+    try:
+        return function(*args)
+    except BatchllmError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,142 @@
+"""Every error batchllm raises, in one tree.
+
+Run-level errors stop a run and map to an exit code; row-level errors (``ProviderError``)
+become data on an error row unless they are fatal. Whether a provider error is retried is a
+property of its type, never of its message.
+
+    BatchllmError                     run-level; ``exit_code`` is the CLI's exit status
+    ├── UserError (2)                 the job, its input or the command line is wrong
+    │   ├── JobFileError              bad TOML, unknown key, wrong type, missing section
+    │   ├── InputError                input file missing, unreadable, unparseable
+    │   ├── TemplateError             template syntax, or a column the input lacks
+    │   ├── PriceError                no price known for the model
+    │   ├── MissingKeyError           the API key variable is not set
+    │   └── RunDirError               run directory locked, foreign or not writable
+    ├── BudgetReached (3)             the cost cap stopped admission
+    ├── FatalProviderError (4)        retrying cannot help: bad key, exhausted quota
+    └── Interrupted (130)             Ctrl-C / SIGTERM; the run can be resumed
+
+    ProviderError                     one request failed; ``retryable`` says what to do
+    ├── RateLimited                   429: wait (``retry_after_s``) and retry
+    ├── ServerError                   5xx, 408, 409, 529: retry
+    ├── Timeout                       no reply within ``timeout_s``: retry
+    ├── ConnectionFailed              reset, refused, disconnected: retry
+    ├── RequestRejected               400, 404, 413, 422 and other 4xx: the row fails
+    ├── RequestTooLarge               larger than the whole per-minute token budget: the row fails
+    ├── BadReply                      a 200 whose body is not a usable reply: retry
+    └── AuthFailed, QuotaExhausted    401/403, insufficient_quota: fatal, stop the run
+"""
+
+from __future__ import annotations
+
+
+class BatchllmError(Exception):
+    """A run-level failure; ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class UserError(BatchllmError):
+    """Something the user can fix in the job file, the input or the command line."""
+
+    exit_code = 2
+
+
+class JobFileError(UserError):
+    """The job file cannot be read or does not follow the job format."""
+
+
+class InputError(UserError):
+    """The input file is missing, unreadable or not in the declared format."""
+
+
+class TemplateError(UserError):
+    """The prompt template is invalid or names a column the input does not have."""
+
+
+class PriceError(UserError):
+    """No price is known for the model and the job file gives none."""
+
+
+class MissingKeyError(UserError):
+    """The environment variable that should hold the API key is not set."""
+
+
+class RunDirError(UserError):
+    """The run directory is locked by another run, belongs to another job, or is not writable."""
+
+
+class BudgetReached(BatchllmError):
+    """Admitting more requests would pass the cost cap."""
+
+    exit_code = 3
+
+
+class FatalProviderError(BatchllmError):
+    """The provider refused in a way no retry can fix (bad key, exhausted quota)."""
+
+    exit_code = 4
+
+
+class Interrupted(BatchllmError):
+    """The run was stopped by a signal after finishing what was in flight."""
+
+    exit_code = 130
+
+
+class ProviderError(Exception):
+    """One request failed. Subclasses say whether a retry can help."""
+
+    retryable = False
+    fatal = False
+    kind = "provider_error"
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+class RateLimited(ProviderError):
+    retryable = True
+    kind = "rate_limited"
+
+
+class ServerError(ProviderError):
+    retryable = True
+    kind = "server_error"
+
+
+class Timeout(ProviderError):
+    retryable = True
+    kind = "timeout"
+
+
+class ConnectionFailed(ProviderError):
+    retryable = True
+    kind = "connection_error"
+
+
+class BadReply(ProviderError):
+    retryable = True
+    kind = "bad_reply"
+
+
+class RequestRejected(ProviderError):
+    kind = "rejected"
+
+
+class RequestTooLarge(ProviderError):
+    kind = "too_large"
+
+
+class AuthFailed(ProviderError):
+    fatal = True
+    kind = "auth"
+
+
+class QuotaExhausted(ProviderError):
+    fatal = True
+    kind = "quota"

@@ -1,0 +1,76 @@
+"""What became of one row: the ``Outcome`` value and the results table's columns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+OK = "ok"
+FAILED = "failed"
+TERMINAL = frozenset({OK, FAILED})
+
+#: the results' own columns, in order; copied input columns follow ``row_key``
+COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
+    ("row_key", pa.string()),
+    ("request_key", pa.string()),
+    ("run_id", pa.string()),
+    ("status", pa.string()),
+    ("output", pa.string()),
+    ("finish_reason", pa.string()),
+    ("error_type", pa.string()),
+    ("error", pa.string()),
+    ("attempts", pa.int32()),
+    ("input_tokens", pa.int64()),
+    ("output_tokens", pa.int64()),
+    ("cached_tokens", pa.int64()),
+    ("cache_write_tokens", pa.int64()),
+    ("reasoning_tokens", pa.int64()),
+    ("usage_estimated", pa.bool_()),
+    ("cost_usd", pa.float64()),
+    ("latency_ms", pa.float64()),
+    ("model", pa.string()),
+    ("provider_request_id", pa.string()),
+    ("finished_at", pa.timestamp("us", tz="UTC")),
+)
+COLUMN_NAMES = frozenset(name for name, _ in COLUMNS)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One result row. ``finished_at`` is microseconds since the epoch (UTC)."""
+
+    row_key: str
+    request_key: str
+    run_id: str
+    status: str
+    finished_at: int
+    output: str | None = None
+    finish_reason: str | None = None
+    error_type: str | None = None
+    error: str | None = None
+    attempts: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    usage_estimated: bool = False
+    cost_usd: float = 0.0
+    latency_ms: float | None = None
+    model: str | None = None
+    provider_request_id: str | None = None
+    copied: dict[str, Any] = field(default_factory=dict)
+
+    def to_row(self) -> dict[str, Any]:
+        row = {name: getattr(self, name) for name, _ in COLUMNS}
+        row.update(self.copied)
+        return row
+
+
+def results_schema(copied: list[tuple[str, pa.DataType]]) -> pa.Schema:
+    """The results' schema for a job that copies ``copied`` input columns."""
+    fields = [pa.field(name, kind) for name, kind in COLUMNS]
+    extra = [pa.field(name, kind) for name, kind in copied]
+    return pa.schema([fields[0], *extra, *fields[1:]])

@@ -1,0 +1,429 @@
+"""``run_job``: source → render → (reuse | dispatch) → store, and nothing else.
+
+A producer streams the input and renders rows into a bounded queue; a fixed pool of workers (the
+job's ``concurrency``) sends them; each outcome is journaled before it counts. Rows already done
+in the run directory are reused without a call, and identical requests within a run are sent once.
+A first SIGINT/SIGTERM stops admission and lets requests in flight finish (up to a grace period);
+a second one stops at once. Everything the run needs is built here and passed down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import structlog
+
+from batchllm import __version__
+from batchllm.dispatch import Dispatcher, Settings, now_us
+from batchllm.errors import FatalProviderError, InputError, Interrupted, MissingKeyError
+from batchllm.job import JobSpec
+from batchllm.limits import Limiter, LoopClock
+from batchllm.outcome import COLUMN_NAMES, FAILED, OK, Outcome, results_schema
+from batchllm.pricing import Price, resolve_price
+from batchllm.providers import DEFAULT_KEY_ENV, make_adapter
+from batchllm.render import Renderer, Request, RowError
+from batchllm.source import Source, row_key
+from batchllm.store import DoneIndex, Store
+
+log = structlog.get_logger("batchllm")
+
+GRACE_S = 30.0
+_RECENT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    limit: int | None = None
+    fresh: bool = False
+    retry_failed: bool = False
+
+
+@dataclass(slots=True)
+class Tally:
+    """Counts of the run so far (mutable; read by the progress display)."""
+
+    rows: int = 0
+    reused: int = 0
+    sent: int = 0
+    ok: int = 0
+    failed: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+    total: int | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def done(self) -> int:
+        return self.ok + self.failed
+
+    def add(self, outcome: Outcome) -> None:
+        if outcome.status == OK:
+            self.ok += 1
+        else:
+            self.failed += 1
+        self.input_tokens += outcome.input_tokens
+        self.output_tokens += outcome.output_tokens
+        self.cached_tokens += outcome.cached_tokens
+        self.cost_usd += outcome.cost_usd
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    job: str
+    run_id: str
+    run_dir: str
+    status: str
+    rows: int
+    reused: int
+    sent: int
+    ok: int
+    failed: int
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    cost_usd: float
+    wall_s: float
+    price_source: str
+
+    @property
+    def failure_rate(self) -> float:
+        finished = self.ok + self.failed
+        return self.failed / finished if finished else 0.0
+
+
+ProgressHook = Callable[[Tally], None]
+
+
+def run_job(job: JobSpec, options: RunOptions | None = None) -> RunSummary:
+    """Run a job to the end (blocking). See ``arun_job`` for use inside an event loop."""
+    return asyncio.run(arun_job(job, options))
+
+
+async def arun_job(
+    job: JobSpec, options: RunOptions | None = None, progress: ProgressHook | None = None
+) -> RunSummary:
+    """Run a job; raises a ``BatchllmError`` for run-level failures, after saving all outcomes."""
+    run = _Run(job, options or RunOptions(), progress)
+    return await run.execute()
+
+
+class _Run:
+    def __init__(self, job: JobSpec, options: RunOptions, progress: ProgressHook | None) -> None:
+        # Everything that can be checked is checked here, before any request.
+        self.job = job
+        self.options = options
+        self.progress = progress
+        self.source = Source(job.input)
+        self.renderer = Renderer(job, self.source.columns)
+        self.copy_columns = _check_copies(job, self.source)
+        self.price: Price = resolve_price(job)
+        self.api_key = _api_key(job)
+        schema = results_schema([(c, self.source.copy_type(c)) for c in self.copy_columns])
+        self.store = Store(job.output_dir, job.name, schema)
+        self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + f"-{os.getpid() % 10000:04d}"
+        self.tally = Tally()
+        self.stopping = asyncio.Event()
+        self.interrupts = 0
+        self.queue: asyncio.Queue[tuple[Request, dict[str, Any]] | None] = asyncio.Queue(
+            maxsize=job.limits.concurrency * 4
+        )
+        self.inflight: dict[str, asyncio.Future[Outcome]] = {}
+        self.recent: OrderedDict[str, Outcome] = OrderedDict()
+        self.workers: list[asyncio.Task[None]] = []
+        self.fatal: FatalProviderError | None = None
+
+    async def execute(self) -> RunSummary:
+        try:
+            done = DoneIndex() if self.options.fresh else self.store.load_done()
+            self.store.begin_run(self.run_id, self._entry("running"), self.job.fingerprint)
+            log.info("run.start", job=self.job.name, run_id=self.run_id, dir=str(self.store.path))
+            status = await self._run(done)
+            await self.store.finish_run(self._entry(status))
+        finally:
+            self.store.close()
+        summary = self._summary(status)
+        log.info("run.finish", **{k: getattr(summary, k) for k in ("ok", "failed", "reused")},
+                 cost_usd=round(summary.cost_usd, 6), wall_s=round(summary.wall_s, 3))  # fmt: skip
+        if status == "interrupted":
+            raise Interrupted(
+                f"interrupted: {summary.ok + summary.failed} rows saved in {summary.run_dir}; "
+                "run the same command again to resume"
+            )
+        return summary
+
+    async def _run(self, done: DoneIndex) -> str:
+        with self._signals():
+            async with self._provider() as dispatcher:
+                await self._work(dispatcher, done)
+        if self.fatal is not None:
+            return "fatal"
+        return "interrupted" if self.stopping.is_set() else "finished"
+
+    async def _work(self, dispatcher: Dispatcher, done: DoneIndex) -> None:
+        async with asyncio.TaskGroup() as group:
+            ticker = group.create_task(self._tick())
+            if self.progress is not None:
+                group.create_task(self._count_total())
+            self.workers = [
+                group.create_task(self._worker(dispatcher))
+                for _ in range(self.job.limits.concurrency)
+            ]
+            await self._produce(done)
+            await asyncio.gather(*self.workers, return_exceptions=True)
+            ticker.cancel()
+
+    async def _produce(self, done: DoneIndex) -> None:
+        batches = self.source.batches()
+        remaining = self.options.limit
+        while not self.stopping.is_set() and (remaining is None or remaining > 0):
+            rows = await asyncio.to_thread(_next_rows, batches, remaining)
+            if not rows:
+                break
+            if remaining is not None:
+                remaining -= len(rows)
+            for row in rows:
+                if self.stopping.is_set():
+                    break
+                await self._admit_row(row, done)
+        for _ in self.workers:
+            await self.queue.put(None)
+
+    async def _admit_row(self, row: dict[str, Any], done: DoneIndex) -> None:
+        self.tally.rows += 1
+        key = row_key(row, self.job.input.id_column)
+        copied = {c: _copyable(row[c]) for c in self.copy_columns}
+        try:
+            request = self.renderer.render(key, row)
+        except RowError as exc:
+            self._record(_row_failure(self.run_id, key, copied, str(exc)))
+            return
+        if done.is_done(key, request.request_key, retry_failed=self.options.retry_failed):
+            self.tally.reused += 1
+            return
+        await self.queue.put((request, copied))
+
+    async def _worker(self, dispatcher: Dispatcher) -> None:
+        while (item := await self.queue.get()) is not None:
+            if self.stopping.is_set():
+                continue
+            request, copied = item
+            try:
+                self._record(await self._outcome(dispatcher, request, copied))
+            except FatalProviderError as exc:
+                self._stop_for(exc)
+
+    def _stop_for(self, exc: FatalProviderError) -> None:
+        """A bad key or an exhausted quota: stop at once, whatever else is in flight."""
+        if self.fatal is None:
+            self.fatal = exc
+            log.error("run.fatal", error=str(exc))
+        self.stopping.set()
+        current = asyncio.current_task()
+        for task in self.workers:
+            if task is not current:
+                task.cancel()
+
+    async def _outcome(
+        self, dispatcher: Dispatcher, request: Request, copied: dict[str, Any]
+    ) -> Outcome:
+        key = request.request_key
+        earlier = self.recent.get(key)
+        if earlier is None and key in self.inflight:
+            earlier = await asyncio.shield(self.inflight[key])
+        if earlier is not None:
+            return _shared(earlier, request.row_key, copied)
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self.inflight[key] = future
+        try:
+            self.tally.sent += 1
+            outcome = await dispatcher.process(request, copied)
+            future.set_result(outcome)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here; sharers see it through shield
+            raise
+        finally:
+            del self.inflight[key]
+        self._remember(outcome)
+        return outcome
+
+    def _remember(self, outcome: Outcome) -> None:
+        if outcome.status != OK:
+            return
+        self.recent[outcome.request_key] = outcome
+        if len(self.recent) > _RECENT:
+            self.recent.popitem(last=False)
+
+    def _record(self, outcome: Outcome) -> None:
+        self.store.write(outcome)
+        self.tally.add(outcome)
+
+    @contextlib.asynccontextmanager
+    async def _provider(self) -> AsyncIterator[Dispatcher]:
+        async with contextlib.AsyncExitStack() as stack:
+            base_url = self.job.model.base_url
+            if self.job.model.provider == "simulated":
+                base_url = await stack.enter_async_context(_simulator(self.job))
+            adapter = make_adapter(self.job.model.provider, base_url, self.api_key)
+            connector = aiohttp.TCPConnector(limit=self.job.limits.concurrency)
+            session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
+            limiter = Limiter(self.job.limits.rpm, self.job.limits.tpm, LoopClock())
+            settings = Settings(self.job.retry.max_attempts, self.job.retry.timeout_s)
+            yield Dispatcher(adapter, session, limiter, self.price, settings, self.run_id)
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        caught = (signal.SIGINT, signal.SIGTERM)
+        for sig in caught:
+            loop.add_signal_handler(sig, self._interrupt)
+        try:
+            yield
+        finally:
+            for sig in caught:
+                loop.remove_signal_handler(sig)
+
+    def _interrupt(self) -> None:
+        self.interrupts += 1
+        self.stopping.set()
+        log.warning("run.stopping", in_flight=len(self.inflight), grace_s=GRACE_S)
+        if self.interrupts == 1:
+            asyncio.get_running_loop().call_later(GRACE_S, self._cancel_workers)
+        else:
+            self._cancel_workers()
+
+    def _cancel_workers(self) -> None:
+        for task in self.workers:
+            task.cancel()
+
+    async def _tick(self) -> None:
+        while self.progress is not None:
+            self.progress(self.tally)
+            await asyncio.sleep(0.25)
+
+    async def _count_total(self) -> None:
+        with contextlib.suppress(InputError):
+            total = await asyncio.to_thread(self.source.count_rows)
+            limit = self.options.limit
+            self.tally.total = min(total, limit) if limit is not None else total
+
+    def _entry(self, status: str) -> dict[str, Any]:
+        tally = self.tally
+        return {
+            "status": status,
+            "started_at": _iso(tally.started),
+            "ended_at": None if status == "running" else datetime.now(UTC).isoformat(),
+            "rows": tally.rows,
+            "reused": tally.reused,
+            "sent": tally.sent,
+            "ok": tally.ok,
+            "failed": tally.failed,
+            "cost_usd": round(tally.cost_usd, 8),
+            "price_source": self.price.source,
+            "batchllm_version": __version__,
+            "limit": self.options.limit,
+        }
+
+    def _summary(self, status: str) -> RunSummary:
+        if self.fatal is not None:
+            raise self.fatal
+        t = self.tally
+        return RunSummary(
+            job=self.job.name, run_id=self.run_id, run_dir=str(self.store.path), status=status,
+            rows=t.rows, reused=t.reused, sent=t.sent, ok=t.ok, failed=t.failed,
+            input_tokens=t.input_tokens, output_tokens=t.output_tokens,
+            cached_tokens=t.cached_tokens, cost_usd=t.cost_usd,
+            wall_s=time.monotonic() - t.started, price_source=self.price.source,
+        )  # fmt: skip
+
+
+def _next_rows(batches: Iterator[Any], limit: int | None) -> list[dict[str, Any]]:
+    """The next batch as row dicts (runs in a thread: parsing input is blocking work)."""
+    batch = next(batches, None)
+    if batch is None:
+        return []
+    if limit is not None and batch.num_rows > limit:
+        batch = batch.slice(0, limit)
+    rows: list[dict[str, Any]] = batch.to_pylist()
+    return rows
+
+
+@contextlib.asynccontextmanager
+async def _simulator(job: JobSpec) -> AsyncIterator[str]:
+    from batchllm.simulate import SimConfig, start_server
+
+    spec = job.simulate
+    server = await start_server(
+        SimConfig(
+            rpm=spec.rpm, tpm=spec.tpm, latency_ms=spec.latency_ms, jitter_ms=spec.jitter_ms,
+            error_rate=spec.error_rate, hang_rate=spec.hang_rate, reset_rate=spec.reset_rate,
+            malformed_rate=spec.malformed_rate, seed=spec.seed,
+        )
+    )  # fmt: skip
+    try:
+        yield server.url
+    finally:
+        await server.close()
+
+
+def _api_key(job: JobSpec) -> str | None:
+    model = job.model
+    if model.provider == "simulated":
+        return None
+    env = model.api_key_env or DEFAULT_KEY_ENV.get(model.provider)
+    if env is None:
+        return None
+    key = os.environ.get(env)
+    if not key:
+        if model.api_key_env is None and model.base_url is not None:
+            return None  # a local OpenAI-compatible server often needs no key
+        raise MissingKeyError(f"{job.path}: [model] the API key variable {env} is not set")
+    return key
+
+
+def _check_copies(job: JobSpec, source: Source) -> list[str]:
+    for column in job.input.columns:
+        if column in COLUMN_NAMES:
+            raise InputError(
+                f"{job.path}: [input] columns: '{column}' is also a results column; leave it out"
+            )
+    return list(job.input.columns)
+
+
+def _copyable(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _shared(earlier: Outcome, row_key: str, copied: dict[str, Any]) -> Outcome:
+    """The outcome of an identical request made for another row: same answer, no new cost."""
+    return replace(
+        earlier, row_key=row_key, copied=copied, attempts=0, input_tokens=0, output_tokens=0,
+        cached_tokens=0, cache_write_tokens=0, reasoning_tokens=0, cost_usd=0.0,
+        finished_at=now_us(),
+    )  # fmt: skip
+
+
+def _row_failure(run_id: str, key: str, copied: dict[str, Any], error: str) -> Outcome:
+    return Outcome(
+        row_key=key, request_key="", run_id=run_id, status=FAILED, finished_at=now_us(),
+        error_type="render", error=error, copied=copied,
+    )  # fmt: skip
+
+
+def _iso(monotonic_start: float) -> str:
+    started = time.time() - (time.monotonic() - monotonic_start)
+    return datetime.fromtimestamp(started, UTC).isoformat()

@@ -1,0 +1,62 @@
+"""The terminal progress line and the end-of-run summary text."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from batchllm.pipeline import RunSummary, Tally
+
+
+class ProgressLine:
+    """One self-rewriting line on stderr: rows done, rate, cost so far, ETA."""
+
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
+        self.stream = stream
+        self.width = 0
+
+    def __call__(self, tally: Tally) -> None:
+        elapsed = max(time.monotonic() - tally.started, 1e-9)
+        done = tally.done + tally.reused
+        rate = tally.done / elapsed
+        parts = [f"{done:,}" + (f"/{tally.total:,}" if tally.total else "") + " rows"]
+        if tally.total:
+            fraction = min(done / tally.total, 1.0)
+            filled = int(fraction * 20)
+            parts.append(f"[{'#' * filled}{'.' * (20 - filled)}] {fraction:4.0%}")
+        parts.append(f"{rate:,.0f} rows/s")
+        if tally.failed:
+            parts.append(f"{tally.failed:,} failed")
+        parts.append(f"${tally.cost_usd:,.4f}")
+        if tally.total and rate > 0:
+            parts.append(f"ETA {_duration(max(tally.total - done, 0) / rate)}")
+        line = "  ".join(parts)
+        self.stream.write("\r" + line.ljust(self.width))
+        self.stream.flush()
+        self.width = len(line)
+
+    def close(self) -> None:
+        if self.width:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def summary_text(summary: RunSummary) -> str:
+    rate = (summary.ok + summary.failed) / summary.wall_s if summary.wall_s > 0 else 0.0
+    lines = [
+        f"{summary.job}: {summary.rows:,} rows: {summary.ok:,} ok, {summary.failed:,} failed, "
+        f"{summary.reused:,} already done",
+        f"tokens: {summary.input_tokens:,} in ({summary.cached_tokens:,} cached), "
+        f"{summary.output_tokens:,} out; cost ${summary.cost_usd:,.4f} ({summary.price_source})",
+        f"wall {_duration(summary.wall_s)} ({rate:,.0f} rows/s); results in {summary.run_dir}",
+    ]
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

@@ -1,0 +1,77 @@
+"""The provider seam: provider-neutral values and the adapter protocol.
+
+An adapter is sans-I/O: ``build`` turns a ``Request`` into an ``HttpCall`` and ``parse`` turns
+the HTTP reply into a ``Completion`` or raises a typed ``ProviderError``. Provider JSON never
+leaves its adapter. The one function that sends HTTP lives in ``batchllm.providers.http``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from batchllm.render import Request
+
+
+@dataclass(frozen=True, slots=True)
+class HttpCall:
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts in one convention: ``input_tokens`` includes cached and cache-write tokens,
+    ``output_tokens`` includes reasoning tokens."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    finish_reason: str | None
+    usage: Usage
+    model: str
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitInfo:
+    """What a reply's headers said about the account's limits (any field may be missing)."""
+
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    reset_requests_s: float | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+    reset_tokens_s: float | None = None
+
+
+class Adapter(Protocol):
+    name: str
+
+    def build(self, request: Request) -> HttpCall: ...
+
+    def parse(self, status: int, headers: Mapping[str, str], body: bytes) -> Completion: ...
+
+    def rate_limits(self, headers: Mapping[str, str]) -> RateLimitInfo: ...
+
+
+_KEYLIKE = re.compile(r"\b(sk|key|api)[-_][A-Za-z0-9*_\-.]{4,}", re.IGNORECASE)
+
+
+def redact(text: str, secret: str | None = None) -> str:
+    """Remove API keys (and anything shaped like one) from a provider's message."""
+    if secret:
+        text = text.replace(secret, "***")
+    return _KEYLIKE.sub(lambda m: m.group(1) + "-***", text)

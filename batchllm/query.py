@@ -1,0 +1,120 @@
+"""SQL over a run directory with DuckDB.
+
+Views: ``results`` (the current answer for every row: the latest outcome per ``row_key``),
+``all_results`` (every outcome ever written, for history), and ``runs`` (one row per run from the
+manifest). Read-only: querying never changes the run directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from batchllm.errors import UserError
+from batchllm.job import JobSpec, load_job
+
+_RUN_COLUMNS = ("run_id", "status", "started_at", "ended_at", "rows", "reused", "sent", "ok",
+                "failed", "cost_usd", "limit", "price_source", "batchllm_version")  # fmt: skip
+
+
+def run_dir_of(target: str | Path | JobSpec) -> Path:
+    """The run directory named by a job file, a ``JobSpec`` or the directory itself."""
+    if isinstance(target, JobSpec):
+        return target.output_dir
+    path = Path(target)
+    if path.is_dir():
+        return path
+    if path.suffix == ".toml" or path.is_file():
+        return load_job(path).output_dir
+    raise UserError(f"{path}: neither a job file nor a run directory")
+
+
+def connect(target: str | Path | JobSpec) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the run directory's views."""
+    run_dir = run_dir_of(target)
+    parts = sorted((run_dir / "results").glob("part-*.parquet"))
+    if not parts:
+        raise UserError(f"{run_dir}: no results yet (run the job first)")
+    con = duckdb.connect(":memory:")
+    pattern = str(run_dir / "results" / "part-*.parquet").replace("'", "''")
+    con.execute(f"create view all_results as select * from read_parquet('{pattern}', union_by_name=true)")
+    con.execute(
+        "create view results as select * from all_results "
+        "qualify row_number() over (partition by row_key order by finished_at desc) = 1"
+    )
+    con.register("runs", _runs_table(run_dir))
+    return con
+
+
+def query(target: str | Path | JobSpec, sql: str) -> pa.Table:
+    """Run ``sql`` over the run directory and return the result as an Arrow table."""
+    con = connect(target)
+    try:
+        relation = con.sql(sql)
+        if relation is None:
+            return pa.table({})
+        return relation.to_arrow_table()
+    except duckdb.Error as exc:
+        raise UserError(f"query failed: {str(exc).splitlines()[0]}") from None
+    finally:
+        con.close()
+
+
+def format_table(table: pa.Table, fmt: str) -> str:
+    """Render a query result as ``table`` (aligned text), ``csv`` or ``json``."""
+    rows = table.to_pylist()
+    if fmt == "json":
+        return orjson.dumps(rows, default=str, option=orjson.OPT_INDENT_2).decode()
+    if fmt == "csv":
+        return _csv(table)
+    return _text_table(table.column_names, rows)
+
+
+def _runs_table(run_dir: Path) -> pa.Table:
+    manifest_path = run_dir / "manifest.json"
+    runs: list[dict[str, Any]] = []
+    if manifest_path.exists():
+        runs = orjson.loads(manifest_path.read_bytes()).get("runs", [])
+    columns = {name: [run.get(name) for run in runs] for name in _RUN_COLUMNS}
+    return pa.table({name: pa.array(values, type=_run_type(name)) for name, values in columns.items()})
+
+
+def _run_type(name: str) -> pa.DataType:
+    if name in ("rows", "reused", "sent", "ok", "failed", "limit"):
+        return pa.int64()
+    return pa.float64() if name == "cost_usd" else pa.string()
+
+
+def _csv(table: pa.Table) -> str:
+    import io
+
+    import pyarrow.csv as pa_csv
+
+    sink = io.BytesIO()
+    pa_csv.write_csv(table, sink)
+    return sink.getvalue().decode()
+
+
+def _text_table(names: list[str], rows: list[dict[str, Any]], width: int = 60) -> str:
+    cells = [[_cell(row[name], width) for name in names] for row in rows]
+    widths = [max([len(name), *(len(r[i]) for r in cells)]) for i, name in enumerate(names)]
+    line = "  ".join(name.ljust(w) for name, w in zip(names, widths, strict=True))
+    rule = "  ".join("-" * w for w in widths)
+    body = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    footer = f"({len(rows)} row{'s' if len(rows) != 1 else ''})"
+    return "\n".join([line.rstrip(), rule, *(b.rstrip() for b in body), footer])
+
+
+def _cell(value: Any, width: int) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, float):
+        text = f"{value:.6g}" if abs(value) >= 1e-4 or value == 0 else f"{value:.3e}"
+    else:
+        text = str(value)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"

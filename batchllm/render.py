@@ -1,0 +1,124 @@
+"""Rows into requests: the prompt template, the request key and the token estimate.
+
+Owns Jinja2 rendering (sandboxed, a missing column is an error, a null printed into the prompt is a
+row error) and the ``request_key``, the hash of the exact request a row becomes: two rows with the
+same key are the same call, and a changed prompt, model or parameter gives a new key. It does not
+know any provider's wire format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+import orjson
+from jinja2 import meta
+from jinja2.sandbox import SandboxedEnvironment
+
+from batchllm.errors import TemplateError
+from batchllm.job import JobSpec
+
+# Chat formats add a few tokens of framing per message and per reply.
+_TOKENS_PER_MESSAGE = 4
+_TOKENS_PER_REPLY = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A provider-neutral request for one row."""
+
+    row_key: str
+    request_key: str
+    model: str
+    messages: tuple[tuple[str, str], ...]
+    params: Mapping[str, Any]
+    est_input_tokens: int
+    max_tokens: int | None
+
+
+class RowError(Exception):
+    """A row that cannot become a request (it becomes an error row)."""
+
+
+def estimate_tokens(text: str) -> int:
+    """A provider-independent token estimate: about four bytes of UTF-8 a token."""
+    return (len(text.encode("utf-8")) + 3) // 4
+
+
+class Renderer:
+    """Compiled templates for one job; ``render(row)`` gives that row's ``Request``."""
+
+    def __init__(self, job: JobSpec, columns: Sequence[str]) -> None:
+        self.job = job
+        env = SandboxedEnvironment(
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=True,
+            finalize=_refuse_null,
+        )
+        self.user = _compile(env, job.prompt.template, "template", columns)
+        self.system = (
+            _compile(env, job.prompt.system, "system", columns)
+            if job.prompt.system is not None
+            else None
+        )
+        self.params = dict(job.model.params)
+        self._key_prefix = orjson.dumps(
+            [job.model.provider, job.model.name, self.params], option=orjson.OPT_SORT_KEYS
+        )
+
+    def render(self, row_key: str, row: Mapping[str, Any]) -> Request:
+        """Render one row; raises ``RowError`` for a row-level problem."""
+        try:
+            messages: list[tuple[str, str]] = []
+            if self.system is not None:
+                messages.append(("system", self.system.render(row)))
+            messages.append(("user", self.user.render(row)))
+        except RowError:
+            raise
+        except jinja2.TemplateError as exc:
+            raise RowError(f"template failed on this row: {exc}") from None
+        return Request(
+            row_key=row_key,
+            request_key=self._request_key(messages),
+            model=self.job.model.name,
+            messages=tuple(messages),
+            params=self.params,
+            est_input_tokens=_estimate_prompt(messages),
+            max_tokens=self.job.model.max_tokens,
+        )
+
+    def _request_key(self, messages: list[tuple[str, str]]) -> str:
+        digest = hashlib.blake2b(self._key_prefix, digest_size=16)
+        digest.update(orjson.dumps(messages))
+        return digest.hexdigest()
+
+
+def _estimate_prompt(messages: Sequence[tuple[str, str]]) -> int:
+    body = sum(estimate_tokens(content) for _, content in messages)
+    return body + _TOKENS_PER_MESSAGE * len(messages) + _TOKENS_PER_REPLY
+
+
+def _compile(
+    env: SandboxedEnvironment, source: str, what: str, columns: Sequence[str]
+) -> jinja2.Template:
+    try:
+        parsed = env.parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"[prompt] {what}: line {exc.lineno}: {exc.message}") from None
+    missing = sorted(meta.find_undeclared_variables(parsed) - set(columns))
+    if missing:
+        raise TemplateError(
+            f"[prompt] {what} uses column '{missing[0]}' that the input does not have "
+            f"(columns: {', '.join(columns)})"
+        )
+    return env.from_string(source)
+
+
+def _refuse_null(value: Any) -> Any:
+    if value is None:
+        raise RowError("a column printed by the template is empty (null) in this row")
+    return value

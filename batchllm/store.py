@@ -1,0 +1,240 @@
+"""The run directory: durable outcomes, the done-set for resume, Parquet parts, manifest, lock.
+
+Layout of ``output.dir``::
+
+    manifest.json            job name, fingerprint, one entry per run (counts, cost, times)
+    .lock                    held (flock) by the run using the directory
+    journal/RUN-SEQ.jsonl    outcomes not yet in a part, one JSON line each
+    results/part-RUN-SEQ.parquet
+
+Every outcome is appended to the journal with one ``write`` before its row counts as done, so a
+killed process loses no reply it had received (the journal is fsynced when a part is cut and at
+the end, for power loss). Every ``PART_ROWS`` outcomes or ``PART_SECONDS`` the journal becomes a
+Parquet part (written aside, then renamed), and the journal goes. A journal left by a crash is
+turned into its part when the directory is next opened; a torn last line is dropped (that reply
+was not recorded, so it is asked again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from batchllm.errors import RunDirError
+from batchllm.outcome import FAILED, TERMINAL, Outcome
+
+PART_ROWS = 10_000
+PART_SECONDS = 30.0
+MANIFEST_FORMAT = 1
+
+
+@dataclass(slots=True)
+class DoneIndex:
+    """Which (row, request) pairs already have a final outcome."""
+
+    pairs: set[int] = field(default_factory=set)
+    failed: set[int] = field(default_factory=set)
+
+    @staticmethod
+    def key(row_key: str, request_key: str) -> int:
+        return hash((row_key, request_key))
+
+    def is_done(self, row_key: str, request_key: str, *, retry_failed: bool) -> bool:
+        pair = hash((row_key, request_key))
+        return pair in self.pairs and not (retry_failed and pair in self.failed)
+
+
+class Store:
+    """One run directory, locked for the lifetime of this object."""
+
+    def __init__(self, path: Path, job_name: str, schema: pa.Schema) -> None:
+        self.path = path
+        self.job_name = job_name
+        self.schema = schema
+        self.results_dir = path / "results"
+        self.journal_dir = path / "journal"
+        self._lock_fd = _prepare(path)
+        self.manifest = self._load_manifest()
+        self._recover()
+        self.run_id = ""
+        self._seq = 0
+        self._fd: int | None = None
+        self._journal: Path | None = None
+        self._rows: list[dict[str, Any]] = []
+        self._cut_at = time.monotonic()
+        self._writing: asyncio.Task[None] | None = None
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def part_files(self) -> list[Path]:
+        return sorted(self.results_dir.glob("part-*.parquet"))
+
+    def load_done(self) -> DoneIndex:
+        done = DoneIndex()
+        for part in self.part_files():
+            table = pq.read_table(part, columns=["row_key", "request_key", "status"])
+            for row_key, request_key, status in zip(
+                *(table.column(name).to_pylist() for name in table.column_names), strict=True
+            ):
+                if status in TERMINAL:
+                    pair = DoneIndex.key(row_key, request_key)
+                    done.pairs.add(pair)
+                    if status == FAILED:
+                        done.failed.add(pair)
+                    else:
+                        done.failed.discard(pair)
+        return done
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def begin_run(self, run_id: str, entry: dict[str, Any], fingerprint: str) -> None:
+        self.run_id = run_id
+        self.manifest["fingerprint"] = fingerprint
+        self.manifest["runs"].append({"run_id": run_id, **entry})
+        self.save_manifest()
+        self._open_journal()
+
+    def write(self, outcome: Outcome) -> None:
+        """Record one outcome durably (against a killed process) before it counts as done."""
+        row = outcome.to_row()
+        assert self._fd is not None, "begin_run() first"
+        os.write(self._fd, orjson.dumps(row) + b"\n")
+        self._rows.append(row)
+        if len(self._rows) >= PART_ROWS or time.monotonic() - self._cut_at >= PART_SECONDS:
+            self._cut()
+
+    async def finish_run(self, entry: dict[str, Any]) -> None:
+        """Turn what is left of the journal into a part and record the run's totals."""
+        if self._rows:
+            self._cut()
+        elif self._journal is not None and self._fd is not None:
+            os.close(self._fd)
+            self._journal.unlink(missing_ok=True)
+            self._fd = None
+        if self._writing is not None:
+            await self._writing
+        self.manifest["runs"][-1].update(entry)
+        self.save_manifest()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+        os.close(self._lock_fd)
+
+    def save_manifest(self) -> None:
+        _atomic_write(self.path / "manifest.json", orjson.dumps(self.manifest, option=orjson.OPT_INDENT_2))
+
+    def _open_journal(self) -> None:
+        self._seq += 1
+        self._journal = self.journal_dir / f"{self.run_id}-{self._seq:05d}.jsonl"
+        self._fd = os.open(self._journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._cut_at = time.monotonic()
+
+    def _cut(self) -> None:
+        """Hand the journal's rows to a background part write and start a new journal."""
+        assert self._fd is not None and self._journal is not None
+        rows, journal, fd = self._rows, self._journal, self._fd
+        self._rows = []
+        self._open_journal()
+        previous = self._writing
+        self._writing = asyncio.get_running_loop().create_task(
+            self._write_part(previous, rows, journal, fd)
+        )
+
+    async def _write_part(
+        self, previous: asyncio.Task[None] | None, rows: list[dict[str, Any]], journal: Path, fd: int
+    ) -> None:
+        if previous is not None:
+            await previous
+        await asyncio.to_thread(self._part_from_rows, rows, journal, fd)
+
+    def _part_from_rows(self, rows: Iterable[dict[str, Any]], journal: Path, fd: int | None) -> None:
+        if fd is not None:
+            os.fsync(fd)
+            os.close(fd)
+        table = pa.Table.from_pylist(list(rows), schema=self.schema)
+        _write_parquet(table, self.results_dir / f"part-{journal.stem}.parquet")
+        journal.unlink(missing_ok=True)
+
+    # --- opening ---------------------------------------------------------------------------
+
+    def _load_manifest(self) -> dict[str, Any]:
+        path = self.path / "manifest.json"
+        if not path.exists():
+            return {"format": MANIFEST_FORMAT, "job": self.job_name, "fingerprint": None, "runs": []}
+        try:
+            manifest: dict[str, Any] = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise RunDirError(f"{path}: unreadable manifest: {exc}") from None
+        if manifest.get("job") != self.job_name:
+            raise RunDirError(
+                f"{self.path}: this run directory holds results of job '{manifest.get('job')}', "
+                f"not '{self.job_name}'; point [output] dir somewhere else"
+            )
+        return manifest
+
+    def _recover(self) -> None:
+        for journal in sorted(self.journal_dir.glob("*.jsonl")):
+            part = self.results_dir / f"part-{journal.stem}.parquet"
+            if not part.exists():
+                rows = list(_read_journal(journal))
+                if rows:
+                    self._part_from_rows(rows, journal, None)
+            journal.unlink(missing_ok=True)
+
+
+def _prepare(path: Path) -> int:
+    try:
+        (path / "results").mkdir(parents=True, exist_ok=True)
+        (path / "journal").mkdir(exist_ok=True)
+        fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise RunDirError(f"{path}: cannot use as run directory: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise RunDirError(
+            f"{path}: another batchllm run (pid {holder}) is using this run directory; "
+            "wait for it to finish or stop it"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+def _read_journal(path: Path) -> Iterable[dict[str, Any]]:
+    for line in path.read_bytes().split(b"\n"):
+        if not line:
+            continue
+        try:
+            yield orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue  # a line torn by a crash: that reply is asked again
+
+
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    tmp = path.with_suffix(".parquet.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    with open(tmp, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
