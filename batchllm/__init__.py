@@ -10,16 +10,16 @@ The Python API is what the CLI calls::
 
 __version__ = "0.1.0"
 
-from batchllm.errors import (  # noqa: E402
+from batchllm.errors import (
     BatchllmError,
     BudgetReached,
     FatalProviderError,
     Interrupted,
     UserError,
 )
-from batchllm.job import JobSpec, load_job  # noqa: E402
-from batchllm.pipeline import RunOptions, RunSummary, arun_job, run_job  # noqa: E402
-from batchllm.query import query  # noqa: E402
+from batchllm.job import JobSpec, load_job
+from batchllm.pipeline import RunOptions, RunSummary, arun_job, run_job
+from batchllm.query import query
 
 __all__ = [
     "BatchllmError",

@@ -28,8 +28,12 @@ Exit codes:
 
 @click.group(epilog=EXIT_CODES)
 @click.version_option(__version__, prog_name="batchllm")
-@click.option("--log-format", type=click.Choice(["auto", "console", "json"]), default="auto",
-              help="Log lines: console on a terminal, JSON otherwise (auto).")  # fmt: skip
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "console", "json"]),
+    default="auto",
+    help="Log lines: console on a terminal, JSON otherwise (auto).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors in the log.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(log_format: str, quiet: bool, verbose: bool) -> None:
@@ -42,12 +46,22 @@ def main(log_format: str, quiet: bool, verbose: bool) -> None:
 @click.option("--limit", type=click.IntRange(min=1), help="Run the first N input rows only.")
 @click.option("--fresh", is_flag=True, help="Start over: send every row again in a new run.")
 @click.option("--retry-failed", is_flag=True, help="Send the rows that failed before again.")
-@click.option("--max-failure-rate", type=click.FloatRange(0, 1),
-              help="Exit 1 when more than this share of rows failed (default: the job's, 0).")  # fmt: skip
-@click.option("--progress/--no-progress", default=None,
-              help="Progress line (default: on a terminal).")  # fmt: skip
-def run(job_file: str, limit: int | None, fresh: bool, retry_failed: bool,
-        max_failure_rate: float | None, progress: bool | None) -> None:  # fmt: skip
+@click.option(
+    "--max-failure-rate",
+    type=click.FloatRange(0, 1),
+    help="Exit 1 when a larger share of rows failed (default: the job's).",
+)
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress line (default: on a terminal)."
+)
+def run(
+    job_file: str,
+    limit: int | None,
+    fresh: bool,
+    retry_failed: bool,
+    max_failure_rate: float | None,
+    progress: bool | None,
+) -> None:
     """Run JOB_FILE: every input row becomes a request; results go to Parquet."""
     job = _guard(load_job, job_file)
     options = RunOptions(limit=limit, fresh=fresh, retry_failed=retry_failed)
@@ -91,9 +105,15 @@ def query_command(target: str, sql: str, fmt: str) -> None:
 @click.option("--jitter-ms", default=20.0, show_default=True, type=float)
 @click.option("--error-rate", default=0.0, type=click.FloatRange(0, 1), help="Share answered 5xx.")
 @click.option("--hang-rate", default=0.0, type=click.FloatRange(0, 1), help="Share never answered.")
-@click.option("--reset-rate", default=0.0, type=click.FloatRange(0, 1), help="Share of dropped connections.")  # fmt: skip
-@click.option("--malformed-rate", default=0.0, type=click.FloatRange(0, 1),
-              help="Share of broken JSON replies to schema requests.")  # fmt: skip
+@click.option(
+    "--reset-rate", default=0.0, type=click.FloatRange(0, 1), help="Share of dropped connections."
+)
+@click.option(
+    "--malformed-rate",
+    default=0.0,
+    type=click.FloatRange(0, 1),
+    help="Share of broken JSON replies to schema requests.",
+)
 @click.option("--api-key-env", help="Require the key held in this environment variable.")
 @click.option("--seed", default=0, type=int)
 def simulate(host: str, port: int, api_key_env: str | None, **settings: Any) -> None:

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -151,11 +150,3 @@ class Dispatcher:
 
 def now_us() -> int:
     return time.time_ns() // 1000
-
-
-async def cancelled_quietly(task: asyncio.Task[Any]) -> None:
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass

@@ -195,7 +195,7 @@ class _Reader:
         return value
 
     def job(self) -> JobSpec:
-        self.check_keys("top level", {k: v for k, v in self.raw.items()}, _SECTIONS)
+        self.check_keys("top level", self.raw, _SECTIONS)
         name = self.job_name()
         model = self.model()
         return JobSpec(
@@ -250,7 +250,9 @@ class _Reader:
     def model(self) -> ModelSpec:
         table = self.section("model", required=True)
         self.check_keys("model", table, ("provider", "name", "base_url", "api_key_env", "params"))
-        provider = self.take("model", table, "provider", str, required=True, check=_one_of(PROVIDERS))
+        provider = self.take(
+            "model", table, "provider", str, required=True, check=_one_of(PROVIDERS)
+        )
         base_url = self.take("model", table, "base_url", str, check=_url)
         if provider == "openai-compatible" and base_url is None:
             raise self.fail("[model]", "provider 'openai-compatible' needs 'base_url'")
@@ -280,8 +282,8 @@ class _Reader:
         return LimitsSpec(
             rpm=self.take("limits", table, "rpm", int, check=_positive),
             tpm=self.take("limits", table, "tpm", int, check=_positive),
-            concurrency=concurrency or LimitsSpec.concurrency,
-            max_failure_rate=float(rate) if rate is not None else LimitsSpec.max_failure_rate,
+            concurrency=concurrency or _LIMITS.concurrency,
+            max_failure_rate=float(rate) if rate is not None else _LIMITS.max_failure_rate,
         )
 
     def retry(self) -> RetrySpec:
@@ -290,15 +292,17 @@ class _Reader:
         attempts = self.take("retry", table, "max_attempts", int, check=_between(1, 100))
         timeout = self.take("retry", table, "timeout_s", (int, float), check=_positive)
         return RetrySpec(
-            max_attempts=attempts or RetrySpec.max_attempts,
-            timeout_s=float(timeout) if timeout is not None else RetrySpec.timeout_s,
+            max_attempts=attempts or _RETRY.max_attempts,
+            timeout_s=float(timeout) if timeout is not None else _RETRY.timeout_s,
         )
 
     def pricing(self) -> PricingSpec:
         table = self.section("pricing")
         keys = PricingSpec.__dataclass_fields__
         self.check_keys("pricing", table, tuple(keys))
-        values = {k: self.take("pricing", table, k, (int, float), check=_not_negative) for k in keys}
+        values = {
+            k: self.take("pricing", table, k, (int, float), check=_not_negative) for k in keys
+        }
         return PricingSpec(**{k: float(v) for k, v in values.items() if v is not None})
 
     def simulate(self, provider: str) -> SimulateSpec:
@@ -317,7 +321,15 @@ class _Reader:
         return SimulateSpec(**values)
 
 
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "a table"}
+_LIMITS = LimitsSpec()
+_RETRY = RetrySpec()
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    list: "a list",
+    dict: "a table",
+}
 
 
 def _format_from_suffix(path: Path, reader: _Reader) -> str:
@@ -331,7 +343,7 @@ def _format_from_suffix(path: Path, reader: _Reader) -> str:
         raise reader.fail(
             "[input] path",
             f"cannot tell the format of '{path.name}' from its extension; "
-            "use .csv, .parquet or .jsonl, or set format = \"csv\" | \"parquet\" | \"jsonl\"",
+            'use .csv, .parquet or .jsonl, or set format = "csv" | "parquet" | "jsonl"',
         )
     return fmt
 

@@ -135,7 +135,9 @@ class Limiter:
         if self.tokens is None:
             return
         self.tokens.refill(self.clock.now())
-        self.tokens.level = min(self.tokens.capacity, self.tokens.level + permit.tokens - used_tokens)
+        self.tokens.level = min(
+            self.tokens.capacity, self.tokens.level + permit.tokens - used_tokens
+        )
         if used_tokens < permit.tokens:
             self._pump()
 

@@ -132,7 +132,8 @@ class _Run:
         self.api_key = _api_key(job)
         schema = results_schema([(c, self.source.copy_type(c)) for c in self.copy_columns])
         self.store = Store(job.output_dir, job.name, schema)
-        self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + f"-{os.getpid() % 10000:04d}"
+        # Sortable by start time, so later parts win when outcomes are read back in name order.
+        self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         self.tally = Tally()
         self.stopping = asyncio.Event()
         self.interrupts = 0
@@ -154,8 +155,12 @@ class _Run:
         finally:
             self.store.close()
         summary = self._summary(status)
-        log.info("run.finish", **{k: getattr(summary, k) for k in ("ok", "failed", "reused")},
-                 cost_usd=round(summary.cost_usd, 6), wall_s=round(summary.wall_s, 3))  # fmt: skip
+        log.info(
+            "run.finish",
+            **{k: getattr(summary, k) for k in ("ok", "failed", "reused")},
+            cost_usd=round(summary.cost_usd, 6),
+            wall_s=round(summary.wall_s, 3),
+        )
         if status == "interrupted":
             raise Interrupted(
                 f"interrupted: {summary.ok + summary.failed} rows saved in {summary.run_dir}; "
@@ -341,12 +346,22 @@ class _Run:
             raise self.fatal
         t = self.tally
         return RunSummary(
-            job=self.job.name, run_id=self.run_id, run_dir=str(self.store.path), status=status,
-            rows=t.rows, reused=t.reused, sent=t.sent, ok=t.ok, failed=t.failed,
-            input_tokens=t.input_tokens, output_tokens=t.output_tokens,
-            cached_tokens=t.cached_tokens, cost_usd=t.cost_usd,
-            wall_s=time.monotonic() - t.started, price_source=self.price.source,
-        )  # fmt: skip
+            job=self.job.name,
+            run_id=self.run_id,
+            run_dir=str(self.store.path),
+            status=status,
+            rows=t.rows,
+            reused=t.reused,
+            sent=t.sent,
+            ok=t.ok,
+            failed=t.failed,
+            input_tokens=t.input_tokens,
+            output_tokens=t.output_tokens,
+            cached_tokens=t.cached_tokens,
+            cost_usd=t.cost_usd,
+            wall_s=time.monotonic() - t.started,
+            price_source=self.price.source,
+        )
 
 
 def _next_rows(batches: Iterator[Any], limit: int | None) -> list[dict[str, Any]]:
@@ -367,11 +382,17 @@ async def _simulator(job: JobSpec) -> AsyncIterator[str]:
     spec = job.simulate
     server = await start_server(
         SimConfig(
-            rpm=spec.rpm, tpm=spec.tpm, latency_ms=spec.latency_ms, jitter_ms=spec.jitter_ms,
-            error_rate=spec.error_rate, hang_rate=spec.hang_rate, reset_rate=spec.reset_rate,
-            malformed_rate=spec.malformed_rate, seed=spec.seed,
+            rpm=spec.rpm,
+            tpm=spec.tpm,
+            latency_ms=spec.latency_ms,
+            jitter_ms=spec.jitter_ms,
+            error_rate=spec.error_rate,
+            hang_rate=spec.hang_rate,
+            reset_rate=spec.reset_rate,
+            malformed_rate=spec.malformed_rate,
+            seed=spec.seed,
         )
-    )  # fmt: skip
+    )
     try:
         yield server.url
     finally:
@@ -411,17 +432,31 @@ def _copyable(value: Any) -> Any:
 def _shared(earlier: Outcome, row_key: str, copied: dict[str, Any]) -> Outcome:
     """The outcome of an identical request made for another row: same answer, no new cost."""
     return replace(
-        earlier, row_key=row_key, copied=copied, attempts=0, input_tokens=0, output_tokens=0,
-        cached_tokens=0, cache_write_tokens=0, reasoning_tokens=0, cost_usd=0.0,
+        earlier,
+        row_key=row_key,
+        copied=copied,
+        attempts=0,
+        input_tokens=0,
+        output_tokens=0,
+        cached_tokens=0,
+        cache_write_tokens=0,
+        reasoning_tokens=0,
+        cost_usd=0.0,
         finished_at=now_us(),
-    )  # fmt: skip
+    )
 
 
 def _row_failure(run_id: str, key: str, copied: dict[str, Any], error: str) -> Outcome:
     return Outcome(
-        row_key=key, request_key="", run_id=run_id, status=FAILED, finished_at=now_us(),
-        error_type="render", error=error, copied=copied,
-    )  # fmt: skip
+        row_key=key,
+        request_key="",
+        run_id=run_id,
+        status=FAILED,
+        finished_at=now_us(),
+        error_type="render",
+        error=error,
+        copied=copied,
+    )
 
 
 def _iso(monotonic_start: float) -> str:

@@ -55,7 +55,9 @@ def resolve_price(job: JobSpec) -> Price:
     return Price(
         input_per_mtok=inputs,
         output_per_mtok=_pick(override.output_per_mtok, base, "output_mtok"),
-        cached_input_per_mtok=_pick(override.cached_input_per_mtok, base, "cache_read_mtok", inputs),
+        cached_input_per_mtok=_pick(
+            override.cached_input_per_mtok, base, "cache_read_mtok", inputs
+        ),
         cache_write_per_mtok=_pick(override.cache_write_per_mtok, base, "cache_write_mtok", inputs),
         source=_source(job, base),
     )
@@ -93,5 +95,9 @@ def _source(job: JobSpec, found: Any) -> str:
     if found is None:
         return "job file [pricing]"
     origin = f"genai-prices {genai_prices.__version__}: {found.provider.id}/{found.model.id}"
-    given = [k for k, v in job.pricing.__dataclass_fields__.items() if getattr(job.pricing, k) is not None]
+    given = [
+        k
+        for k, v in job.pricing.__dataclass_fields__.items()
+        if getattr(job.pricing, k) is not None
+    ]
     return origin + (f" with [pricing] {', '.join(given)}" if given else "")

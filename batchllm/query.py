@@ -17,8 +17,21 @@ import pyarrow as pa
 from batchllm.errors import UserError
 from batchllm.job import JobSpec, load_job
 
-_RUN_COLUMNS = ("run_id", "status", "started_at", "ended_at", "rows", "reused", "sent", "ok",
-                "failed", "cost_usd", "limit", "price_source", "batchllm_version")  # fmt: skip
+_RUN_COLUMNS = (
+    "run_id",
+    "status",
+    "started_at",
+    "ended_at",
+    "rows",
+    "reused",
+    "sent",
+    "ok",
+    "failed",
+    "cost_usd",
+    "limit",
+    "price_source",
+    "batchllm_version",
+)
 
 
 def run_dir_of(target: str | Path | JobSpec) -> Path:
@@ -41,7 +54,9 @@ def connect(target: str | Path | JobSpec) -> duckdb.DuckDBPyConnection:
         raise UserError(f"{run_dir}: no results yet (run the job first)")
     con = duckdb.connect(":memory:")
     pattern = str(run_dir / "results" / "part-*.parquet").replace("'", "''")
-    con.execute(f"create view all_results as select * from read_parquet('{pattern}', union_by_name=true)")
+    con.execute(
+        f"create view all_results as select * from read_parquet('{pattern}', union_by_name=true)"
+    )
     con.execute(
         "create view results as select * from all_results "
         "qualify row_number() over (partition by row_key order by finished_at desc) = 1"
@@ -80,7 +95,9 @@ def _runs_table(run_dir: Path) -> pa.Table:
     if manifest_path.exists():
         runs = orjson.loads(manifest_path.read_bytes()).get("runs", [])
     columns = {name: [run.get(name) for run in runs] for name in _RUN_COLUMNS}
-    return pa.table({name: pa.array(values, type=_run_type(name)) for name, values in columns.items()})
+    return pa.table(
+        {name: pa.array(values, type=_run_type(name)) for name, values in columns.items()}
+    )
 
 
 def _run_type(name: str) -> pa.DataType:
@@ -96,7 +113,7 @@ def _csv(table: pa.Table) -> str:
 
     sink = io.BytesIO()
     pa_csv.write_csv(table, sink)
-    return sink.getvalue().decode()
+    return sink.getvalue().decode().rstrip("\n")
 
 
 def _text_table(names: list[str], rows: list[dict[str, Any]], width: int = 60) -> str:

@@ -25,8 +25,13 @@ from batchllm.job import InputSpec
 
 BATCH_ROWS = 1024
 _CSV_BLOCK = 1 << 20
-_PRIMITIVE = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer,
-              pa.types.is_floating, pa.types.is_boolean)  # fmt: skip
+_PRIMITIVE = (
+    pa.types.is_string,
+    pa.types.is_large_string,
+    pa.types.is_integer,
+    pa.types.is_floating,
+    pa.types.is_boolean,
+)
 
 
 class Source:
@@ -81,13 +86,18 @@ class Source:
 
     def _open(self) -> Iterator[pa.RecordBatch]:
         if self.spec.format == "parquet":
-            return pq.ParquetFile(self.path).iter_batches(batch_size=BATCH_ROWS)
+            batches: Iterator[pa.RecordBatch] = pq.ParquetFile(self.path).iter_batches(
+                batch_size=BATCH_ROWS
+            )
+            return batches
         return iter(self._open_stream(text_columns=self.spec.format == "csv"))
 
     def _open_stream(self, *, text_columns: bool = False) -> Any:
         stream = pa.input_stream(str(self.path), compression="detect")
         if self.spec.format == "jsonl":
-            return pa_json.open_json(stream, read_options=pa_json.ReadOptions(block_size=_CSV_BLOCK))
+            return pa_json.open_json(
+                stream, read_options=pa_json.ReadOptions(block_size=_CSV_BLOCK)
+            )
         convert = pa_csv.ConvertOptions(
             column_types={name: pa.string() for name in self.columns} if text_columns else None,
             strings_can_be_null=False,

@@ -134,7 +134,9 @@ class Store:
         os.close(self._lock_fd)
 
     def save_manifest(self) -> None:
-        _atomic_write(self.path / "manifest.json", orjson.dumps(self.manifest, option=orjson.OPT_INDENT_2))
+        _atomic_write(
+            self.path / "manifest.json", orjson.dumps(self.manifest, option=orjson.OPT_INDENT_2)
+        )
 
     def _open_journal(self) -> None:
         self._seq += 1
@@ -154,13 +156,19 @@ class Store:
         )
 
     async def _write_part(
-        self, previous: asyncio.Task[None] | None, rows: list[dict[str, Any]], journal: Path, fd: int
+        self,
+        previous: asyncio.Task[None] | None,
+        rows: list[dict[str, Any]],
+        journal: Path,
+        fd: int,
     ) -> None:
         if previous is not None:
             await previous
         await asyncio.to_thread(self._part_from_rows, rows, journal, fd)
 
-    def _part_from_rows(self, rows: Iterable[dict[str, Any]], journal: Path, fd: int | None) -> None:
+    def _part_from_rows(
+        self, rows: Iterable[dict[str, Any]], journal: Path, fd: int | None
+    ) -> None:
         if fd is not None:
             os.fsync(fd)
             os.close(fd)
@@ -173,7 +181,12 @@ class Store:
     def _load_manifest(self) -> dict[str, Any]:
         path = self.path / "manifest.json"
         if not path.exists():
-            return {"format": MANIFEST_FORMAT, "job": self.job_name, "fingerprint": None, "runs": []}
+            return {
+                "format": MANIFEST_FORMAT,
+                "job": self.job_name,
+                "fingerprint": None,
+                "runs": [],
+            }
         try:
             manifest: dict[str, Any] = orjson.loads(path.read_bytes())
         except (OSError, orjson.JSONDecodeError) as exc:
