@@ -116,11 +116,11 @@ class Store:
     async def finish_run(self, entry: dict[str, Any]) -> None:
         """Turn what is left of the journal into a part and record the run's totals."""
         if self._rows:
-            self._cut()
+            self._cut(reopen=False)
         elif self._journal is not None and self._fd is not None:
             os.close(self._fd)
             self._journal.unlink(missing_ok=True)
-            self._fd = None
+        self._fd = None
         if self._writing is not None:
             await self._writing
         self.manifest["runs"][-1].update(entry)
@@ -144,12 +144,13 @@ class Store:
         self._fd = os.open(self._journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._cut_at = time.monotonic()
 
-    def _cut(self) -> None:
+    def _cut(self, *, reopen: bool = True) -> None:
         """Hand the journal's rows to a background part write and start a new journal."""
         assert self._fd is not None and self._journal is not None
         rows, journal, fd = self._rows, self._journal, self._fd
         self._rows = []
-        self._open_journal()
+        if reopen:
+            self._open_journal()
         previous = self._writing
         self._writing = asyncio.get_running_loop().create_task(
             self._write_part(previous, rows, journal, fd)

@@ -1,0 +1,141 @@
+"""Rate limiting for the simulated provider, enforced the way OpenAI does it (providers.md §13).
+
+Owns the token buckets, the admission decision and the ``x-ratelimit-*`` header values they imply.
+Each configured dimension (requests, tokens) has a minute bucket (capacity = limit) and a
+per-second bucket (capacity = limit/60), both refilling continuously at limit/60 per second. A
+request is admitted when every bucket holds at least min(cost, capacity), so one request larger
+than the per-second quantum still passes when the buckets are full; then every bucket is debited
+and may go negative. Rejected requests are not debited. What a request costs, and when tokens are
+settled, is the caller's business.
+
+Time comes from an injected clock so tests can move it without sleeping.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+_EPSILON = 1e-9
+
+
+def go_duration(seconds: float) -> str:
+    """Format like Go's time.Duration at millisecond precision: 0s, 12ms, 1.5s, 1m0s, 2h3m4.5s."""
+    ms = max(0, round(seconds * 1000))
+    if ms < 1000:
+        return f"{ms}ms" if ms else "0s"
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    secs = f"{ms / 1000:.3f}".rstrip("0").rstrip(".")
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
+class TokenBucket:
+    """A continuously refilling bucket whose level may go negative; ``clock`` returns seconds."""
+
+    __slots__ = ("_clock", "_level", "_stamp", "capacity", "rate")
+
+    def __init__(self, capacity: float, rate: float, clock: Callable[[], float]) -> None:
+        self.capacity = capacity
+        self.rate = rate
+        self._clock = clock
+        self._level = capacity
+        self._stamp = clock()
+
+    def level(self) -> float:
+        now = self._clock()
+        self._level = min(self.capacity, self._level + (now - self._stamp) * self.rate)
+        self._stamp = now
+        return self._level
+
+    def wait_s(self, cost: float) -> float:
+        """Seconds until the level reaches min(cost, capacity); 0.0 when it already has."""
+        deficit = min(cost, self.capacity) - self.level()
+        return deficit / self.rate if deficit > _EPSILON else 0.0
+
+    def add(self, amount: float) -> None:
+        """Credit (positive) or debit (negative) the bucket, never above capacity."""
+        self._level = min(self.capacity, self.level() + amount)
+
+    def full_in_s(self) -> float:
+        return (self.capacity - self.level()) / self.rate
+
+
+class _Quota:
+    """One rate-limit dimension: a minute bucket plus the per-second quantum OpenAI enforces."""
+
+    __slots__ = ("limit", "minute", "second")
+
+    def __init__(self, limit: int, clock: Callable[[], float]) -> None:
+        self.limit = limit
+        self.minute = TokenBucket(limit, limit / 60, clock)
+        self.second = TokenBucket(limit / 60, limit / 60, clock)
+
+    def wait_s(self, cost: int) -> float:
+        return max(self.minute.wait_s(cost), self.second.wait_s(cost))
+
+    def add(self, amount: float) -> None:
+        self.minute.add(amount)
+        self.second.add(amount)
+
+    def headers(self, name: str) -> dict[str, str]:
+        return {
+            f"x-ratelimit-limit-{name}": str(self.limit),
+            f"x-ratelimit-remaining-{name}": str(max(0, math.floor(self.minute.level()))),
+            f"x-ratelimit-reset-{name}": go_duration(self.minute.full_in_s()),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a request was not admitted; ``too_large`` means it can never fit in the TPM limit."""
+
+    dimension: str
+    wait_s: float
+    limit: int
+    used: int
+    requested: int
+    too_large: bool = False
+
+
+class RateLimiter:
+    """RPM and TPM enforcement as described in the module docstring; None means unlimited."""
+
+    __slots__ = ("requests", "tokens")
+
+    def __init__(self, rpm: int | None, tpm: int | None, clock: Callable[[], float]) -> None:
+        self.requests = None if rpm is None else _Quota(rpm, clock)
+        self.tokens = None if tpm is None else _Quota(tpm, clock)
+
+    def admit(self, tokens: int) -> Rejection | None:
+        """Debit one request of ``tokens`` if every bucket allows it, else say why not."""
+        if self.tokens is not None and tokens > self.tokens.limit:
+            return Rejection("tokens", 0.0, self.tokens.limit, 0, tokens, too_large=True)
+        worst: Rejection | None = None
+        for name, quota, cost in self._costs(tokens):
+            wait = quota.wait_s(cost)
+            if wait > 0.0 and (worst is None or wait > worst.wait_s):
+                used = max(0, math.ceil(quota.limit - quota.minute.level()))
+                worst = Rejection(name, wait, quota.limit, used, cost)
+        if worst is None:
+            for _, quota, cost in self._costs(tokens):
+                quota.add(-cost)
+        return worst
+
+    def refund(self, tokens: int) -> None:
+        """Give back reserved tokens (negative to charge more than was reserved)."""
+        if self.tokens is not None:
+            self.tokens.add(tokens)
+
+    def headers(self) -> dict[str, str]:
+        found = {}
+        for name, quota, _ in self._costs(0):
+            found.update(quota.headers(name))
+        return found
+
+    def _costs(self, tokens: int) -> list[tuple[str, _Quota, int]]:
+        pairs = (("requests", self.requests, 1), ("tokens", self.tokens, tokens))
+        return [(name, quota, cost) for name, quota, cost in pairs if quota is not None]

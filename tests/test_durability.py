@@ -1,0 +1,125 @@
+"""Real processes: a run killed with SIGKILL or stopped with SIGINT, then resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import batchllm
+from conftest import job_data, ticket_rows, write_csv, write_job
+
+CONCURRENCY = 8
+
+
+@pytest.fixture
+def sim_process() -> Iterator[str]:
+    """A standalone `batchllm simulate` process; yields its base URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "batchllm", "simulate", "--port", "0", "--latency-ms", "30"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert "listening on" in line, line
+    yield line.strip().rsplit(" ", 1)[-1]
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=10)
+
+
+def _stats(base_url: str) -> dict[str, int]:
+    root = base_url.removesuffix("/v1")
+    with urllib.request.urlopen(f"{root}/_sim/stats", timeout=5) as reply:
+        stats: dict[str, int] = json.loads(reply.read())
+    return stats
+
+
+def _start_run(job: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "batchllm", "--log-format", "json", "run", str(job)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(base_url: str, ok: int) -> None:
+    deadline = time.monotonic() + 60
+    while _stats(base_url)["ok"] < ok:
+        assert time.monotonic() < deadline, "the run made no progress"
+        time.sleep(0.05)
+
+
+def _job(tmp_path: Path, base_url: str, rows: int) -> Path:
+    write_csv(tmp_path / "input.csv", ticket_rows(rows))
+    return write_job(tmp_path, job_data(base_url, limits={"concurrency": CONCURRENCY}))
+
+
+def test_sigkill_mid_run_then_resume_loses_nothing(tmp_path: Path, sim_process: str) -> None:
+    """After kill -9, the re-run finishes every row once, re-sending only what was in flight."""
+    job = _job(tmp_path, sim_process, rows=600)
+    proc = _start_run(job)
+    _wait_for(sim_process, ok=150)
+    proc.kill()
+    proc.communicate(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    resumed = subprocess.run(
+        [sys.executable, "-m", "batchllm", "run", str(job)], capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    counts = batchllm.query(
+        job, "select count(*) as n, count(distinct row_key) as k, min(status) as s from results"
+    )
+    assert counts.to_pylist() == [{"n": 600, "k": 600, "s": "ok"}]
+    stats = _stats(sim_process)
+    assert stats["duplicates"] <= CONCURRENCY
+    assert stats["ok"] == 600 + stats["duplicates"]
+
+
+def test_sigint_finishes_in_flight_requests_and_exits_130(tmp_path: Path, sim_process: str) -> None:
+    """Ctrl-C saves what is in flight and exits 130; the resume pays for nothing twice."""
+    job = _job(tmp_path, sim_process, rows=600)
+    proc = _start_run(job)
+    _wait_for(sim_process, ok=100)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "run the same command again to resume" in err.strip().splitlines()[-1]
+    resumed = subprocess.run(
+        [sys.executable, "-m", "batchllm", "run", str(job)], capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert batchllm.query(job, "select count(*) as n from results").to_pylist() == [{"n": 600}]
+    assert _stats(sim_process)["duplicates"] == 0
+
+
+def test_leftover_journal_becomes_a_part_on_the_next_run(tmp_path: Path, sim_process: str) -> None:
+    """Outcomes only in the journal at a crash are kept; a torn last line is dropped."""
+    job = _job(tmp_path, sim_process, rows=30)
+    assert subprocess.run([sys.executable, "-m", "batchllm", "run", str(job)]).returncode == 0
+    run_dir = tmp_path / "run"
+    parts = sorted((run_dir / "results").glob("*.parquet"))
+    rows = batchllm.query(job, "select * exclude (finished_at) from all_results").to_pylist()
+    for part in parts:
+        part.unlink()
+    journal = run_dir / "journal" / "20990101T000000.000000Z-00001.jsonl"
+    lines = [json.dumps({**r, "finished_at": 1}) for r in rows[:20]]
+    journal.write_text("\n".join(lines) + '\n{"row_key": "torn', encoding="utf-8")
+    before = _stats(sim_process)["requests"]
+    resumed = subprocess.run(
+        [sys.executable, "-m", "batchllm", "run", str(job)], capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert _stats(sim_process)["requests"] - before == 10
+    assert not list((run_dir / "journal").glob("*.jsonl"))
+    assert batchllm.query(job, "select count(*) as n from results").to_pylist() == [{"n": 30}]
+    os.sync()
