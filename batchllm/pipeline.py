@@ -255,6 +255,9 @@ class _Run:
             self.tally.sent += 1
             outcome = await dispatcher.process(request, copied)
             future.set_result(outcome)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved here; sharers see it through shield

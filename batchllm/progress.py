@@ -28,7 +28,7 @@ class ProgressLine:
         parts.append(f"{rate:,.0f} rows/s")
         if tally.failed:
             parts.append(f"{tally.failed:,} failed")
-        parts.append(f"${tally.cost_usd:,.4f}")
+        parts.append(money(tally.cost_usd))
         if tally.total and rate > 0:
             parts.append(f"ETA {_duration(max(tally.total - done, 0) / rate)}")
         line = "  ".join(parts)
@@ -48,10 +48,15 @@ def summary_text(summary: RunSummary) -> str:
         f"{summary.job}: {summary.rows:,} rows: {summary.ok:,} ok, {summary.failed:,} failed, "
         f"{summary.reused:,} already done",
         f"tokens: {summary.input_tokens:,} in ({summary.cached_tokens:,} cached), "
-        f"{summary.output_tokens:,} out; cost ${summary.cost_usd:,.4f} ({summary.price_source})",
+        f"{summary.output_tokens:,} out; cost {money(summary.cost_usd)} ({summary.price_source})",
         f"wall {_duration(summary.wall_s)} ({rate:,.0f} rows/s); results in {summary.run_dir}",
     ]
     return "\n".join(lines)
+
+
+def money(usd: float) -> str:
+    """Dollars with enough digits to see small sums (a test run can cost fractions of a cent)."""
+    return f"${usd:,.2f}" if usd >= 100 else f"${usd:,.4f}" if usd >= 0.01 else f"${usd:.6f}"
 
 
 def _duration(seconds: float) -> str:
