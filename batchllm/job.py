@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -166,6 +167,9 @@ class _Reader:
         for key in table:
             if key not in allowed:
                 hint = difflib.get_close_matches(key, allowed, n=1)
+                if not name:
+                    also = f" (did you mean [{hint[0]}]?)" if hint else ""
+                    raise JobFileError(f"{self.path}: unknown section [{key}]{also}")
                 also = f" (did you mean '{hint[0]}'?)" if hint else ""
                 raise self.fail(f"[{name}]", f"unknown key '{key}'{also}")
 
@@ -195,7 +199,7 @@ class _Reader:
         return value
 
     def job(self) -> JobSpec:
-        self.check_keys("top level", self.raw, _SECTIONS)
+        self.check_keys("", self.raw, _SECTIONS)
         name = self.job_name()
         model = self.model()
         return JobSpec(
@@ -220,7 +224,7 @@ class _Reader:
     def input(self) -> InputSpec:
         table = self.section("input", required=True)
         self.check_keys("input", table, ("path", "format", "id_column", "columns"))
-        path = self.base / self.take("input", table, "path", str, required=True)
+        path = _normal(self.base / self.take("input", table, "path", str, required=True))
         fmt = self.take("input", table, "format", str, check=_one_of(INPUT_FORMATS))
         columns = self.take("input", table, "columns", list, check=_strings) or []
         return InputSpec(
@@ -272,7 +276,7 @@ class _Reader:
         table = self.section("output")
         self.check_keys("output", table, ("dir",))
         out = self.take("output", table, "dir", str)
-        return self.base / out if out else self.base / "runs" / name
+        return _normal(self.base / out if out else self.base / "runs" / name)
 
     def limits(self) -> LimitsSpec:
         table = self.section("limits")
@@ -346,6 +350,11 @@ def _format_from_suffix(path: Path, reader: _Reader) -> str:
             'use .csv, .parquet or .jsonl, or set format = "csv" | "parquet" | "jsonl"',
         )
     return fmt
+
+
+def _normal(path: Path) -> Path:
+    """``jobs/../runs/x`` as ``runs/x``: shorter in messages, same place."""
+    return Path(os.path.normpath(path))
 
 
 def _valid_name(value: str) -> str | None:
