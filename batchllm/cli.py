@@ -76,7 +76,8 @@ def run(
     allowed = job.limits.max_failure_rate if max_failure_rate is None else max_failure_rate
     if summary.failure_rate > allowed:
         click.echo(
-            f"error: {summary.failed:,} rows failed ({summary.failure_rate:.1%}), above the "
+            f"error: {summary.failed + summary.invalid:,} rows failed or invalid "
+            f"({summary.failure_rate:.1%}), above the "
             f"allowed {allowed:.1%}; `batchllm run {job_file} --retry-failed` sends them again",
             err=True,
         )
@@ -115,6 +116,11 @@ def query_command(target: str, sql: str, fmt: str) -> None:
     help="Share of broken JSON replies to schema requests.",
 )
 @click.option("--api-key-env", help="Require the key held in this environment variable.")
+@click.option(
+    "--native-schema/--no-native-schema",
+    default=True,
+    help="Accept json_schema response_format (--no-native-schema: answer it with 400).",
+)
 @click.option("--seed", default=0, type=int)
 def simulate(host: str, port: int, api_key_env: str | None, **settings: Any) -> None:
     """Serve the simulated provider (OpenAI wire format) until interrupted."""

@@ -2,12 +2,15 @@
 
 ``Dispatcher.process`` turns a ``Request`` into an ``Outcome``; row-level failures come back as
 ``failed`` outcomes, fatal provider errors (bad key, exhausted quota) raise
-``FatalProviderError``. It does not read input or write results.
+``FatalProviderError``. With a reply schema, an invalid reply is re-asked (the conversation plus
+what was wrong) up to ``max_repairs`` times, every reply's usage and cost counted on the row, and
+what stays invalid ends ``invalid``. It does not read input or write results.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +21,12 @@ from tenacity import RetryCallState
 from batchllm import retry
 from batchllm.errors import FatalProviderError, ProviderError, RateLimited
 from batchllm.limits import Limiter
-from batchllm.outcome import FAILED, OK, Outcome
+from batchllm.outcome import FAILED, INVALID, OK, Outcome
 from batchllm.pricing import Price
-from batchllm.providers.base import Adapter, Completion, HttpCall
+from batchllm.providers.base import Adapter, Completion, HttpCall, Usage
 from batchllm.providers.http import send
 from batchllm.render import Request
+from batchllm.validate import Checked, OutputSchema
 
 log = structlog.get_logger("batchllm")
 
@@ -36,6 +40,7 @@ DEFAULT_429_PAUSE_S = 1.0
 class Settings:
     max_attempts: int
     timeout_s: float
+    max_repairs: int = 0
 
 
 class Dispatcher:
@@ -47,6 +52,7 @@ class Dispatcher:
         price: Price,
         settings: Settings,
         run_id: str,
+        schema: OutputSchema | None = None,
     ) -> None:
         self.adapter = adapter
         self.session = session
@@ -54,23 +60,47 @@ class Dispatcher:
         self.price = price
         self.settings = settings
         self.run_id = run_id
+        self.schema = schema
+        self.max_repairs = settings.max_repairs if schema is not None else 0
 
     async def process(self, request: Request, copied: dict[str, Any]) -> Outcome:
-        """Send ``request`` with retries; always returns an outcome unless the run must stop."""
-        call = self.adapter.build(request)
+        """Send ``request`` with retries and repairs; an outcome unless the run must stop."""
         started = time.monotonic()
-        attempts = 0
+        replies: list[Completion] = []
+        tries = _Tries()
+        try:
+            replies.append(await self._send(request, tries))
+        except ProviderError as exc:
+            return self._failed(request, copied, exc, tries.count)
+        checked = self._check(replies[-1])
+        while checked is not None and checked.value is None and len(replies) <= self.max_repairs:
+            request = request.follow_up(replies[-1].text, checked.error or "")
+            try:
+                replies.append(await self._send(request, tries))
+            except ProviderError as exc:
+                checked = Checked(None, f"repair request failed: {exc}")
+                break
+            checked = self._check(replies[-1])
+        latency = (time.monotonic() - started) * 1000
+        return self._finished(request, copied, replies, checked, latency, tries.count)
+
+    async def _send(self, request: Request, tries: _Tries) -> Completion:
+        call = self.adapter.build(request)
         try:
             async for attempt in retry.policy(self.settings.max_attempts, self._log_retry):
                 with attempt:
-                    attempts += 1
+                    tries.count += 1
                     completion = await self._attempt(request, call)
         except ProviderError as exc:
             if exc.fatal:
                 raise FatalProviderError(f"{exc.kind}: {exc}") from None
-            return self._failed(request, copied, exc, attempts)
-        latency = (time.monotonic() - started) * 1000
-        return self._ok(request, copied, completion, attempts, latency)
+            raise
+        return completion
+
+    def _check(self, completion: Completion) -> Checked | None:
+        if self.schema is None:
+            return None
+        return self.schema.check(completion.text, completion.finish_reason)
 
     async def _attempt(self, request: Request, call: HttpCall) -> Completion:
         reserve = request.est_input_tokens + (request.max_tokens or DEFAULT_OUTPUT_RESERVE)
@@ -88,35 +118,43 @@ class Dispatcher:
         finally:
             self.limiter.settle(permit, used)
 
-    def _ok(
+    def _finished(
         self,
         request: Request,
         copied: dict[str, Any],
-        completion: Completion,
-        attempts: int,
+        replies: list[Completion],
+        checked: Checked | None,
         latency_ms: float,
+        attempts: int,
     ) -> Outcome:
-        usage = completion.usage
+        last = replies[-1]
+        usage = _total(reply.usage for reply in replies)
+        valid = checked is None or checked.value is not None
+        problem = None if checked is None or valid else checked
         return Outcome(
             row_key=request.row_key,
             request_key=request.request_key,
             run_id=self.run_id,
-            status=OK,
+            status=OK if valid else INVALID,
             finished_at=now_us(),
-            output=completion.text,
-            finish_reason=completion.finish_reason,
+            output=last.text,
+            finish_reason=last.finish_reason,
+            error_type=_problem_kind(problem),
+            error=problem.error if problem is not None else None,
             attempts=attempts,
+            repairs=len(replies) - 1,
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
             cached_tokens=usage.cached_tokens,
             cache_write_tokens=usage.cache_write_tokens,
             reasoning_tokens=usage.reasoning_tokens,
             usage_estimated=usage.estimated,
-            cost_usd=self.price.cost(usage),
+            cost_usd=sum(self.price.cost(reply.usage) for reply in replies),
             latency_ms=round(latency_ms, 3),
-            model=completion.model or request.model,
-            provider_request_id=completion.request_id,
+            model=last.model or request.model,
+            provider_request_id=last.request_id,
             copied=copied,
+            fields=self.schema.fields(checked.value if checked else None) if self.schema else {},
         )
 
     def _failed(
@@ -133,6 +171,7 @@ class Dispatcher:
             attempts=attempts,
             model=request.model,
             copied=copied,
+            fields=self.schema.fields(None) if self.schema else {},
         )
 
     @staticmethod
@@ -146,6 +185,32 @@ class Dispatcher:
             error=getattr(exc, "kind", type(exc).__name__),
             status=getattr(exc, "status", None),
         )
+
+
+@dataclass(slots=True)
+class _Tries:
+    """HTTP requests made for one row, across retries and repairs."""
+
+    count: int = 0
+
+
+def _total(usages: Iterable[Usage]) -> Usage:
+    """Usage summed over a row's replies (its first answer and any repairs)."""
+    items = list(usages)
+    return Usage(
+        input_tokens=sum(u.input_tokens for u in items),
+        output_tokens=sum(u.output_tokens for u in items),
+        cached_tokens=sum(u.cached_tokens for u in items),
+        cache_write_tokens=sum(u.cache_write_tokens for u in items),
+        reasoning_tokens=sum(u.reasoning_tokens for u in items),
+        estimated=any(u.estimated for u in items),
+    )
+
+
+def _problem_kind(problem: Checked | None) -> str | None:
+    if problem is None:
+        return None
+    return "truncated" if problem.truncated else "invalid_output"
 
 
 def now_us() -> int:

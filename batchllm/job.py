@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from batchllm.errors import JobFileError
+from batchllm.validate import OutputSchema, SchemaProblem
 
 PROVIDERS = ("simulated", "openai", "openai-compatible")
 INPUT_FORMATS = ("csv", "parquet", "jsonl")
@@ -48,11 +49,19 @@ class ModelSpec:
     base_url: str | None = None
     api_key_env: str | None = None
     params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    native_schema: bool = True
 
     @property
     def max_tokens(self) -> int | None:
         value = self.params.get("max_completion_tokens", self.params.get("max_tokens"))
         return value if isinstance(value, int) else None
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSpec:
+    dir: Path
+    schema: Mapping[str, Any] | None = None
+    max_repairs: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,21 +106,27 @@ class JobSpec:
     input: InputSpec
     prompt: PromptSpec
     model: ModelSpec
-    output_dir: Path
+    output: OutputSpec
     limits: LimitsSpec
     retry: RetrySpec
     pricing: PricingSpec
     simulate: SimulateSpec
 
     @property
+    def output_dir(self) -> Path:
+        return self.output.dir
+
+    @property
     def fingerprint(self) -> str:
-        """Hash of everything that shapes a request: prompt, model, params."""
+        """Hash of everything that shapes a request: prompt, model, params, schema."""
         payload = {
             "provider": self.model.provider,
             "model": self.model.name,
             "params": dict(self.model.params),
             "system": self.prompt.system,
             "template": self.prompt.template,
+            "schema": dict(self.output.schema) if self.output.schema else None,
+            "native_schema": self.model.native_schema,
         }
         return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
@@ -208,7 +223,7 @@ class _Reader:
             input=self.input(),
             prompt=self.prompt(),
             model=model,
-            output_dir=self.output_dir(name),
+            output=self.output(name),
             limits=self.limits(),
             retry=self.retry(),
             pricing=self.pricing(),
@@ -253,7 +268,11 @@ class _Reader:
 
     def model(self) -> ModelSpec:
         table = self.section("model", required=True)
-        self.check_keys("model", table, ("provider", "name", "base_url", "api_key_env", "params"))
+        self.check_keys(
+            "model",
+            table,
+            ("provider", "name", "base_url", "api_key_env", "params", "native_schema"),
+        )
         provider = self.take(
             "model", table, "provider", str, required=True, check=_one_of(PROVIDERS)
         )
@@ -270,13 +289,46 @@ class _Reader:
             base_url=base_url.rstrip("/") if base_url else None,
             api_key_env=self.take("model", table, "api_key_env", str, check=_env_name),
             params=MappingProxyType(params),
+            native_schema=self.take("model", table, "native_schema", bool) is not False,
         )
 
-    def output_dir(self, name: str) -> Path:
+    def output(self, name: str) -> OutputSpec:
         table = self.section("output")
-        self.check_keys("output", table, ("dir",))
+        self.check_keys("output", table, ("dir", "schema", "schema_file", "max_repairs"))
         out = self.take("output", table, "dir", str)
-        return _normal(self.base / out if out else self.base / "runs" / name)
+        repairs = self.take("output", table, "max_repairs", int, check=_between(0, 10))
+        return OutputSpec(
+            dir=_normal(self.base / out if out else self.base / "runs" / name),
+            schema=self.checked_schema(table),
+            max_repairs=_OUTPUT.max_repairs if repairs is None else repairs,
+        )
+
+    def schema(self, table: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        inline = self.take("output", table, "schema", dict)
+        schema_file = self.take("output", table, "schema_file", str)
+        if inline is not None and schema_file is not None:
+            raise self.fail("[output]", "give 'schema' or 'schema_file', not both")
+        if schema_file is None:
+            return dict(inline) if inline is not None else None
+        path = self.base / schema_file
+        try:
+            loaded = orjson.loads(path.read_bytes())
+        except OSError as exc:
+            raise self.fail("[output] schema_file", f"cannot read {path}: {exc.strerror}") from None
+        except orjson.JSONDecodeError as exc:
+            raise self.fail("[output] schema_file", f"{path} is not JSON: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise self.fail("[output] schema_file", f"{path} must hold a JSON object")
+        return loaded
+
+    def checked_schema(self, table: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        schema = self.schema(table)
+        if schema is not None:
+            try:
+                OutputSchema(schema)
+            except SchemaProblem as exc:
+                raise self.fail("[output] schema", str(exc)) from None
+        return schema
 
     def limits(self) -> LimitsSpec:
         table = self.section("limits")
@@ -325,6 +377,7 @@ class _Reader:
         return SimulateSpec(**values)
 
 
+_OUTPUT = OutputSpec(Path())
 _LIMITS = LimitsSpec()
 _RETRY = RetrySpec()
 _TYPE_NAMES = {

@@ -9,9 +9,11 @@ import pyarrow as pa
 
 OK = "ok"
 FAILED = "failed"
-TERMINAL = frozenset({OK, FAILED})
+INVALID = "invalid"
+TERMINAL = frozenset({OK, FAILED, INVALID})
 
-#: the results' own columns, in order; copied input columns follow ``row_key``
+#: the results' own columns, in order; copied input columns and typed output fields follow
+#: ``row_key``
 COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("row_key", pa.string()),
     ("request_key", pa.string()),
@@ -22,6 +24,7 @@ COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("error_type", pa.string()),
     ("error", pa.string()),
     ("attempts", pa.int32()),
+    ("repairs", pa.int32()),
     ("input_tokens", pa.int64()),
     ("output_tokens", pa.int64()),
     ("cached_tokens", pa.int64()),
@@ -51,6 +54,7 @@ class Outcome:
     error_type: str | None = None
     error: str | None = None
     attempts: int = 0
+    repairs: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
@@ -62,15 +66,19 @@ class Outcome:
     model: str | None = None
     provider_request_id: str | None = None
     copied: dict[str, Any] = field(default_factory=dict)
+    fields: dict[str, Any] = field(default_factory=dict)
 
     def to_row(self) -> dict[str, Any]:
         row = {name: getattr(self, name) for name, _ in COLUMNS}
         row.update(self.copied)
+        row.update(self.fields)
         return row
 
 
-def results_schema(copied: list[tuple[str, pa.DataType]]) -> pa.Schema:
-    """The results' schema for a job that copies ``copied`` input columns."""
-    fields = [pa.field(name, kind) for name, kind in COLUMNS]
-    extra = [pa.field(name, kind) for name, kind in copied]
-    return pa.schema([fields[0], *extra, *fields[1:]])
+def results_schema(
+    copied: list[tuple[str, pa.DataType]], fields: list[tuple[str, pa.DataType]]
+) -> pa.Schema:
+    """The results' schema: own columns, copied input columns, typed output fields."""
+    own = [pa.field(name, kind) for name, kind in COLUMNS]
+    extra = [pa.field(name, kind) for name, kind in [*copied, *fields]]
+    return pa.schema([own[0], *extra, *own[1:]])

@@ -28,12 +28,13 @@ from batchllm.dispatch import Dispatcher, Settings, now_us
 from batchllm.errors import FatalProviderError, InputError, Interrupted, MissingKeyError
 from batchllm.job import JobSpec
 from batchllm.limits import Limiter, LoopClock
-from batchllm.outcome import COLUMN_NAMES, FAILED, OK, Outcome, results_schema
+from batchllm.outcome import COLUMN_NAMES, FAILED, INVALID, OK, Outcome, results_schema
 from batchllm.pricing import Price, resolve_price
 from batchllm.providers import DEFAULT_KEY_ENV, make_adapter
 from batchllm.render import Renderer, Request, RowError
 from batchllm.source import Source, row_key
 from batchllm.store import DoneIndex, Store
+from batchllm.validate import OutputSchema
 
 log = structlog.get_logger("batchllm")
 
@@ -57,6 +58,7 @@ class Tally:
     sent: int = 0
     ok: int = 0
     failed: int = 0
+    invalid: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
@@ -66,11 +68,13 @@ class Tally:
 
     @property
     def done(self) -> int:
-        return self.ok + self.failed
+        return self.ok + self.failed + self.invalid
 
     def add(self, outcome: Outcome) -> None:
         if outcome.status == OK:
             self.ok += 1
+        elif outcome.status == INVALID:
+            self.invalid += 1
         else:
             self.failed += 1
         self.input_tokens += outcome.input_tokens
@@ -90,6 +94,7 @@ class RunSummary:
     sent: int
     ok: int
     failed: int
+    invalid: int
     input_tokens: int
     output_tokens: int
     cached_tokens: int
@@ -99,8 +104,9 @@ class RunSummary:
 
     @property
     def failure_rate(self) -> float:
-        finished = self.ok + self.failed
-        return self.failed / finished if finished else 0.0
+        """Share of the rows finished in this run that failed or stayed invalid."""
+        finished = self.ok + self.failed + self.invalid
+        return (self.failed + self.invalid) / finished if finished else 0.0
 
 
 ProgressHook = Callable[[Tally], None]
@@ -126,11 +132,15 @@ class _Run:
         self.options = options
         self.progress = progress
         self.source = Source(job.input)
-        self.renderer = Renderer(job, self.source.columns)
+        self.schema = OutputSchema(job.output.schema) if job.output.schema else None
+        self.renderer = Renderer(job, self.source.columns, self.schema)
         self.copy_columns = _check_copies(job, self.source)
+        fields = self.schema.columns() if self.schema else []
+        _check_fields(job, [name for name, _ in fields])
         self.price: Price = resolve_price(job)
         self.api_key = _api_key(job)
-        schema = results_schema([(c, self.source.copy_type(c)) for c in self.copy_columns])
+        copied = [(c, self.source.copy_type(c)) for c in self.copy_columns]
+        schema = results_schema(copied, fields)
         self.store = Store(job.output_dir, job.name, schema)
         # Sortable by start time, so later parts win when outcomes are read back in name order.
         self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
@@ -288,8 +298,11 @@ class _Run:
             connector = aiohttp.TCPConnector(limit=self.job.limits.concurrency)
             session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
             limiter = Limiter(self.job.limits.rpm, self.job.limits.tpm, LoopClock())
-            settings = Settings(self.job.retry.max_attempts, self.job.retry.timeout_s)
-            yield Dispatcher(adapter, session, limiter, self.price, settings, self.run_id)
+            retry = self.job.retry
+            settings = Settings(retry.max_attempts, retry.timeout_s, self.job.output.max_repairs)
+            yield Dispatcher(
+                adapter, session, limiter, self.price, settings, self.run_id, self.schema
+            )
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
@@ -338,6 +351,7 @@ class _Run:
             "sent": tally.sent,
             "ok": tally.ok,
             "failed": tally.failed,
+            "invalid": tally.invalid,
             "cost_usd": round(tally.cost_usd, 8),
             "price_source": self.price.source,
             "batchllm_version": __version__,
@@ -358,6 +372,7 @@ class _Run:
             sent=t.sent,
             ok=t.ok,
             failed=t.failed,
+            invalid=t.invalid,
             input_tokens=t.input_tokens,
             output_tokens=t.output_tokens,
             cached_tokens=t.cached_tokens,
@@ -424,6 +439,15 @@ def _check_copies(job: JobSpec, source: Source) -> list[str]:
                 f"{job.path}: [input] columns: '{column}' is also a results column; leave it out"
             )
     return list(job.input.columns)
+
+
+def _check_fields(job: JobSpec, names: list[str]) -> None:
+    for name in names:
+        if name in COLUMN_NAMES or name in job.input.columns:
+            raise InputError(
+                f"{job.path}: [output] schema: property '{name}' clashes with a results column "
+                "of the same name; rename it"
+            )
 
 
 def _copyable(value: Any) -> Any:

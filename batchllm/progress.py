@@ -26,8 +26,8 @@ class ProgressLine:
             filled = int(fraction * 20)
             parts.append(f"[{'#' * filled}{'.' * (20 - filled)}] {fraction:4.0%}")
         parts.append(f"{rate:,.0f} rows/s")
-        if tally.failed:
-            parts.append(f"{tally.failed:,} failed")
+        if tally.failed or tally.invalid:
+            parts.append(f"{tally.failed + tally.invalid:,} failed")
         parts.append(money(tally.cost_usd))
         if tally.total and rate > 0:
             parts.append(f"ETA {_duration(max(tally.total - done, 0) / rate)}")
@@ -43,10 +43,15 @@ class ProgressLine:
 
 
 def summary_text(summary: RunSummary) -> str:
-    rate = (summary.ok + summary.failed) / summary.wall_s if summary.wall_s > 0 else 0.0
+    rate = (
+        (summary.ok + summary.failed + summary.invalid) / summary.wall_s
+        if summary.wall_s > 0
+        else 0.0
+    )
     lines = [
         f"{summary.job}: {summary.rows:,} rows: {summary.ok:,} ok, {summary.failed:,} failed, "
-        f"{summary.reused:,} already done",
+        + (f"{summary.invalid:,} invalid, " if summary.invalid else "")
+        + f"{summary.reused:,} already done",
         f"tokens: {summary.input_tokens:,} in ({summary.cached_tokens:,} cached), "
         f"{summary.output_tokens:,} out; cost {money(summary.cost_usd)} ({summary.price_source})",
         f"wall {_duration(summary.wall_s)} ({rate:,.0f} rows/s); results in {summary.run_dir}",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import jinja2
@@ -20,6 +20,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from batchllm.errors import TemplateError
 from batchllm.job import JobSpec
+from batchllm.validate import OutputSchema
 
 # Chat formats add a few tokens of framing per message and per reply.
 _TOKENS_PER_MESSAGE = 4
@@ -37,6 +38,20 @@ class Request:
     params: Mapping[str, Any]
     est_input_tokens: int
     max_tokens: int | None
+    #: the reply's JSON Schema, sent natively (None: plain text, or instructions in the prompt)
+    response_schema: Mapping[str, Any] | None = None
+    schema_strict: bool = False
+
+    def follow_up(self, reply: str, problem: str) -> Request:
+        """The same conversation, the invalid reply, and a request to correct it."""
+        ask = (
+            f"That reply was not valid: {problem}. Reply again with only the corrected JSON object."
+        )
+        added = (("assistant", reply), ("user", ask))
+        extra = sum(estimate_tokens(text) + _TOKENS_PER_MESSAGE for _, text in added)
+        return replace(
+            self, messages=self.messages + added, est_input_tokens=self.est_input_tokens + extra
+        )
 
 
 class RowError(Exception):
@@ -51,8 +66,13 @@ def estimate_tokens(text: str) -> int:
 class Renderer:
     """Compiled templates for one job; ``render(row)`` gives that row's ``Request``."""
 
-    def __init__(self, job: JobSpec, columns: Sequence[str]) -> None:
+    def __init__(
+        self, job: JobSpec, columns: Sequence[str], schema: OutputSchema | None = None
+    ) -> None:
         self.job = job
+        native = schema is not None and job.model.native_schema
+        self.schema = schema if native else None
+        self.suffix = schema.instructions() if schema is not None and not native else ""
         env = SandboxedEnvironment(
             undefined=jinja2.StrictUndefined,
             autoescape=False,
@@ -66,8 +86,10 @@ class Renderer:
             else None
         )
         self.params = dict(job.model.params)
+        sent_schema = self.schema.schema if self.schema is not None else None
         self._key_prefix = orjson.dumps(
-            [job.model.provider, job.model.name, self.params], option=orjson.OPT_SORT_KEYS
+            [job.model.provider, job.model.name, self.params, sent_schema],
+            option=orjson.OPT_SORT_KEYS,
         )
 
     def render(self, row_key: str, row: Mapping[str, Any]) -> Request:
@@ -76,7 +98,7 @@ class Renderer:
             messages: list[tuple[str, str]] = []
             if self.system is not None:
                 messages.append(("system", self.system.render(row)))
-            messages.append(("user", self.user.render(row)))
+            messages.append(("user", self.user.render(row) + self.suffix))
         except RowError:
             raise
         except jinja2.TemplateError as exc:
@@ -89,6 +111,8 @@ class Renderer:
             params=self.params,
             est_input_tokens=_estimate_prompt(messages),
             max_tokens=self.job.model.max_tokens,
+            response_schema=self.schema.schema if self.schema is not None else None,
+            schema_strict=self.schema.strict if self.schema is not None else False,
         )
 
     def _request_key(self, messages: list[tuple[str, str]]) -> str:

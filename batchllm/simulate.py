@@ -92,6 +92,8 @@ class SimConfig:
     api_key: str | None = None
     retry_after: bool = True
     seed: int = 0
+    #: False: answer a json_schema response_format with 400, like servers without native support
+    native_schema: bool = True
 
     def __post_init__(self) -> None:
         rates = (self.error_rate, self.hang_rate, self.reset_rate, self.malformed_rate)
@@ -222,6 +224,10 @@ class _Provider:
         chat = wire.parse_chat(body)
         if isinstance(chat, wire.BadRequest):
             error = wire.envelope(chat.message, "invalid_request_error", chat.code, chat.param)
+            return self._send(call, 400, error, "errors")
+        if not self.config.native_schema and _asks_schema(chat.response_format):
+            message = "response_format json_schema is not supported by this server"
+            error = wire.envelope(message, "invalid_request_error", None, "response_format")
             return self._send(call, 400, error, "errors")
         return await self._answer(call, chat, body, forced_malformed=fault is not None)
 
@@ -411,6 +417,10 @@ async def start_server(config: SimConfig, host: str = "127.0.0.1", port: int = 0
         await runner.cleanup()
         raise
     return SimServer(provider, runner, host, int(runner.addresses[0][1]))
+
+
+def _asks_schema(response_format: Any) -> bool:
+    return isinstance(response_format, dict) and response_format.get("type") == "json_schema"
 
 
 def serve_forever(config: SimConfig, host: str, port: int) -> None:

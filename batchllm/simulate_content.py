@@ -12,6 +12,7 @@ it is not tiktoken and nothing should depend on it matching a real model.
 from __future__ import annotations
 
 import functools
+import json
 import random
 import re
 from collections.abc import Mapping, Sequence
@@ -112,7 +113,7 @@ def make_reply(
     malformed: str | None = None,
 ) -> Reply:
     """A plausible reply to ``messages``; ``malformed`` names one of MALFORMED_KINDS to break it."""
-    schema = _schema_of(response_format)
+    schema = _schema_of(response_format) or _schema_in_prompt(messages)
     if schema is None:
         content, finish = _text_reply(messages, rng), "stop"
         if malformed is not None:
@@ -124,6 +125,21 @@ def make_reply(
     if count_tokens(content) > limit:
         content, finish = truncate_tokens(content, limit), "length"
     return Reply(content, finish, count_tokens(content))
+
+
+def _schema_in_prompt(messages: Sequence[Any]) -> Mapping[str, Any] | None:
+    """A schema the prompt asks for in words ("... this JSON Schema: {...}"), as a model obeys."""
+    for message in reversed(messages):
+        text = message_text(message)
+        marker = text.rfind("JSON Schema:")
+        if marker < 0:
+            continue
+        try:
+            schema = json.loads(text[marker + len("JSON Schema:") :])
+        except ValueError:
+            return None
+        return schema if isinstance(schema, Mapping) else None
+    return None
 
 
 def wants_json(response_format: Any) -> bool:

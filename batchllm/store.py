@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batchllm.errors import RunDirError
-from batchllm.outcome import FAILED, TERMINAL, Outcome
+from batchllm.outcome import OK, TERMINAL, Outcome
 
 PART_ROWS = 10_000
 PART_SECONDS = 30.0
@@ -40,7 +40,7 @@ MANIFEST_FORMAT = 1
 
 @dataclass(slots=True)
 class DoneIndex:
-    """Which (row, request) pairs already have a final outcome."""
+    """Which (row, request) pairs already have a final outcome (``failed``: not ok)."""
 
     pairs: set[int] = field(default_factory=set)
     failed: set[int] = field(default_factory=set)
@@ -89,7 +89,7 @@ class Store:
                 if status in TERMINAL:
                     pair = DoneIndex.key(row_key, request_key)
                     done.pairs.add(pair)
-                    if status == FAILED:
+                    if status != OK:
                         done.failed.add(pair)
                     else:
                         done.failed.discard(pair)

@@ -51,6 +51,15 @@ class OpenAIChat:
         body: dict[str, Any] = dict(request.params)
         body["model"] = request.model
         body["messages"] = [{"role": role, "content": text} for role, text in request.messages]
+        if request.response_schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "result",
+                    "schema": request.response_schema,
+                    "strict": request.schema_strict,
+                },
+            }
         return HttpCall("POST", self.url, self.headers, orjson.dumps(body))
 
     def parse(self, status: int, headers: Mapping[str, str], body: bytes) -> Completion:
