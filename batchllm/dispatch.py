@@ -62,6 +62,8 @@ class Dispatcher:
         self.run_id = run_id
         self.schema = schema
         self.max_repairs = settings.max_repairs if schema is not None else 0
+        #: 429s met by this run's requests (the limiter records how long they paused it)
+        self.rate_limited = 0
 
     async def process(self, request: Request, copied: dict[str, Any]) -> Outcome:
         """Send ``request`` with retries and repairs; an outcome unless the run must stop."""
@@ -113,6 +115,7 @@ class Dispatcher:
             used = completion.usage.input_tokens + completion.usage.output_tokens
             return completion
         except RateLimited as exc:
+            self.rate_limited += 1
             self.limiter.pause(exc.retry_after_s or DEFAULT_429_PAUSE_S)
             raise
         finally:
@@ -150,6 +153,7 @@ class Dispatcher:
             reasoning_tokens=usage.reasoning_tokens,
             usage_estimated=usage.estimated,
             cost_usd=sum(self.price.cost(reply.usage) for reply in replies),
+            repair_cost_usd=sum(self.price.cost(reply.usage) for reply in replies[1:]),
             latency_ms=round(latency_ms, 3),
             model=last.model or request.model,
             provider_request_id=last.request_id,

@@ -102,6 +102,8 @@ class Limiter:
         self.requests = _bucket(rpm, now)
         self.tokens = _bucket(tpm, now)
         self.paused_until = now
+        #: total time admission has been paused (429s, low remaining quota), for the run's record
+        self.paused_s = 0.0
         self._queue: deque[_Waiter] = deque()
         self._timer: TimerHandle | None = None
         self._timer_at = 0.0
@@ -143,7 +145,11 @@ class Limiter:
 
     def pause(self, seconds: float) -> None:
         """Stop admitting anyone for ``seconds`` (a 429's Retry-After)."""
-        self.paused_until = max(self.paused_until, self.clock.now() + seconds)
+        now = self.clock.now()
+        until = now + seconds
+        if until > self.paused_until:
+            self.paused_s += until - max(self.paused_until, now)
+            self.paused_until = until
         self._rearm()
 
     def observe(self, info: RateLimitInfo) -> None:

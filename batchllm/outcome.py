@@ -32,6 +32,7 @@ COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("reasoning_tokens", pa.int64()),
     ("usage_estimated", pa.bool_()),
     ("cost_usd", pa.float64()),
+    ("repair_cost_usd", pa.float64()),
     ("latency_ms", pa.float64()),
     ("model", pa.string()),
     ("provider_request_id", pa.string()),
@@ -62,6 +63,7 @@ class Outcome:
     reasoning_tokens: int = 0
     usage_estimated: bool = False
     cost_usd: float = 0.0
+    repair_cost_usd: float = 0.0
     latency_ms: float | None = None
     model: str | None = None
     provider_request_id: str | None = None

@@ -154,6 +154,7 @@ class _Run:
         self.recent: OrderedDict[str, Outcome] = OrderedDict()
         self.workers: list[asyncio.Task[None]] = []
         self.fatal: FatalProviderError | None = None
+        self.dispatcher: Dispatcher | None = None
 
     async def execute(self) -> RunSummary:
         try:
@@ -181,6 +182,7 @@ class _Run:
     async def _run(self, done: DoneIndex) -> str:
         with self._signals():
             async with self._provider() as dispatcher:
+                self.dispatcher = dispatcher
                 await self._work(dispatcher, done)
         if self.fatal is not None:
             return "fatal"
@@ -353,6 +355,10 @@ class _Run:
             "failed": tally.failed,
             "invalid": tally.invalid,
             "cost_usd": round(tally.cost_usd, 8),
+            "rate_limited": self.dispatcher.rate_limited if self.dispatcher else 0,
+            "rate_limit_wait_s": round(self.dispatcher.limiter.paused_s, 3)
+            if self.dispatcher
+            else 0.0,
             "price_source": self.price.source,
             "batchllm_version": __version__,
             "limit": self.options.limit,

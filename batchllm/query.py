@@ -27,7 +27,10 @@ _RUN_COLUMNS = (
     "sent",
     "ok",
     "failed",
+    "invalid",
     "cost_usd",
+    "rate_limited",
+    "rate_limit_wait_s",
     "limit",
     "price_source",
     "batchllm_version",
@@ -101,9 +104,9 @@ def _runs_table(run_dir: Path) -> pa.Table:
 
 
 def _run_type(name: str) -> pa.DataType:
-    if name in ("rows", "reused", "sent", "ok", "failed", "limit"):
+    if name in ("rows", "reused", "sent", "ok", "failed", "invalid", "rate_limited", "limit"):
         return pa.int64()
-    return pa.float64() if name == "cost_usd" else pa.string()
+    return pa.float64() if name in ("cost_usd", "rate_limit_wait_s") else pa.string()
 
 
 def _csv(table: pa.Table) -> str:
