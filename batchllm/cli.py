@@ -52,6 +52,12 @@ def main(log_format: str, quiet: bool, verbose: bool) -> None:
     help="Exit 1 when a larger share of rows failed (default: the job's).",
 )
 @click.option(
+    "--max-cost",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="USD",
+    help="Stop admitting requests before this run's spend could pass USD (exit 3).",
+)
+@click.option(
     "--progress/--no-progress", default=None, help="Progress line (default: on a terminal)."
 )
 def run(
@@ -60,11 +66,12 @@ def run(
     fresh: bool,
     retry_failed: bool,
     max_failure_rate: float | None,
+    max_cost: float | None,
     progress: bool | None,
 ) -> None:
     """Run JOB_FILE: every input row becomes a request; results go to Parquet."""
     job = _guard(load_job, job_file)
-    options = RunOptions(limit=limit, fresh=fresh, retry_failed=retry_failed)
+    options = RunOptions(limit=limit, fresh=fresh, retry_failed=retry_failed, max_cost_usd=max_cost)
     show = sys.stderr.isatty() if progress is None else progress
     line = ProgressLine() if show else None
     try:

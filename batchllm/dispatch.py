@@ -19,6 +19,7 @@ import structlog
 from tenacity import RetryCallState
 
 from batchllm import retry
+from batchllm.budget import Budget, OverBudget
 from batchllm.errors import FatalProviderError, ProviderError, RateLimited
 from batchllm.limits import Limiter
 from batchllm.outcome import FAILED, INVALID, OK, Outcome
@@ -53,6 +54,7 @@ class Dispatcher:
         settings: Settings,
         run_id: str,
         schema: OutputSchema | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.adapter = adapter
         self.session = session
@@ -61,6 +63,7 @@ class Dispatcher:
         self.settings = settings
         self.run_id = run_id
         self.schema = schema
+        self.budget = budget or Budget(None, price)
         self.max_repairs = settings.max_repairs if schema is not None else 0
         #: 429s met by this run's requests (the limiter records how long they paused it)
         self.rate_limited = 0
@@ -81,6 +84,9 @@ class Dispatcher:
                 replies.append(await self._send(request, tries))
             except ProviderError as exc:
                 checked = Checked(None, f"repair request failed: {exc}")
+                break
+            except OverBudget:
+                checked = Checked(None, f"{checked.error}; not re-asked: the cost cap was reached")
                 break
             checked = self._check(replies[-1])
         latency = (time.monotonic() - started) * 1000
@@ -105,21 +111,27 @@ class Dispatcher:
         return self.schema.check(completion.text, completion.finish_reason)
 
     async def _attempt(self, request: Request, call: HttpCall) -> Completion:
-        reserve = request.est_input_tokens + (request.max_tokens or DEFAULT_OUTPUT_RESERVE)
-        permit = await self.limiter.acquire(reserve)
-        used = request.est_input_tokens
+        output_reserve = request.max_tokens or DEFAULT_OUTPUT_RESERVE
+        hold = await self.budget.reserve(request.est_input_tokens, output_reserve)
+        cost = 0.0
         try:
-            status, headers, body = await send(self.session, call, self.settings.timeout_s)
-            self.limiter.observe(self.adapter.rate_limits(headers))
-            completion = self.adapter.parse(status, headers, body)
-            used = completion.usage.input_tokens + completion.usage.output_tokens
-            return completion
-        except RateLimited as exc:
-            self.rate_limited += 1
-            self.limiter.pause(exc.retry_after_s or DEFAULT_429_PAUSE_S)
-            raise
+            permit = await self.limiter.acquire(request.est_input_tokens + output_reserve)
+            used = request.est_input_tokens
+            try:
+                status, headers, body = await send(self.session, call, self.settings.timeout_s)
+                self.limiter.observe(self.adapter.rate_limits(headers))
+                completion = self.adapter.parse(status, headers, body)
+                used = completion.usage.input_tokens + completion.usage.output_tokens
+                cost = self.price.cost(completion.usage)
+                return completion
+            except RateLimited as exc:
+                self.rate_limited += 1
+                self.limiter.pause(exc.retry_after_s or DEFAULT_429_PAUSE_S)
+                raise
+            finally:
+                self.limiter.settle(permit, used)
         finally:
-            self.limiter.settle(permit, used)
+            self.budget.settle(hold, cost)
 
     def _finished(
         self,

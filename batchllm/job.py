@@ -70,6 +70,7 @@ class LimitsSpec:
     tpm: int | None = None
     concurrency: int = 32
     max_failure_rate: float = 0.0
+    max_cost_usd: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +333,10 @@ class _Reader:
 
     def limits(self) -> LimitsSpec:
         table = self.section("limits")
-        self.check_keys("limits", table, ("rpm", "tpm", "concurrency", "max_failure_rate"))
+        self.check_keys(
+            "limits", table, ("rpm", "tpm", "concurrency", "max_failure_rate", "max_cost_usd")
+        )
+        cap = self.take("limits", table, "max_cost_usd", (int, float), check=_positive)
         concurrency = self.take("limits", table, "concurrency", int, check=_between(1, 4096))
         rate = self.take("limits", table, "max_failure_rate", (int, float), check=_fraction)
         return LimitsSpec(
@@ -340,6 +344,7 @@ class _Reader:
             tpm=self.take("limits", table, "tpm", int, check=_positive),
             concurrency=concurrency or _LIMITS.concurrency,
             max_failure_rate=float(rate) if rate is not None else _LIMITS.max_failure_rate,
+            max_cost_usd=float(cap) if cap is not None else None,
         )
 
     def retry(self) -> RetrySpec:

@@ -24,8 +24,16 @@ import aiohttp
 import structlog
 
 from batchllm import __version__
+from batchllm.budget import Budget, OverBudget
 from batchllm.dispatch import Dispatcher, Settings, now_us
-from batchllm.errors import FatalProviderError, InputError, Interrupted, MissingKeyError
+from batchllm.errors import (
+    BudgetReached,
+    FatalProviderError,
+    InputError,
+    Interrupted,
+    MissingKeyError,
+    UserError,
+)
 from batchllm.job import JobSpec
 from batchllm.limits import Limiter, LoopClock
 from batchllm.outcome import COLUMN_NAMES, FAILED, INVALID, OK, Outcome, results_schema
@@ -47,6 +55,8 @@ class RunOptions:
     limit: int | None = None
     fresh: bool = False
     retry_failed: bool = False
+    #: a cost cap for this run, overriding ``[limits] max_cost_usd``
+    max_cost_usd: float | None = None
 
 
 @dataclass(slots=True)
@@ -138,6 +148,7 @@ class _Run:
         fields = self.schema.columns() if self.schema else []
         _check_fields(job, [name for name, _ in fields])
         self.price: Price = resolve_price(job)
+        self.budget = _budget(job, options, self.price)
         self.api_key = _api_key(job)
         copied = [(c, self.source.copy_type(c)) for c in self.copy_columns]
         schema = results_schema(copied, fields)
@@ -172,6 +183,8 @@ class _Run:
             cost_usd=round(summary.cost_usd, 6),
             wall_s=round(summary.wall_s, 3),
         )
+        if status == "budget":
+            raise BudgetReached(await self._budget_message(summary))
         if status == "interrupted":
             raise Interrupted(
                 f"interrupted: {summary.ok + summary.failed} rows saved in {summary.run_dir}; "
@@ -186,6 +199,8 @@ class _Run:
                 await self._work(dispatcher, done)
         if self.fatal is not None:
             return "fatal"
+        if self.budget.exhausted:
+            return "budget"
         return "interrupted" if self.stopping.is_set() else "finished"
 
     async def _work(self, dispatcher: Dispatcher, done: DoneIndex) -> None:
@@ -240,6 +255,10 @@ class _Run:
                 self._record(await self._outcome(dispatcher, request, copied))
             except FatalProviderError as exc:
                 self._stop_for(exc)
+            except OverBudget:
+                if not self.stopping.is_set():
+                    log.warning("run.budget_reached", spent_usd=round(self.budget.spent_usd, 6))
+                self.stopping.set()
 
     def _stop_for(self, exc: FatalProviderError) -> None:
         """A bad key or an exhausted quota: stop at once, whatever else is in flight."""
@@ -303,7 +322,14 @@ class _Run:
             retry = self.job.retry
             settings = Settings(retry.max_attempts, retry.timeout_s, self.job.output.max_repairs)
             yield Dispatcher(
-                adapter, session, limiter, self.price, settings, self.run_id, self.schema
+                adapter,
+                session,
+                limiter,
+                self.price,
+                settings,
+                self.run_id,
+                self.schema,
+                self.budget,
             )
 
     @contextlib.contextmanager
@@ -341,6 +367,19 @@ class _Run:
             total = await asyncio.to_thread(self.source.count_rows)
             limit = self.options.limit
             self.tally.total = min(total, limit) if limit is not None else total
+
+    async def _budget_message(self, summary: RunSummary) -> str:
+        total = await asyncio.to_thread(self.source.count_rows)
+        if self.options.limit is not None:
+            total = min(total, self.options.limit)
+        finished = summary.reused + summary.ok + summary.failed + summary.invalid
+        cap = self.budget.cap_usd or 0.0
+        return (
+            f"budget reached: spent ${self.budget.spent_usd:.4f} of the ${cap:.4f} cap "
+            "in this run; "
+            f"{max(total - finished, 0):,} of {total:,} rows are still to do. Finished rows are "
+            "kept: run again (with a higher --max-cost or [limits] max_cost_usd) to continue"
+        )
 
     def _entry(self, status: str) -> dict[str, Any]:
         tally = self.tally
@@ -421,6 +460,15 @@ async def _simulator(job: JobSpec) -> AsyncIterator[str]:
         yield server.url
     finally:
         await server.close()
+
+
+def _budget(job: JobSpec, options: RunOptions, price: Price) -> Budget:
+    cap = options.max_cost_usd if options.max_cost_usd is not None else job.limits.max_cost_usd
+    if cap is not None and job.model.max_tokens is None:
+        raise UserError(
+            f"{job.path}: a cost cap needs [model.params] max_tokens, the most a reply can cost"
+        )
+    return Budget(cap, price)
 
 
 def _api_key(job: JobSpec) -> str | None:

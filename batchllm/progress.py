@@ -28,7 +28,7 @@ class ProgressLine:
         parts.append(f"{rate:,.0f} rows/s")
         if tally.failed or tally.invalid:
             parts.append(f"{tally.failed + tally.invalid:,} failed")
-        parts.append(money(tally.cost_usd))
+        parts.append(money(tally.cost_usd) + _projection(tally, elapsed))
         if tally.total and rate > 0:
             parts.append(f"ETA {_duration(max(tally.total - done, 0) / rate)}")
         line = "  ".join(parts)
@@ -57,6 +57,16 @@ def summary_text(summary: RunSummary) -> str:
         f"wall {_duration(summary.wall_s)} ({rate:,.0f} rows/s); results in {summary.run_dir}",
     ]
     return "\n".join(lines)
+
+
+def _projection(tally: Tally, elapsed: float) -> str:
+    """``→ ~$X total, $Y/min``: the spend so far extrapolated to the rows still to send."""
+    per_minute = f", {money(tally.cost_usd / elapsed * 60)}/min"
+    if not tally.total or not tally.done:
+        return per_minute
+    remaining = max(tally.total - tally.done - tally.reused, 0)
+    projected = tally.cost_usd + tally.cost_usd / tally.done * remaining
+    return f" → ~{money(projected)}{per_minute}"
 
 
 def money(usd: float) -> str:
