@@ -85,6 +85,8 @@ class PricingSpec:
     output_per_mtok: float | None = None
     cached_input_per_mtok: float | None = None
     cache_write_per_mtok: float | None = None
+    #: run even when no price is known (cost then reads 0)
+    allow_unpriced: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,12 +361,14 @@ class _Reader:
 
     def pricing(self) -> PricingSpec:
         table = self.section("pricing")
-        keys = PricingSpec.__dataclass_fields__
-        self.check_keys("pricing", table, tuple(keys))
+        keys = [k for k in PricingSpec.__dataclass_fields__ if k != "allow_unpriced"]
+        self.check_keys("pricing", table, (*keys, "allow_unpriced"))
         values = {
             k: self.take("pricing", table, k, (int, float), check=_not_negative) for k in keys
         }
-        return PricingSpec(**{k: float(v) for k, v in values.items() if v is not None})
+        allow = self.take("pricing", table, "allow_unpriced", bool) is True
+        prices: dict[str, Any] = {k: float(v) for k, v in values.items() if v is not None}
+        return PricingSpec(**prices, allow_unpriced=allow)
 
     def simulate(self, provider: str) -> SimulateSpec:
         table = self.section("simulate")

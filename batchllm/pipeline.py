@@ -57,6 +57,10 @@ class RunOptions:
     retry_failed: bool = False
     #: a cost cap for this run, overriding ``[limits] max_cost_usd``
     max_cost_usd: float | None = None
+    #: these rows instead of the input file (the estimate's pilot sample)
+    rows: tuple[dict[str, Any], ...] | None = None
+    #: recorded in the manifest: "run", or "pilot" for an estimate's sample
+    kind: str = "run"
 
 
 @dataclass(slots=True)
@@ -217,6 +221,17 @@ class _Run:
             ticker.cancel()
 
     async def _produce(self, done: DoneIndex) -> None:
+        if self.options.rows is not None:
+            for row in self.options.rows:
+                if self.stopping.is_set():
+                    break
+                await self._admit_row(row, done)
+        else:
+            await self._produce_from_source(done)
+        for _ in self.workers:
+            await self.queue.put(None)
+
+    async def _produce_from_source(self, done: DoneIndex) -> None:
         batches = self.source.batches()
         remaining = self.options.limit
         while not self.stopping.is_set() and (remaining is None or remaining > 0):
@@ -229,8 +244,6 @@ class _Run:
                 if self.stopping.is_set():
                     break
                 await self._admit_row(row, done)
-        for _ in self.workers:
-            await self.queue.put(None)
 
     async def _admit_row(self, row: dict[str, Any], done: DoneIndex) -> None:
         self.tally.rows += 1
@@ -384,6 +397,7 @@ class _Run:
     def _entry(self, status: str) -> dict[str, Any]:
         tally = self.tally
         return {
+            "kind": self.options.kind,
             "status": status,
             "started_at": _iso(tally.started),
             "ended_at": None if status == "running" else datetime.now(UTC).isoformat(),

@@ -1,14 +1,17 @@
 """Prices per million tokens, and the cost of one reply from the provider's own usage.
 
 Prices come from the job file's ``[pricing]`` table where it gives them, else from genai-prices'
-bundled data (offline). A model with no known price is a job error before any request is sent:
-a cost column of zeros would be a lie. The simulated provider is priced as the model it is named
-after. Tiered prices use their base tier.
+bundled data (offline; its batch prices are a price variant). A model with no known price is a job
+error before any request is sent, since a cost column of zeros would be a lie, unless the job says
+``allow_unpriced = true``. The simulated provider is priced as the model it is named after.
+
+Each reply is priced on its own: long-context tiers reprice a whole request by its input size, so
+summed usage must never be priced in one go.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +24,22 @@ from batchllm.job import JobSpec
 from batchllm.providers.base import Usage
 
 _PROVIDER_IDS = {"openai": "openai"}
+_FIELDS = {
+    "input_per_mtok": "input_mtok",
+    "output_per_mtok": "output_mtok",
+    "cached_input_per_mtok": "cache_read_mtok",
+    "cache_write_per_mtok": "cache_write_mtok",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """USD per million tokens of each kind."""
+
+    input_per_mtok: float
+    output_per_mtok: float
+    cached_input_per_mtok: float
+    cache_write_per_mtok: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,74 +49,133 @@ class Price:
     cached_input_per_mtok: float
     cache_write_per_mtok: float
     source: str
+    #: (input tokens above which, rates) for long-context tiers, ascending
+    tiers: tuple[tuple[int, Rates], ...] = ()
+
+    def rates(self, input_tokens: int) -> Rates:
+        """The rates a request of this input size pays (a tier reprices the whole request)."""
+        chosen = Rates(
+            self.input_per_mtok,
+            self.output_per_mtok,
+            self.cached_input_per_mtok,
+            self.cache_write_per_mtok,
+        )
+        for start, rates in self.tiers:
+            if input_tokens > start:
+                chosen = rates
+        return chosen
 
     def cost(self, usage: Usage) -> float:
         """USD for one reply; cached and cache-write tokens are part of ``input_tokens``."""
+        rates = self.rates(usage.input_tokens)
         special = usage.cached_tokens + usage.cache_write_tokens
         uncached = max(usage.input_tokens - special, 0)
         micro = (
-            uncached * self.input_per_mtok
-            + usage.cached_tokens * self.cached_input_per_mtok
-            + usage.cache_write_tokens * self.cache_write_per_mtok
-            + usage.output_tokens * self.output_per_mtok
+            uncached * rates.input_per_mtok
+            + usage.cached_tokens * rates.cached_input_per_mtok
+            + usage.cache_write_tokens * rates.cache_write_per_mtok
+            + usage.output_tokens * rates.output_per_mtok
         )
         return micro / 1_000_000
 
 
-def resolve_price(job: JobSpec) -> Price:
-    """The job's price: overrides from ``[pricing]`` on top of genai-prices."""
+def resolve_price(job: JobSpec, *, batch: bool = False) -> Price:
+    """The job's price: ``[pricing]`` on top of genai-prices (its batch variant if asked)."""
     override = job.pricing
-    if override.input_per_mtok is not None and override.output_per_mtok is not None:
-        base = None
-    else:
-        base = _lookup(job.model.name, job.model.provider)
-    inputs = _pick(override.input_per_mtok, base, "input_mtok")
+    given = override.input_per_mtok is not None and override.output_per_mtok is not None
+    found = None if given and not batch else _lookup(job, batch)
+    if found is None and not given:
+        return Price(0.0, 0.0, 0.0, 0.0, "unpriced (allow_unpriced = true)")
+    model_price = found.model_price if found is not None else None
+    values = {name: getattr(override, name) for name in _FIELDS}
+    if batch and given:
+        values = dict.fromkeys(values)  # the job's own prices are standard prices
     return Price(
-        input_per_mtok=inputs,
-        output_per_mtok=_pick(override.output_per_mtok, base, "output_mtok"),
-        cached_input_per_mtok=_pick(
-            override.cached_input_per_mtok, base, "cache_read_mtok", inputs
-        ),
-        cache_write_per_mtok=_pick(override.cache_write_per_mtok, base, "cache_write_mtok", inputs),
-        source=_source(job, base),
+        **_merge(values, model_price, job.model.name),
+        source=_source(job, found, batch),
+        tiers=_tiers(model_price) if not any(values.values()) else (),
     )
 
 
-def _lookup(model: str, provider: str) -> Any:
+def _lookup(job: JobSpec, batch: bool) -> Any:
+    context = {"processing": "batch"} if batch else None
     try:
-        found = calc_price(
+        return calc_price(
             PriceUsage(input_tokens=1, output_tokens=1),
-            model_ref=model,
-            provider_id=_PROVIDER_IDS.get(provider),
+            model_ref=job.model.name,
+            provider_id=_PROVIDER_IDS.get(job.model.provider),
+            price_context=context,
         )
     except LookupError:
+        if job.pricing.allow_unpriced:
+            return None
         raise PriceError(
-            f"no price known for model '{model}'; add a [pricing] table to the job file "
-            "(input_per_mtok, output_per_mtok in USD per million tokens)"
+            f"no price known for model '{job.model.name}'; add a [pricing] table to the job file "
+            "(input_per_mtok, output_per_mtok in USD per million tokens), or allow_unpriced = true"
         ) from None
-    return found
 
 
-def _pick(override: float | None, found: Any, field: str, fallback: float | None = None) -> float:
-    if override is not None:
-        return override
-    value = getattr(found.model_price, field, None) if found is not None else None
+def _merge(values: dict[str, float | None], model_price: Any, model: str) -> dict[str, float]:
+    merged: dict[str, float] = {}
+    for name, field in _FIELDS.items():
+        value = values[name]
+        if value is None and model_price is not None:
+            value = _base(getattr(model_price, field, None))
+        if value is None and name in ("cached_input_per_mtok", "cache_write_per_mtok"):
+            value = merged["input_per_mtok"]
+        if value is None:
+            raise PriceError(f"no '{field}' price known for model '{model}'; set it in [pricing]")
+        merged[name] = value
+    return merged
+
+
+def _base(value: Any) -> float | None:
     if value is None:
-        if fallback is not None:
-            return fallback
-        raise PriceError(f"the price table has no '{field}' price; set it in [pricing]")
-    if not isinstance(value, Decimal):
-        value = value.base
-    return float(value)
+        return None
+    return float(value if isinstance(value, Decimal) else value.base)
 
 
-def _source(job: JobSpec, found: Any) -> str:
+def _tiers(model_price: Any) -> tuple[tuple[int, Rates], ...]:
+    """Long-context tiers, merged across token kinds into one ladder by input size."""
+    if model_price is None:
+        return ()
+    starts = sorted(
+        {
+            tier.start
+            for field in _FIELDS.values()
+            for tier in getattr(getattr(model_price, field, None), "tiers", None) or []
+        }
+    )
+    base = {name: _base(getattr(model_price, field, None)) for name, field in _FIELDS.items()}
+    ladder = []
+    for start in starts:
+        rates = {
+            name: _at(getattr(model_price, field, None), start) for name, field in _FIELDS.items()
+        }
+        filled = {k: v if v is not None else (base[k] or base["input_per_mtok"] or 0.0)
+                  for k, v in rates.items()}  # fmt: skip
+        ladder.append((int(start), Rates(**filled)))
+    return tuple(ladder)
+
+
+def _at(value: Any, start: int) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, Decimal):
+        return float(value)
+    price = value.base
+    for tier in value.tiers:
+        if tier.start <= start:
+            price = tier.price
+    return float(price)
+
+
+def _source(job: JobSpec, found: Any, batch: bool) -> str:
     if found is None:
         return "job file [pricing]"
     origin = f"genai-prices {genai_prices.__version__}: {found.provider.id}/{found.model.id}"
+    origin += " (batch)" if batch else ""
     given = [
-        k
-        for k, v in job.pricing.__dataclass_fields__.items()
-        if getattr(job.pricing, k) is not None
+        f.name for f in fields(job.pricing) if getattr(job.pricing, f.name) not in (None, False)
     ]
     return origin + (f" with [pricing] {', '.join(given)}" if given else "")
