@@ -91,6 +91,49 @@ def run(
         sys.exit(1)
 
 
+@main.command(epilog=EXIT_CODES)
+@click.argument("job_file", type=click.Path(dir_okay=False))
+@click.option(
+    "--sample",
+    default=200,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Most rows the pilot may send (0: no pilot, the estimate is the worst case).",
+)
+@click.option(
+    "--pilot-max-cost",
+    default=1.0,
+    show_default=True,
+    metavar="USD",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Most the pilot may spend.",
+)
+@click.option("--limit", type=click.IntRange(min=1), help="Estimate the first N input rows only.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
+def estimate(
+    job_file: str, sample: int, pilot_max_cost: float, limit: int | None, as_json: bool
+) -> None:
+    """What JOB_FILE will cost and how long it will take, from a pilot on a random sample."""
+    from batchllm.estimate import aestimate, estimate_text
+
+    job = _guard(load_job, job_file)
+    found = _guard(
+        asyncio.run, aestimate(job, sample=sample, pilot_max_cost=pilot_max_cost, limit=limit)
+    )
+    click.echo(found.to_json() if as_json else estimate_text(found))
+
+
+@main.command()
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, for cron and scripts.")
+def report(target: str, as_json: bool) -> None:
+    """Rows, tokens, cost, latency, attempts and rate limits of a job's results."""
+    from batchllm.report import build_report, report_json, report_text
+
+    found = _guard(build_report, target)
+    click.echo(report_json(found) if as_json else report_text(found))
+
+
 @main.command("query")
 @click.argument("target")
 @click.argument("sql")

@@ -97,8 +97,7 @@ class Dispatcher:
         try:
             async for attempt in retry.policy(self.settings.max_attempts, self._log_retry):
                 with attempt:
-                    tries.count += 1
-                    completion = await self._attempt(request, call)
+                    completion = await self._attempt(request, call, tries)
         except ProviderError as exc:
             if exc.fatal:
                 raise FatalProviderError(f"{exc.kind}: {exc}") from None
@@ -110,12 +109,13 @@ class Dispatcher:
             return None
         return self.schema.check(completion.text, completion.finish_reason)
 
-    async def _attempt(self, request: Request, call: HttpCall) -> Completion:
+    async def _attempt(self, request: Request, call: HttpCall, tries: _Tries) -> Completion:
         output_reserve = request.max_tokens or DEFAULT_OUTPUT_RESERVE
         hold = await self.budget.reserve(request.est_input_tokens, output_reserve)
         cost = 0.0
         try:
             permit = await self.limiter.acquire(request.est_input_tokens + output_reserve)
+            tries.count += 1
             used = request.est_input_tokens
             try:
                 status, headers, body = await send(self.session, call, self.settings.timeout_s)

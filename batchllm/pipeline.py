@@ -47,7 +47,8 @@ from batchllm.validate import OutputSchema
 log = structlog.get_logger("batchllm")
 
 GRACE_S = 30.0
-_RECENT = 10_000
+#: identical requests are sent once when they come within this many distinct requests
+RECENT_REQUESTS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,7 +316,7 @@ class _Run:
         if outcome.status != OK:
             return
         self.recent[outcome.request_key] = outcome
-        if len(self.recent) > _RECENT:
+        if len(self.recent) > RECENT_REQUESTS:
             self.recent.popitem(last=False)
 
     def _record(self, outcome: Outcome) -> None:

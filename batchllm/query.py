@@ -19,6 +19,7 @@ from batchllm.job import JobSpec, load_job
 
 _RUN_COLUMNS = (
     "run_id",
+    "kind",
     "status",
     "started_at",
     "ended_at",

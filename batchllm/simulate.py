@@ -6,9 +6,9 @@ endpoints. Delegated: body formats to ``simulate_wire``, reply content to ``simu
 bucket arithmetic to ``simulate_limits``. Not here: streaming, the Responses and Batch APIs, other
 providers' wire formats.
 
-Determinism: reply content is a function of (seed, raw request body). Faults, latency and the
-malformed variant are a function of (seed, request number), so a retried body can succeed where
-its first attempt failed, as with a real provider.
+Determinism: reply content, and whether (and how) a schema reply is broken, are a function of
+(seed, raw request body). Errors, hangs, resets and latency are a function of (seed, request
+number), so a retried body can succeed where its first attempt failed, as with a real provider.
 
 Rate limits: a request's token cost at admission is prompt_tokens + max_tokens (prompt_tokens + 16
 without a cap), settled against the real total when the reply is sent. Rejected requests are not
@@ -245,7 +245,10 @@ class _Provider:
             return await self._fault(call, fault, chat.model, None)
         digest = hashlib.blake2b(body, digest_size=16).digest()
         rng = random.Random(int.from_bytes(digest, "big") + (self.config.seed << 128))
-        broken = self._malformed(call.n, forced_malformed, chat.response_format)
+        # Broken replies follow the request, not its arrival order, so a sample of rows sees the
+        # same share of them as the whole input, however runs are split.
+        body_n = int.from_bytes(digest[:8], "big")
+        broken = self._malformed(body_n, forced_malformed, chat.response_format)
         reply = make_reply(chat.messages, chat.response_format, chat.max_tokens, rng, broken)
         await self._delay(call.n)
         self.limiter.refund(reserved - tokens_in - reply.completion_tokens)

@@ -80,20 +80,7 @@ class Store:
         return sorted(self.results_dir.glob("part-*.parquet"))
 
     def load_done(self) -> DoneIndex:
-        done = DoneIndex()
-        for part in self.part_files():
-            table = pq.read_table(part, columns=["row_key", "request_key", "status"])
-            for row_key, request_key, status in zip(
-                *(table.column(name).to_pylist() for name in table.column_names), strict=True
-            ):
-                if status in TERMINAL:
-                    pair = DoneIndex.key(row_key, request_key)
-                    done.pairs.add(pair)
-                    if status != OK:
-                        done.failed.add(pair)
-                    else:
-                        done.failed.discard(pair)
-        return done
+        return read_done(self.path)
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -207,6 +194,23 @@ class Store:
                 if rows:
                     self._part_from_rows(rows, journal, None)
             journal.unlink(missing_ok=True)
+
+
+def read_done(run_dir: Path) -> DoneIndex:
+    """The done-set of a run directory's parts (read-only: no lock needed)."""
+    done = DoneIndex()
+    for part in sorted((run_dir / "results").glob("part-*.parquet")):
+        table = pq.read_table(part, columns=["row_key", "request_key", "status"])
+        columns = (table.column(name).to_pylist() for name in table.column_names)
+        for row_key, request_key, status in zip(*columns, strict=True):
+            if status in TERMINAL:
+                pair = DoneIndex.key(row_key, request_key)
+                done.pairs.add(pair)
+                if status != OK:
+                    done.failed.add(pair)
+                else:
+                    done.failed.discard(pair)
+    return done
 
 
 def _prepare(path: Path) -> int:
