@@ -23,7 +23,15 @@ import orjson
 from batchllm.errors import JobFileError
 from batchllm.validate import OutputSchema, SchemaProblem
 
-PROVIDERS = ("simulated", "openai", "openai-compatible")
+PROVIDERS = (
+    "simulated",
+    "openai",
+    "openai-responses",
+    "openai-compatible",
+    "azure-openai",
+    "anthropic",
+    "gemini",
+)
 INPUT_FORMATS = ("csv", "parquet", "jsonl")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -280,8 +288,8 @@ class _Reader:
             "model", table, "provider", str, required=True, check=_one_of(PROVIDERS)
         )
         base_url = self.take("model", table, "base_url", str, check=_url)
-        if provider == "openai-compatible" and base_url is None:
-            raise self.fail("[model]", "provider 'openai-compatible' needs 'base_url'")
+        if provider in ("openai-compatible", "azure-openai") and base_url is None:
+            raise self.fail("[model]", f"provider '{provider}' needs 'base_url'")
         params = self.take("model", table, "params", dict) or {}
         for key in ("model", "messages", "stream"):
             if key in params:

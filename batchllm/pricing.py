@@ -23,7 +23,14 @@ from batchllm.errors import PriceError
 from batchllm.job import JobSpec
 from batchllm.providers.base import Usage
 
-_PROVIDER_IDS = {"openai": "openai"}
+#: our provider name -> genai-prices' provider id (others are found by model name alone)
+_PROVIDER_IDS = {
+    "openai": "openai",
+    "openai-responses": "openai",
+    "azure-openai": "azure",
+    "anthropic": "anthropic",
+    "gemini": "google",
+}
 _FIELDS = {
     "input_per_mtok": "input_mtok",
     "output_per_mtok": "output_mtok",
