@@ -9,6 +9,7 @@ what stays invalid ends ``invalid``. It does not read input or write results.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -95,7 +96,17 @@ class Dispatcher:
     async def _send(self, request: Request, tries: _Tries) -> Completion:
         call = self.adapter.build(request)
         try:
-            async for attempt in retry.policy(self.settings.max_attempts, self._log_retry):
+            try:
+                # Most requests succeed first time: the retry machinery is built on failure only.
+                return await self._attempt(request, call, tries)
+            except ProviderError as exc:
+                if not retry.is_retryable(exc) or self.settings.max_attempts == 1:
+                    raise
+                wait = retry.wait_after(exc, 1)
+                _log_retry_event(1, wait, exc)
+                await asyncio.sleep(wait)
+            remaining = self.settings.max_attempts - 1
+            async for attempt in retry.policy(remaining, self._log_retry, already_failed=1):
                 with attempt:
                     completion = await self._attempt(request, call, tries)
         except ProviderError as exc:
@@ -194,13 +205,17 @@ class Dispatcher:
     def _log_retry(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
-        log.info(
-            "request.retry",
-            attempt=state.attempt_number,
-            wait_s=round(wait, 3),
-            error=getattr(exc, "kind", type(exc).__name__),
-            status=getattr(exc, "status", None),
-        )
+        _log_retry_event(state.attempt_number + 1, wait, exc)
+
+
+def _log_retry_event(attempt: int, wait: float, exc: BaseException | None) -> None:
+    log.info(
+        "request.retry",
+        attempt=attempt,
+        wait_s=round(wait, 3),
+        error=getattr(exc, "kind", type(exc).__name__),
+        status=getattr(exc, "status", None),
+    )
 
 
 @dataclass(slots=True)

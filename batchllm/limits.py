@@ -179,7 +179,11 @@ class Limiter:
             self.tokens.level -= tokens
 
     def _pump(self) -> None:
-        self._timer = None
+        # Called by the timer, or early by a settle: either way the pending timer is spent or
+        # stale, and leaving it armed would start a second chain of wake-ups.
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         while self._queue:
             head = self._queue[0]
             if head.future.done():

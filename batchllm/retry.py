@@ -2,48 +2,51 @@
 
 Retryability is a property of the error type (see ``batchllm.errors``). The wait is the provider's
 Retry-After when it gives one, however long (a batch job can afford to wait; a retry that comes
-early only fails again), else jittered exponential backoff.
+early only fails again); none after a timeout, which has already waited; else full-jitter
+exponential backoff. tenacity drives the loop, built only once a first attempt has failed.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from batchllm.errors import ProviderError
+from batchllm.errors import ProviderError, Timeout
 
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 30.0
-_backoff = wait_random_exponential(multiplier=BACKOFF_BASE_S, max=BACKOFF_MAX_S)
 
 
 def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, ProviderError) and exc.retryable
 
 
-def wait_seconds(state: RetryCallState) -> float:
-    """Retry-After when the failed attempt carried one, else jittered backoff."""
-    exc = state.outcome.exception() if state.outcome else None
+def wait_after(exc: BaseException | None, failures: int) -> float:
+    """Seconds to wait after the ``failures``-th failed attempt, which raised ``exc``."""
     if isinstance(exc, ProviderError) and exc.retry_after_s is not None:
         return exc.retry_after_s
-    return float(_backoff(state))
+    if isinstance(exc, Timeout):
+        return 0.0
+    return random.uniform(0.0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2.0**failures))
 
 
 def policy(
-    max_attempts: int, before_sleep: Callable[[RetryCallState], None] | None = None
+    attempts: int,
+    before_sleep: Callable[[RetryCallState], None] | None = None,
+    already_failed: int = 0,
 ) -> AsyncRetrying:
-    """A fresh retry loop for one request."""
+    """A retry loop of at most ``attempts`` tries, after ``already_failed`` failed ones."""
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        return wait_after(exc, state.attempt_number + already_failed)
+
     return AsyncRetrying(
-        stop=stop_after_attempt(max_attempts),
+        stop=stop_after_attempt(attempts),
         retry=retry_if_exception(is_retryable),
-        wait=wait_seconds,
+        wait=wait,
         before_sleep=before_sleep,
         reraise=True,
     )

@@ -214,3 +214,22 @@ async def test_cancelled_waiters_do_not_block_the_queue() -> None:
     await clock.advance(1.1)
     assert admitted == [2]
     await second
+
+
+async def test_settling_while_others_wait_keeps_a_single_timer() -> None:
+    """A settle wakes the queue without leaving the old timer armed (no chains of wake-ups)."""
+    clock = FakeClock()
+    limiter = Limiter(rpm=None, tpm=6000, clock=clock)
+    permits = [await limiter.acquire(25)]
+    admitted: list[int] = []
+    tasks = [_start(limiter, 50, admitted, i) for i in range(20)]
+    await _settle()
+    for _ in range(10):
+        if permits:
+            limiter.settle(permits.pop(), used_tokens=5)
+        await clock.advance(0.2)
+        assert clock.armed <= 1
+        permits = [task.result() for task in tasks if task.done() and not task.cancelled()][-1:]
+    for task in tasks:
+        task.cancel()
+    await _settle()
