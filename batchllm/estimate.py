@@ -115,12 +115,15 @@ def _scan(job: JobSpec, sample_size: int, limit: int | None) -> _Scan:
     scan, rng = _Scan(), random.Random(0)
     reservoir: list[tuple[str, dict[str, Any], int]] = []
     recent: OrderedDict[str, None] = OrderedDict()
-    for batch in source.batches():
-        for row in batch.to_pylist():
+    for rows in source.rows():
+        for item in rows:
             if limit is not None and scan.rows >= limit:
                 break
             scan.rows += 1
-            key = row_key(row, job.input.id_column)
+            if item.problem is not None:
+                continue
+            row = item.data
+            key = item.key or row_key(row, job.input.id_column)
             try:
                 request = renderer.render(key, row)
             except RowError:

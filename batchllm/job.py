@@ -7,6 +7,7 @@ checks happen where the input and providers live, still before any request is se
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import hashlib
 import os
@@ -42,6 +43,8 @@ class InputSpec:
     format: str
     id_column: str | None = None
     columns: tuple[str, ...] = ()
+    #: the text encoding of a CSV file (JSON Lines is always UTF-8)
+    encoding: str = "utf-8"
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +252,7 @@ class _Reader:
 
     def input(self) -> InputSpec:
         table = self.section("input", required=True)
-        self.check_keys("input", table, ("path", "format", "id_column", "columns"))
+        self.check_keys("input", table, ("path", "format", "id_column", "columns", "encoding"))
         path = _normal(self.base / self.take("input", table, "path", str, required=True))
         fmt = self.take("input", table, "format", str, check=_one_of(INPUT_FORMATS))
         columns = self.take("input", table, "columns", list, check=_strings) or []
@@ -258,6 +261,7 @@ class _Reader:
             format=fmt or _format_from_suffix(path, self),
             id_column=self.take("input", table, "id_column", str),
             columns=tuple(columns),
+            encoding=self.take("input", table, "encoding", str, check=_encoding) or "utf-8",
         )
 
     def prompt(self) -> PromptSpec:
@@ -425,6 +429,14 @@ def _format_from_suffix(path: Path, reader: _Reader) -> str:
 def _normal(path: Path) -> Path:
     """``jobs/../runs/x`` as ``runs/x``: shorter in messages, same place."""
     return Path(os.path.normpath(path))
+
+
+def _encoding(value: str) -> str | None:
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        return f"unknown encoding '{value}'"
+    return None
 
 
 def _valid_name(value: str) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import signal
 import time
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import orjson
 import structlog
 
 from batchllm import __version__
@@ -37,10 +39,10 @@ from batchllm.errors import (
 from batchllm.job import JobSpec
 from batchllm.limits import Limiter, LoopClock
 from batchllm.outcome import COLUMN_NAMES, FAILED, INVALID, OK, Outcome, results_schema
-from batchllm.pricing import Price, resolve_price
+from batchllm.pricing import Price, context_window, resolve_price
 from batchllm.providers import DEFAULT_KEY_ENV, make_adapter
 from batchllm.render import Renderer, Request, RowError
-from batchllm.source import Source, row_key
+from batchllm.source import InputRow, Source, row_key
 from batchllm.store import DoneIndex, Store
 from batchllm.validate import OutputSchema
 
@@ -170,6 +172,9 @@ class _Run:
         self.recent: OrderedDict[str, Outcome] = OrderedDict()
         self.workers: list[asyncio.Task[None]] = []
         self.fatal: FatalProviderError | None = None
+        #: hashes of the ids seen in this input, to catch duplicates (about 50 bytes a row)
+        self.seen_ids: set[int] = set()
+        self.context_window = context_window(job)
         self.dispatcher: Dispatcher | None = None
 
     async def execute(self) -> RunSummary:
@@ -233,7 +238,7 @@ class _Run:
             await self.queue.put(None)
 
     async def _produce_from_source(self, done: DoneIndex) -> None:
-        batches = self.source.batches()
+        batches = self.source.rows()
         remaining = self.options.limit
         while not self.stopping.is_set() and (remaining is None or remaining > 0):
             rows = await asyncio.to_thread(_next_rows, batches, remaining)
@@ -246,19 +251,44 @@ class _Run:
                     break
                 await self._admit_row(row, done)
 
-    async def _admit_row(self, row: dict[str, Any], done: DoneIndex) -> None:
+    async def _admit_row(self, row: InputRow | dict[str, Any], done: DoneIndex) -> None:
         self.tally.rows += 1
-        key = row_key(row, self.job.input.id_column)
-        copied = {c: _copyable(row[c]) for c in self.copy_columns}
+        row = row if isinstance(row, InputRow) else InputRow(row)
+        data = row.data
+        key = row.key or row_key(data, self.job.input.id_column)
+        copied = {c: _copyable(data.get(c)) for c in self.copy_columns}
+        problem = row.problem or self._duplicate(key, data)
+        if problem is not None:
+            if problem.startswith("duplicate id"):
+                key = _duplicate_key(key, data)
+            self._record(_row_failure(self.run_id, key, copied, problem, "input"))
+            return
         try:
-            request = self.renderer.render(key, row)
+            request = self.renderer.render(key, data)
         except RowError as exc:
-            self._record(_row_failure(self.run_id, key, copied, str(exc)))
+            self._record(_row_failure(self.run_id, key, copied, str(exc), "render"))
             return
         if done.is_done(key, request.request_key, retry_failed=self.options.retry_failed):
             self.tally.reused += 1
             return
+        if self.context_window and request.est_input_tokens > self.context_window:
+            problem = (
+                f"the prompt is about {request.est_input_tokens:,} tokens, more than the "
+                f"{self.context_window:,}-token context window of {self.job.model.name}"
+            )
+            self._record(_row_failure(self.run_id, key, copied, problem, "too_large"))
+            return
         await self.queue.put((request, copied))
+
+    def _duplicate(self, key: str, data: dict[str, Any]) -> str | None:
+        """A second row with an id already seen in this input (it would hide the first)."""
+        if self.job.input.id_column is None or key.startswith("h:"):
+            return None
+        marker = hash(key)
+        if marker not in self.seen_ids:
+            self.seen_ids.add(marker)
+            return None
+        return f"duplicate id '{key}' in column '{self.job.input.id_column}': not sent"
 
     async def _worker(self, dispatcher: Dispatcher) -> None:
         while (item := await self.queue.get()) is not None:
@@ -442,15 +472,15 @@ class _Run:
         )
 
 
-def _next_rows(batches: Iterator[Any], limit: int | None) -> list[dict[str, Any]]:
-    """The next batch as row dicts (runs in a thread: parsing input is blocking work)."""
-    batch = next(batches, None)
-    if batch is None:
-        return []
-    if limit is not None and batch.num_rows > limit:
-        batch = batch.slice(0, limit)
-    rows: list[dict[str, Any]] = batch.to_pylist()
-    return rows
+def _next_rows(batches: Iterator[list[InputRow]], limit: int | None) -> list[InputRow]:
+    """The next batch of rows (runs in a thread: parsing input is blocking work)."""
+    rows = next(batches, [])
+    return rows if limit is None else rows[:limit]
+
+
+def _duplicate_key(key: str, data: dict[str, Any]) -> str:
+    content = orjson.dumps(data, option=orjson.OPT_SORT_KEYS, default=str)
+    return f"{key}#dup-{hashlib.blake2b(content, digest_size=6).hexdigest()}"
 
 
 @contextlib.asynccontextmanager
@@ -542,14 +572,14 @@ def _shared(earlier: Outcome, row_key: str, copied: dict[str, Any]) -> Outcome:
     )
 
 
-def _row_failure(run_id: str, key: str, copied: dict[str, Any], error: str) -> Outcome:
+def _row_failure(run_id: str, key: str, copied: dict[str, Any], error: str, kind: str) -> Outcome:
     return Outcome(
         row_key=key,
         request_key="",
         run_id=run_id,
         status=FAILED,
         finished_at=now_us(),
-        error_type="render",
+        error_type=kind,
         error=error,
         copied=copied,
     )

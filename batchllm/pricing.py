@@ -104,6 +104,20 @@ def resolve_price(job: JobSpec, *, batch: bool = False) -> Price:
     )
 
 
+def context_window(job: JobSpec) -> int | None:
+    """The model's context window in tokens, when the price table knows it."""
+    try:
+        found = calc_price(
+            PriceUsage(input_tokens=1, output_tokens=1),
+            model_ref=job.model.name,
+            provider_id=_PROVIDER_IDS.get(job.model.provider),
+        )
+    except LookupError:
+        return None
+    window = getattr(found.model, "context_window", None)
+    return int(window) if isinstance(window, int) and window > 0 else None
+
+
 def _lookup(job: JobSpec, batch: bool) -> Any:
     context = {"processing": "batch"} if batch else None
     try:

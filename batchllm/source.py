@@ -1,17 +1,21 @@
-"""The input table as a stream of record batches, and each row's stable key.
+"""The input table as a stream of rows, and each row's stable key.
 
-Owns reading CSV (also gzip-compressed), Parquet and JSON Lines with pyarrow, batch by batch,
-so memory does not grow with the input's size; checking up front that the file opens and has the
-columns the job names; and deriving row keys. It knows nothing of prompts or providers.
+Owns reading CSV (also gzip-compressed, in any encoding), Parquet and JSON Lines with pyarrow,
+batch by batch, so memory does not grow with the input's size; checking up front that the file
+opens, has rows and has the columns the job names; and deriving row keys. It knows nothing of
+prompts or providers.
 
-CSV cells are read as text, exactly as written (``00123`` stays ``00123``); Parquet and JSONL keep
-their own types.
+A problem confined to some rows never stops the input: a CSV line with the wrong number of fields,
+or a cell that is not valid text in the file's encoding, comes out as a row with a ``problem``
+(it becomes an error row). CSV cells are read as text, exactly as written (``00123`` stays
+``00123``); Parquet and JSONL keep their types, nested values as JSON text.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -32,37 +36,88 @@ _PRIMITIVE = (
     pa.types.is_floating,
     pa.types.is_boolean,
 )
+_READ_ERRORS = (pa.ArrowInvalid, OSError, UnicodeDecodeError, LookupError)
+
+
+@dataclass(frozen=True, slots=True)
+class InputRow:
+    """One input row; ``problem`` says why it cannot be used, if it cannot."""
+
+    data: dict[str, Any]
+    problem: str | None = None
+    key: str | None = None
 
 
 class Source:
-    """An opened, checked input. ``batches()`` may be called more than once."""
+    """An opened, checked input. ``batches()`` and ``rows()`` may be called more than once."""
 
     def __init__(self, spec: InputSpec) -> None:
         self.spec = spec
         self.path = spec.path
         if not self.path.is_file():
             raise InputError(f"{self.path}: input file not found")
+        self._bad_lines: list[str] = []
         self.schema = self._read_schema()
         self.columns: list[str] = list(self.schema.names)
         self._check_columns()
+        self._check_not_empty()
+        self._bad_lines.clear()
 
     def batches(self, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
         """Yield the input in record batches of at most ``batch_rows`` rows."""
         try:
             yield from self._rebatch(self._open(), batch_rows)
-        except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
+        except _READ_ERRORS as exc:
             raise InputError(f"{self.path}: cannot parse {self.spec.format} input: {exc}") from None
+
+    def rows(self, batch_rows: int = BATCH_ROWS) -> Iterator[list[InputRow]]:
+        """Yield the input as lists of rows, the unusable ones carrying their problem."""
+        for batch in self.batches(batch_rows):
+            yield self._drain_bad_lines() + [self._row(data) for data in batch.to_pylist()]
+        tail = self._drain_bad_lines()
+        if tail:
+            yield tail
 
     def count_rows(self) -> int:
         """Count the rows by streaming through the file (Parquet reads its footer only)."""
         if self.spec.format == "parquet":
             return int(pq.ParquetFile(self.path).metadata.num_rows)
-        return sum(batch.num_rows for batch in self.batches(batch_rows=1 << 16))
+        counted = int(sum(batch.num_rows for batch in self.batches(batch_rows=1 << 16)))
+        return counted + len(self._drain_bad_lines())
 
     def copy_type(self, column: str) -> pa.DataType:
         """The Arrow type a copied input column gets in the results (text unless primitive)."""
         kind = self.schema.field(column).type
+        if self.spec.format == "csv":
+            return pa.string()
         return kind if any(test(kind) for test in _PRIMITIVE) else pa.string()
+
+    def _row(self, data: dict[str, Any]) -> InputRow:
+        problem = None
+        for name, value in data.items():
+            if isinstance(value, bytes):
+                try:
+                    data[name] = value.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    data[name] = value.decode("utf-8", errors="replace")
+                    problem = problem or (
+                        f"column '{name}' is not valid UTF-8 (byte 0x{value[exc.start]:02x} at "
+                        f"{exc.start}); if the file is in another encoding, set [input] encoding"
+                    )
+            elif isinstance(value, dict | list):
+                data[name] = orjson.dumps(value, default=str).decode()
+        return InputRow(data, problem)
+
+    def _drain_bad_lines(self) -> list[InputRow]:
+        bad, self._bad_lines = self._bad_lines, []
+        return [
+            InputRow(
+                {},
+                f"CSV line has the wrong number of fields for the header: {text[:200]!r}",
+                key="line:" + hashlib.blake2b(text.encode(), digest_size=12).hexdigest(),
+            )
+            for text in bad
+        ]
 
     def _read_schema(self) -> pa.Schema:
         try:
@@ -71,7 +126,7 @@ class Source:
             reader = self._open_stream()
             schema = reader.schema
             reader.close()
-        except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
+        except _READ_ERRORS as exc:
             raise InputError(f"{self.path}: cannot read as {self.spec.format}: {exc}") from None
         return schema
 
@@ -84,30 +139,47 @@ class Source:
                     f"(columns: {', '.join(self.columns)})"
                 )
 
+    def _check_not_empty(self) -> None:
+        if self.spec.format == "parquet":
+            empty = pq.ParquetFile(self.path).metadata.num_rows == 0
+        else:
+            empty = next(self.batches(batch_rows=1), None) is None
+        if empty:
+            raise InputError(f"{self.path}: the input has no rows")
+
     def _open(self) -> Iterator[pa.RecordBatch]:
         if self.spec.format == "parquet":
             batches: Iterator[pa.RecordBatch] = pq.ParquetFile(self.path).iter_batches(
                 batch_size=BATCH_ROWS
             )
             return batches
-        return iter(self._open_stream(text_columns=self.spec.format == "csv"))
+        return iter(self._open_stream(typed=True))
 
-    def _open_stream(self, *, text_columns: bool = False) -> Any:
+    def _open_stream(self, *, typed: bool = False) -> Any:
         stream = pa.input_stream(str(self.path), compression="detect")
         if self.spec.format == "jsonl":
             return pa_json.open_json(
                 stream, read_options=pa_json.ReadOptions(block_size=_CSV_BLOCK)
             )
+        # Cells are read as bytes and decoded per row, so one bad cell fails one row, not the file.
+        utf8 = self.spec.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+        cell = pa.binary() if utf8 else pa.string()
         convert = pa_csv.ConvertOptions(
-            column_types={name: pa.string() for name in self.columns} if text_columns else None,
+            column_types=dict.fromkeys(self.columns, cell) if typed else None,
             strings_can_be_null=False,
         )
         return pa_csv.open_csv(
             stream,
-            read_options=pa_csv.ReadOptions(block_size=_CSV_BLOCK),
-            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+            read_options=pa_csv.ReadOptions(block_size=_CSV_BLOCK, encoding=self.spec.encoding),
+            parse_options=pa_csv.ParseOptions(
+                newlines_in_values=True, invalid_row_handler=self._skip_line
+            ),
             convert_options=convert,
         )
+
+    def _skip_line(self, row: Any) -> str:
+        self._bad_lines.append(str(row.text))
+        return "skip"
 
     @staticmethod
     def _rebatch(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:

@@ -1,0 +1,139 @@
+"""Careless inputs: a one-line error before any request, or error rows, never a lost row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from click.testing import CliRunner
+
+import batchllm
+from batchllm.cli import main
+from batchllm.pipeline import arun_job
+from batchllm.simulate import SimServer
+from conftest import job_data, write_csv, write_job
+
+
+def _run(job: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["-q", "run", str(job)])
+    return result.exit_code, result.stderr
+
+
+def test_an_empty_file_and_a_header_without_rows_are_refused(
+    tmp_path: Path, sim: SimServer
+) -> None:
+    """Nothing to do is said in one line with exit 2, not a run of zero rows."""
+    job = write_job(tmp_path, job_data(sim.url))
+    (tmp_path / "input.csv").write_bytes(b"")
+    code, err = _run(job)
+    assert code == 2 and err.count("\n") == 1 and "input.csv" in err
+    (tmp_path / "input.csv").write_text("id,text\n")
+    code, err = _run(job)
+    assert code == 2 and "the input has no rows" in err
+    assert sim.stats()["requests"] == 0
+
+
+async def test_duplicate_ids_become_error_rows(tmp_path: Path, sim: SimServer) -> None:
+    """A repeated id is not sent and does not hide the first row's result."""
+    rows = [{"id": "A", "text": "one"}, {"id": "B", "text": "two"}, {"id": "A", "text": "three"}]
+    write_csv(tmp_path / "input.csv", rows)
+    job = batchllm.load_job(write_job(tmp_path, job_data(sim.url)))
+    summary = await arun_job(job)
+    assert (summary.ok, summary.failed) == (2, 1)
+    table = batchllm.query(job, "select row_key, id, status, error from results order by row_key")
+    rows_out = table.to_pylist()
+    assert [r["status"] for r in rows_out] == ["ok", "failed", "ok"]
+    assert rows_out[1]["row_key"].startswith("A#dup-") and rows_out[1]["id"] == "A"
+    assert "duplicate id 'A'" in rows_out[1]["error"]
+    assert sim.stats()["requests"] == 2
+
+
+async def test_bytes_that_are_not_utf8_fail_only_their_row(tmp_path: Path, sim: SimServer) -> None:
+    """A Latin-1 cell in a UTF-8 file is an error row naming the encoding setting."""
+    (tmp_path / "input.csv").write_bytes(b"id,text\n1,plain\n2,caf\xe9 cr\xe8me\n3,also plain\n")
+    job = batchllm.load_job(write_job(tmp_path, job_data(sim.url)))
+    summary = await arun_job(job)
+    assert (summary.ok, summary.failed) == (2, 1)
+    bad = batchllm.query(job, "select id, error_type, error from results where status = 'failed'")
+    row = bad.to_pylist()[0]
+    assert row["id"] == "2" and row["error_type"] == "input"
+    assert "not valid UTF-8" in row["error"] and "[input] encoding" in row["error"]
+
+
+async def test_a_declared_encoding_reads_the_file(tmp_path: Path, sim: SimServer) -> None:
+    """[input] encoding = "latin-1" decodes the same file without errors."""
+    (tmp_path / "input.csv").write_bytes(b"id,text\n1,caf\xe9 cr\xe8me\n")
+    data = job_data(sim.url, input={"encoding": "latin-1", "columns": ["id", "text"]})
+    job = batchllm.load_job(write_job(tmp_path, data))
+    assert (await arun_job(job)).ok == 1
+    text = batchllm.query(job, "select text from results").to_pylist()[0]["text"]
+    assert text == "café crème"
+
+
+async def test_ragged_csv_lines_become_error_rows(tmp_path: Path, sim: SimServer) -> None:
+    """A line with too many or too few fields is reported, and the lines around it still run."""
+    (tmp_path / "input.csv").write_text(
+        'id,text\n1,fine\n2,too,many,fields\n3,"also fine"\n4\n5,last\n', encoding="utf-8"
+    )
+    job = batchllm.load_job(write_job(tmp_path, job_data(sim.url)))
+    summary = await arun_job(job)
+    assert (summary.rows, summary.ok, summary.failed) == (5, 3, 2)
+    errors = batchllm.query(job, "select error from results where status = 'failed'")
+    assert all("wrong number of fields" in e for e in errors.column(0).to_pylist())
+
+
+async def test_a_prompt_longer_than_the_context_window_is_not_sent(
+    tmp_path: Path, sim: SimServer
+) -> None:
+    """A cell far beyond the model's context becomes a too_large row without a request."""
+    rows = [{"id": "1", "text": "short"}, {"id": "2", "text": "word " * 140_000}]
+    write_csv(tmp_path / "input.csv", rows)
+    job = batchllm.load_job(write_job(tmp_path, job_data(sim.url)))
+    summary = await arun_job(job)
+    assert (summary.ok, summary.failed) == (1, 1)
+    row = batchllm.query(job, "select error_type, error from results where id = '2'").to_pylist()
+    assert row[0]["error_type"] == "too_large" and "context window" in row[0]["error"]
+    assert sim.stats()["requests"] == 1
+
+
+async def test_nested_parquet_columns_are_json_text(tmp_path: Path, sim: SimServer) -> None:
+    """Struct and list cells render into prompts and copy into results as JSON."""
+    table = pa.table(
+        {
+            "id": [1, 2],
+            "text": ["a", "b"],
+            "meta": [{"lang": "en", "score": 1}, {"lang": "fr", "score": 2}],
+            "tags": [["x", "y"], []],
+        }
+    )
+    pq.write_table(table, tmp_path / "input.parquet")
+    data = job_data(
+        sim.url,
+        input={"path": "input.parquet", "columns": ["id", "meta", "tags"]},
+        prompt={"template": "{{ text }} {{ meta }} {{ tags }}"},
+    )
+    job = batchllm.load_job(write_job(tmp_path, data))
+    assert (await arun_job(job)).ok == 2
+    out = batchllm.query(job, "select meta, tags from results order by id").to_pylist()
+    assert out[0] == {"meta": '{"lang":"en","score":1}', "tags": '["x","y"]'}
+
+
+def test_an_output_dir_that_cannot_be_created_is_exit_2(tmp_path: Path, sim: SimServer) -> None:
+    """An output path under a regular file is refused in one line before any request."""
+    write_csv(tmp_path / "input.csv", [{"id": "1", "text": "x"}])
+    (tmp_path / "occupied").write_text("a file, not a directory")
+    job = write_job(tmp_path, job_data(sim.url, output={"dir": "occupied/run"}))
+    code, err = _run(job)
+    assert code == 2 and "cannot use as run directory" in err and err.count("\n") == 1
+    assert sim.stats()["requests"] == 0
+
+
+def test_a_run_directory_of_another_job_is_refused(tmp_path: Path, sim: SimServer) -> None:
+    """Pointing a second job at the first one's run directory is an error, not a mix."""
+    write_csv(tmp_path / "input.csv", [{"id": "1", "text": "x"}])
+    first = write_job(tmp_path, job_data(sim.url), name="first.toml")
+    assert _run(first)[0] == 0
+    second = write_job(tmp_path, job_data(sim.url, job={"name": "other-job"}), name="second.toml")
+    code, err = _run(second)
+    assert code == 2 and "holds results of job 'test-job', not 'other-job'" in err
