@@ -134,6 +134,24 @@ def report(target: str, as_json: bool) -> None:
     click.echo(report_json(found) if as_json else report_text(found))
 
 
+@main.command(epilog=EXIT_CODES)
+@click.argument("job_file", type=click.Path(dir_okay=False))
+def validate(job_file: str) -> None:
+    """Check JOB_FILE without spending: job file, input, template, schema, price, key, run dir.
+
+    Every problem is listed at once; exit 0 when there is none, 2 otherwise.
+    """
+    from batchllm.preflight import validate_job
+
+    job, problems = validate_job(job_file)
+    for problem in problems:
+        click.echo(f"error: {problem}", err=True)
+    if problems:
+        sys.exit(2)
+    assert job is not None
+    click.echo(f"{job_file}: ok ({job.input.path}, {job.model.provider}/{job.model.name})")
+
+
 @main.command("query")
 @click.argument("target")
 @click.argument("sql")

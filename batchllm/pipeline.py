@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import os
 import signal
 import time
 from collections import OrderedDict
@@ -33,14 +32,13 @@ from batchllm.errors import (
     FatalProviderError,
     InputError,
     Interrupted,
-    MissingKeyError,
-    UserError,
 )
 from batchllm.job import JobSpec
 from batchllm.limits import Limiter, LoopClock
-from batchllm.outcome import COLUMN_NAMES, FAILED, INVALID, OK, Outcome, results_schema
+from batchllm.outcome import FAILED, INVALID, OK, Outcome, results_schema
+from batchllm.preflight import api_key, check_budget, check_copies, check_fields
 from batchllm.pricing import Price, context_window, resolve_price
-from batchllm.providers import DEFAULT_KEY_ENV, make_adapter
+from batchllm.providers import make_adapter
 from batchllm.render import Renderer, Request, RowError
 from batchllm.source import InputRow, Source, row_key
 from batchllm.store import DoneIndex, Store
@@ -151,12 +149,12 @@ class _Run:
         self.source = Source(job.input)
         self.schema = OutputSchema(job.output.schema) if job.output.schema else None
         self.renderer = Renderer(job, self.source.columns, self.schema)
-        self.copy_columns = _check_copies(job, self.source)
+        self.copy_columns = check_copies(job)
         fields = self.schema.columns() if self.schema else []
-        _check_fields(job, [name for name, _ in fields])
+        check_fields(job, [name for name, _ in fields])
         self.price: Price = resolve_price(job)
-        self.budget = _budget(job, options, self.price)
-        self.api_key = _api_key(job)
+        self.budget = Budget(check_budget(job, options.max_cost_usd), self.price)
+        self.api_key = api_key(job)
         copied = [(c, self.source.copy_type(c)) for c in self.copy_columns]
         schema = results_schema(copied, fields)
         self.store = Store(job.output_dir, job.name, schema)
@@ -505,48 +503,6 @@ async def _simulator(job: JobSpec) -> AsyncIterator[str]:
         yield server.url
     finally:
         await server.close()
-
-
-def _budget(job: JobSpec, options: RunOptions, price: Price) -> Budget:
-    cap = options.max_cost_usd if options.max_cost_usd is not None else job.limits.max_cost_usd
-    if cap is not None and job.model.max_tokens is None:
-        raise UserError(
-            f"{job.path}: a cost cap needs [model.params] max_tokens, the most a reply can cost"
-        )
-    return Budget(cap, price)
-
-
-def _api_key(job: JobSpec) -> str | None:
-    model = job.model
-    if model.provider == "simulated":
-        return None
-    env = model.api_key_env or DEFAULT_KEY_ENV.get(model.provider)
-    if env is None:
-        return None
-    key = os.environ.get(env)
-    if not key:
-        if model.api_key_env is None and model.base_url is not None:
-            return None  # a local OpenAI-compatible server often needs no key
-        raise MissingKeyError(f"{job.path}: [model] the API key variable {env} is not set")
-    return key
-
-
-def _check_copies(job: JobSpec, source: Source) -> list[str]:
-    for column in job.input.columns:
-        if column in COLUMN_NAMES:
-            raise InputError(
-                f"{job.path}: [input] columns: '{column}' is also a results column; leave it out"
-            )
-    return list(job.input.columns)
-
-
-def _check_fields(job: JobSpec, names: list[str]) -> None:
-    for name in names:
-        if name in COLUMN_NAMES or name in job.input.columns:
-            raise InputError(
-                f"{job.path}: [output] schema: property '{name}' clashes with a results column "
-                "of the same name; rename it"
-            )
 
 
 def _copyable(value: Any) -> Any:

@@ -1,0 +1,127 @@
+"""Checks that cost nothing: everything a run verifies before its first request.
+
+``run`` calls them one by one and stops at the first problem; ``validate_job`` (``batchllm
+validate``) calls them all and reports every problem at once. None of them sends a request.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from batchllm.errors import InputError, MissingKeyError, RunDirError, UserError
+from batchllm.job import JobSpec, load_job
+from batchllm.outcome import COLUMN_NAMES
+from batchllm.providers import DEFAULT_KEY_ENV
+
+
+def api_key(job: JobSpec) -> str | None:
+    """The key from the environment variable the job names (or the provider's usual one)."""
+    model = job.model
+    if model.provider == "simulated":
+        return None
+    env = model.api_key_env or DEFAULT_KEY_ENV.get(model.provider)
+    if env is None:
+        return None
+    key = os.environ.get(env)
+    if not key:
+        if model.api_key_env is None and model.base_url is not None:
+            return None  # a local OpenAI-compatible server often needs no key
+        raise MissingKeyError(f"{job.path}: [model] the API key variable {env} is not set")
+    return key
+
+
+def check_budget(job: JobSpec, override: float | None = None) -> float | None:
+    """The run's cost cap; a cap needs ``max_tokens`` to bound a reply's cost."""
+    cap = override if override is not None else job.limits.max_cost_usd
+    if cap is not None and job.model.max_tokens is None:
+        raise UserError(
+            f"{job.path}: a cost cap needs [model.params] max_tokens, the most a reply can cost"
+        )
+    return cap
+
+
+def check_copies(job: JobSpec) -> list[str]:
+    """The input columns to copy into the results, none named like a results column."""
+    for column in job.input.columns:
+        if column in COLUMN_NAMES:
+            raise InputError(
+                f"{job.path}: [input] columns: '{column}' is also a results column; leave it out"
+            )
+    return list(job.input.columns)
+
+
+def check_fields(job: JobSpec, names: list[str]) -> None:
+    """Typed output columns must not collide with results or copied columns."""
+    for name in names:
+        if name in COLUMN_NAMES or name in job.input.columns:
+            raise InputError(
+                f"{job.path}: [output] schema: property '{name}' clashes with a results column "
+                "of the same name; rename it"
+            )
+
+
+def check_run_dir(job: JobSpec) -> None:
+    """The run directory can be created, belongs to this job, and no run holds it."""
+    path = job.output_dir
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("/"))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{path}: cannot use as run directory: {existing} is not a writable folder")
+    manifest = path / "manifest.json"
+    if manifest.exists():
+        owner = orjson.loads(manifest.read_bytes()).get("job")
+        if owner != job.name:
+            raise UserError(
+                f"{path}: this run directory holds results of job '{owner}', not '{job.name}'"
+            )
+    _check_not_locked(path / ".lock")
+
+
+def _check_not_locked(lock: Path) -> None:
+    if not lock.exists():
+        return
+    with open(lock, "rb+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = handle.read().decode(errors="replace").strip() or "?"
+            raise RunDirError(
+                f"{lock.parent}: another batchllm run (pid {holder}) is using this run directory"
+            ) from None
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def validate_job(path: str | Path) -> tuple[JobSpec | None, list[str]]:
+    """Every problem a run of this job would meet before its first request, all at once."""
+    try:
+        job = load_job(path)
+    except UserError as exc:
+        return None, [str(exc)]
+    from batchllm.pricing import resolve_price
+    from batchllm.render import Renderer
+    from batchllm.source import Source
+    from batchllm.validate import OutputSchema
+
+    problems: list[str] = []
+    source = _attempt(problems, Source, job.input)
+    if source is not None:
+        schema = OutputSchema(job.output.schema) if job.output.schema else None
+        _attempt(problems, Renderer, job, source.columns, schema)
+        if schema is not None:
+            _attempt(problems, check_fields, job, [name for name, _ in schema.columns()])
+    for check in (check_copies, resolve_price, check_budget, api_key, check_run_dir):
+        _attempt(problems, check, job)
+    return job, problems
+
+
+def _attempt(problems: list[str], check: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return check(*args)
+    except UserError as exc:
+        problems.append(str(exc))
+        return None
