@@ -13,7 +13,6 @@ from batchllm.errors import BatchllmError
 from batchllm.job import load_job
 from batchllm.pipeline import RunOptions, arun_job
 from batchllm.progress import ProgressLine, summary_text
-from batchllm.query import format_table, query
 
 EXIT_CODES = """\b
 Exit codes:
@@ -161,6 +160,8 @@ def query_command(target: str, sql: str, fmt: str) -> None:
 
     Views: results (latest outcome per row), all_results (every outcome), runs.
     """
+    from batchllm.query import format_table, query
+
     table = _guard(query, target, sql)
     click.echo(format_table(table, fmt))
 

@@ -160,6 +160,7 @@ class Dispatcher:
         return Outcome(
             row_key=request.row_key,
             request_key=request.request_key,
+            input_hash=request.input_hash or None,
             run_id=self.run_id,
             status=OK if valid else INVALID,
             finished_at=now_us(),
@@ -190,6 +191,7 @@ class Dispatcher:
         return Outcome(
             row_key=request.row_key,
             request_key=request.request_key,
+            input_hash=request.input_hash or None,
             run_id=self.run_id,
             status=FAILED,
             finished_at=now_us(),

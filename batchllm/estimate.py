@@ -29,8 +29,7 @@ from batchllm.job import JobSpec
 from batchllm.pipeline import RECENT_REQUESTS, RunOptions, arun_job
 from batchllm.pricing import Price, resolve_price
 from batchllm.providers.base import Usage
-from batchllm.query import query
-from batchllm.render import Renderer, RowError, estimate_tokens
+from batchllm.render import Renderer, RowError, estimate_tokens, input_hash
 from batchllm.source import Source, row_key
 from batchllm.store import read_done
 from batchllm.validate import OutputSchema
@@ -111,7 +110,7 @@ def _scan(job: JobSpec, sample_size: int, limit: int | None) -> _Scan:
     source = Source(job.input)
     schema = OutputSchema(job.output.schema) if job.output.schema else None
     renderer = Renderer(job, source.columns, schema)
-    done = read_done(job.output_dir)
+    done = read_done(job.output_dir, job.fingerprint)
     scan, rng = _Scan(), random.Random(0)
     reservoir: list[tuple[str, dict[str, Any], int]] = []
     recent: OrderedDict[str, None] = OrderedDict()
@@ -124,6 +123,8 @@ def _scan(job: JobSpec, sample_size: int, limit: int | None) -> _Scan:
                 continue
             row = item.data
             key = item.key or row_key(row, job.input.id_column)
+            if done.is_done_input(key, input_hash(row), retry_failed=False):
+                continue
             try:
                 request = renderer.render(key, row)
             except RowError:
@@ -182,6 +183,8 @@ async def _pilot(job: JobSpec, scan: _Scan, max_cost: float) -> _Pilot | None:
 
 
 def _measure(job: JobSpec, sample: list[Any], price: Price) -> _Pilot | None:
+    from batchllm.query import query
+
     keys = {key: est for key, _, est in sample}
     listed = ", ".join("'" + key.replace("'", "''") + "'" for key in keys)
     table = query(

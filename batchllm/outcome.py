@@ -17,6 +17,7 @@ TERMINAL = frozenset({OK, FAILED, INVALID})
 COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("row_key", pa.string()),
     ("request_key", pa.string()),
+    ("input_hash", pa.string()),
     ("run_id", pa.string()),
     ("status", pa.string()),
     ("output", pa.string()),
@@ -50,6 +51,7 @@ class Outcome:
     run_id: str
     status: str
     finished_at: int
+    input_hash: str | None = None
     output: str | None = None
     finish_reason: str | None = None
     error_type: str | None = None

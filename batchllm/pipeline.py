@@ -39,7 +39,7 @@ from batchllm.outcome import FAILED, INVALID, OK, Outcome, results_schema
 from batchllm.preflight import api_key, check_budget, check_copies, check_fields
 from batchllm.pricing import Price, context_window, resolve_price
 from batchllm.providers import make_adapter
-from batchllm.render import Renderer, Request, RowError
+from batchllm.render import Renderer, Request, RowError, input_hash
 from batchllm.source import InputRow, Source, row_key
 from batchllm.store import DoneIndex, Store
 from batchllm.validate import OutputSchema
@@ -177,7 +177,8 @@ class _Run:
 
     async def execute(self) -> RunSummary:
         try:
-            done = DoneIndex() if self.options.fresh else self.store.load_done()
+            fresh = self.options.fresh
+            done = DoneIndex() if fresh else self.store.load_done(self.job.fingerprint)
             self.store.begin_run(self.run_id, self._entry("running"), self.job.fingerprint)
             log.info("run.start", job=self.job.name, run_id=self.run_id, dir=str(self.store.path))
             status = await self._run(done)
@@ -261,8 +262,12 @@ class _Run:
                 key = _duplicate_key(key, data)
             self._record(_row_failure(self.run_id, key, copied, problem, "input"))
             return
+        digest = input_hash(data)
+        if done.is_done_input(key, digest, retry_failed=self.options.retry_failed):
+            self.tally.reused += 1
+            return
         try:
-            request = self.renderer.render(key, data)
+            request = self.renderer.render(key, data, digest)
         except RowError as exc:
             self._record(_row_failure(self.run_id, key, copied, str(exc), "render"))
             return
@@ -321,7 +326,7 @@ class _Run:
         if earlier is None and key in self.inflight:
             earlier = await asyncio.shield(self.inflight[key])
         if earlier is not None:
-            return _shared(earlier, request.row_key, copied)
+            return _shared(earlier, request, copied)
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self.inflight[key] = future
         try:
@@ -511,12 +516,14 @@ def _copyable(value: Any) -> Any:
     return str(value)
 
 
-def _shared(earlier: Outcome, row_key: str, copied: dict[str, Any]) -> Outcome:
+def _shared(earlier: Outcome, request: Request, copied: dict[str, Any]) -> Outcome:
     """The outcome of an identical request made for another row: same answer, no new cost."""
     return replace(
         earlier,
-        row_key=row_key,
+        row_key=request.row_key,
+        input_hash=request.input_hash or None,
         copied=copied,
+        repair_cost_usd=0.0,
         attempts=0,
         input_tokens=0,
         output_tokens=0,

@@ -8,13 +8,15 @@ manifest). Read-only: querying never changes the run directory.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import orjson
 import pyarrow as pa
 
 from batchllm.errors import UserError
+
+if TYPE_CHECKING:
+    import duckdb
 from batchllm.job import JobSpec, load_job
 
 _RUN_COLUMNS = (
@@ -52,6 +54,8 @@ def run_dir_of(target: str | Path | JobSpec) -> Path:
 
 def connect(target: str | Path | JobSpec) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the run directory's views."""
+    import duckdb  # loaded only when a query is asked for: a run does not need it
+
     run_dir = run_dir_of(target)
     parts = sorted((run_dir / "results").glob("part-*.parquet"))
     if not parts:
@@ -71,6 +75,8 @@ def connect(target: str | Path | JobSpec) -> duckdb.DuckDBPyConnection:
 
 def query(target: str | Path | JobSpec, sql: str) -> pa.Table:
     """Run ``sql`` over the run directory and return the result as an Arrow table."""
+    import duckdb
+
     con = connect(target)
     try:
         relation = con.sql(sql)

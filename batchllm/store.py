@@ -39,19 +39,40 @@ MANIFEST_FORMAT = 1
 
 
 @dataclass(slots=True)
-class DoneIndex:
-    """Which (row, request) pairs already have a final outcome (``failed``: not ok)."""
+class _Marks:
+    """Keys with a final outcome; ``failed`` holds those whose latest outcome is not ok."""
 
-    pairs: set[int] = field(default_factory=set)
+    done: set[int] = field(default_factory=set)
     failed: set[int] = field(default_factory=set)
 
-    @staticmethod
-    def key(row_key: str, request_key: str) -> int:
-        return hash((row_key, request_key))
+    def mark(self, key: int, status: str) -> None:
+        self.done.add(key)
+        if status == OK:
+            self.failed.discard(key)
+        else:
+            self.failed.add(key)
+
+    def has(self, key: int, retry_failed: bool) -> bool:
+        return key in self.done and not (retry_failed and key in self.failed)
+
+
+@dataclass(slots=True)
+class DoneIndex:
+    """Which rows already have a final outcome.
+
+    By (row, request): the exact request is known to be done. By (row, input hash), only for
+    outcomes of runs with the job's current fingerprint: the same row data under the same job makes
+    the same request, so a resumed run can skip such rows without rendering them.
+    """
+
+    by_request: _Marks = field(default_factory=_Marks)
+    by_input: _Marks = field(default_factory=_Marks)
 
     def is_done(self, row_key: str, request_key: str, *, retry_failed: bool) -> bool:
-        pair = hash((row_key, request_key))
-        return pair in self.pairs and not (retry_failed and pair in self.failed)
+        return self.by_request.has(hash((row_key, request_key)), retry_failed)
+
+    def is_done_input(self, row_key: str, input_hash: str, *, retry_failed: bool) -> bool:
+        return self.by_input.has(hash((row_key, input_hash)), retry_failed)
 
 
 class Store:
@@ -79,15 +100,15 @@ class Store:
     def part_files(self) -> list[Path]:
         return sorted(self.results_dir.glob("part-*.parquet"))
 
-    def load_done(self) -> DoneIndex:
-        return read_done(self.path)
+    def load_done(self, fingerprint: str | None = None) -> DoneIndex:
+        return read_done(self.path, fingerprint)
 
     # --- writing ---------------------------------------------------------------------------
 
     def begin_run(self, run_id: str, entry: dict[str, Any], fingerprint: str) -> None:
         self.run_id = run_id
         self.manifest["fingerprint"] = fingerprint
-        self.manifest["runs"].append({"run_id": run_id, **entry})
+        self.manifest["runs"].append({"run_id": run_id, "fingerprint": fingerprint, **entry})
         self.save_manifest()
         self._open_journal()
 
@@ -196,21 +217,44 @@ class Store:
             journal.unlink(missing_ok=True)
 
 
-def read_done(run_dir: Path) -> DoneIndex:
+def read_done(run_dir: Path, fingerprint: str | None = None) -> DoneIndex:
     """The done-set of a run directory's parts (read-only: no lock needed)."""
     done = DoneIndex()
+    same_job = _runs_with_fingerprint(run_dir, fingerprint)
     for part in sorted((run_dir / "results").glob("part-*.parquet")):
-        table = pq.read_table(part, columns=["row_key", "request_key", "status"])
-        columns = (table.column(name).to_pylist() for name in table.column_names)
-        for row_key, request_key, status in zip(*columns, strict=True):
-            if status in TERMINAL:
-                pair = DoneIndex.key(row_key, request_key)
-                done.pairs.add(pair)
-                if status != OK:
-                    done.failed.add(pair)
-                else:
-                    done.failed.discard(pair)
+        _mark_part(done, part, same_job)
     return done
+
+
+def _mark_part(done: DoneIndex, part: Path, same_job: set[str]) -> None:
+    wanted = ["row_key", "request_key", "status", "run_id", "input_hash"]
+    parquet = pq.ParquetFile(part)
+    present = [c for c in wanted if c in parquet.schema_arrow.names]
+    for batch in parquet.iter_batches(batch_size=65_536, columns=present):
+        columns = {name: batch.column(name).to_pylist() for name in present}
+        hashes = columns.get("input_hash") or [None] * batch.num_rows
+        rows = zip(
+            columns["row_key"],
+            columns["request_key"],
+            columns["status"],
+            columns["run_id"],
+            hashes,
+            strict=True,
+        )
+        for row_key, request_key, status, run_id, input_hash in rows:
+            if status not in TERMINAL:
+                continue
+            done.by_request.mark(hash((row_key, request_key)), status)
+            if input_hash and run_id in same_job:
+                done.by_input.mark(hash((row_key, input_hash)), status)
+
+
+def _runs_with_fingerprint(run_dir: Path, fingerprint: str | None) -> set[str]:
+    manifest = run_dir / "manifest.json"
+    if fingerprint is None or not manifest.exists():
+        return set()
+    runs = orjson.loads(manifest.read_bytes()).get("runs", [])
+    return {run["run_id"] for run in runs if run.get("fingerprint") == fingerprint}
 
 
 def _prepare(path: Path) -> int:
