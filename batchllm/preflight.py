@@ -30,7 +30,7 @@ def api_key(job: JobSpec) -> str | None:
         return None
     key = os.environ.get(env)
     if not key:
-        if model.api_key_env is None and model.base_url is not None:
+        if model.api_key_env is None and model.base_url is not None and model.provider == "openai":
             return None  # a local OpenAI-compatible server often needs no key
         raise MissingKeyError(f"{job.path}: [model] the API key variable {env} is not set")
     return key
@@ -39,6 +39,11 @@ def api_key(job: JobSpec) -> str | None:
 def check_budget(job: JobSpec, override: float | None = None) -> float | None:
     """The run's cost cap; a cap needs ``max_tokens`` to bound a reply's cost."""
     cap = override if override is not None else job.limits.max_cost_usd
+    if cap is not None and job.model.mode == "batch":
+        raise UserError(
+            f"{job.path}: batch mode takes no cost cap (a batch is paid when it ends); "
+            'run batchllm estimate first, or use mode = "online"'
+        )
     if cap is not None and job.model.max_tokens is None:
         raise UserError(
             f"{job.path}: a cost cap needs [model.params] max_tokens, the most a reply can cost"

@@ -3,7 +3,7 @@
 Owns the content of a successful chat reply and nothing else. Everything here is a pure function of
 its arguments (the caller passes a seeded ``random.Random``), so the same request and seed give the
 same reply. HTTP, rate limits, latency and the choice of *when* to break a reply live in
-``batchllm.simulate``.
+``batchllm.simulate_flow``; every wire format's request reaches here in the Chat shape.
 
 The tokenizer is an approximation of a BPE tokenizer, good to within tens of percent on English;
 it is not tiktoken and nothing should depend on it matching a real model.

@@ -1,6 +1,7 @@
 """Rate limiting for the simulated provider, enforced the way OpenAI does it (providers.md §13).
 
-Owns the token buckets, the admission decision and the ``x-ratelimit-*`` header values they imply.
+Owns the token buckets, the admission decision and what they say about the account: ``state()``
+for any wire format's headers, ``headers()`` for OpenAI's ``x-ratelimit-*``.
 Each configured dimension (requests, tokens) has a minute bucket (capacity = limit) and a
 per-second bucket (capacity = limit/60), both refilling continuously at limit/60 per second. A
 request is admitted when every bucket holds at least min(cost, capacity), so one request larger
@@ -14,7 +15,7 @@ Time comes from an injected clock so tests can move it without sleeping.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 _EPSILON = 1e-9
@@ -31,6 +32,16 @@ def go_duration(seconds: float) -> str:
     if hours:
         return f"{hours}h{minutes}m{secs}s"
     return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
+def openai_headers(quotas: Sequence[QuotaState]) -> dict[str, str]:
+    """``x-ratelimit-{limit,remaining,reset}-{requests,tokens}``, resets as Go durations."""
+    found = {}
+    for q in quotas:
+        found[f"x-ratelimit-limit-{q.name}"] = str(q.limit)
+        found[f"x-ratelimit-remaining-{q.name}"] = str(q.remaining)
+        found[f"x-ratelimit-reset-{q.name}"] = go_duration(q.full_in_s)
+    return found
 
 
 class TokenBucket:
@@ -81,12 +92,19 @@ class _Quota:
         self.minute.add(amount)
         self.second.add(amount)
 
-    def headers(self, name: str) -> dict[str, str]:
-        return {
-            f"x-ratelimit-limit-{name}": str(self.limit),
-            f"x-ratelimit-remaining-{name}": str(max(0, math.floor(self.minute.level()))),
-            f"x-ratelimit-reset-{name}": go_duration(self.minute.full_in_s()),
-        }
+    def state(self, name: str) -> QuotaState:
+        level = self.minute.level()
+        return QuotaState(name, self.limit, max(0, math.floor(level)), self.minute.full_in_s())
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaState:
+    """One dimension's limit, what is left of it and the seconds until it is full again."""
+
+    name: str
+    limit: int
+    remaining: int
+    full_in_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,11 +148,13 @@ class RateLimiter:
         if self.tokens is not None:
             self.tokens.add(tokens)
 
+    def state(self) -> list[QuotaState]:
+        """Each configured dimension ("requests", "tokens") as it stands now."""
+        return [quota.state(name) for name, quota, _ in self._costs(0)]
+
     def headers(self) -> dict[str, str]:
-        found = {}
-        for name, quota, _ in self._costs(0):
-            found.update(quota.headers(name))
-        return found
+        """OpenAI's ``x-ratelimit-*`` headers for ``state()``."""
+        return openai_headers(self.state())
 
     def _costs(self, tokens: int) -> list[tuple[str, _Quota, int]]:
         pairs = (("requests", self.requests, 1), ("tokens", self.tokens, tokens))

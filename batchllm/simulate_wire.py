@@ -1,22 +1,32 @@
 """OpenAI Chat Completions wire format as the simulated provider speaks it (providers.md §2 and §4).
 
-Owns parsing a chat request body and building every body the simulator sends: the chat.completion
-object, the error envelope with OpenAI's own wording for each error kind, the Cloudflare 502 page,
-and the 401 and 429 messages. Pure functions of their arguments, no aiohttp objects. Deciding which
-of these to send belongs to ``batchllm.simulate``.
+Owns parsing a chat request body and building every body the simulator sends in this format: the
+chat.completion object, the error envelope with OpenAI's own wording for each error kind, the
+Cloudflare 502 page, the 401 and 429 messages and the ``x-ratelimit-*`` headers, gathered in
+``ChatFormat`` (see ``simulate_formats``). Pure functions of their arguments, no aiohttp objects.
+Deciding which of these to send belongs to ``batchllm.simulate_flow``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from batchllm.simulate_limits import Rejection, go_duration
+from batchllm.simulate_content import Reply
+from batchllm.simulate_formats import (
+    BAD_GATEWAY_HTML,
+    ErrorReply,
+    Incoming,
+    SimRequest,
+    SimUsage,
+)
+from batchllm.simulate_limits import QuotaState, Rejection, go_duration, openai_headers
 
 ORG = "org-sim"
 _RATE_DOCS = "Visit https://platform.openai.com/account/rate-limits to learn more."
@@ -30,25 +40,10 @@ _NO_KEY = (
     "You didn't provide an API key. You need to provide your API key in an Authorization header "
     "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
 )
-_CONTEXT_TOO_LONG = (
+CONTEXT_TOO_LONG = (
     "This model's maximum context length is 128000 tokens. However, your messages resulted in "
     "131072 tokens. Please reduce the length of the messages."
 )
-_BAD_GATEWAY = (
-    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>\r\n"
-    b"</body>\r\n</html>\r\n"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class ChatRequest:
-    """The parts of a chat request body the simulator uses; everything else is ignored."""
-
-    model: str
-    messages: list[Any]
-    max_tokens: int | None
-    response_format: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,15 +53,6 @@ class BadRequest:
     message: str
     param: str | None
     code: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorReply:
-    """A ready-made error response."""
-
-    status: int
-    body: bytes
-    content_type: str = "application/json"
 
 
 def envelope(message: str, error_type: str, code: str | None, param: str | None = None) -> bytes:
@@ -87,7 +73,7 @@ ERRORS: Mapping[str, ErrorReply] = {
         "The server had an error while processing your request. Sorry about that!",
         "server_error",
     ),
-    "502": ErrorReply(502, _BAD_GATEWAY, "text/html"),
+    "502": ErrorReply(502, BAD_GATEWAY_HTML, "text/html"),
     "502-json": _json_error(502, "Bad gateway.", "cf_bad_gateway"),
     "503": _json_error(
         503,
@@ -98,7 +84,7 @@ ERRORS: Mapping[str, ErrorReply] = {
     # 529 is Anthropic's overload status; OpenAI never sends it, but clients meet it via gateways.
     "529": _json_error(529, "Overloaded", "overloaded_error"),
     "400": _json_error(
-        400, _CONTEXT_TOO_LONG, "invalid_request_error", "context_length_exceeded", "messages"
+        400, CONTEXT_TOO_LONG, "invalid_request_error", "context_length_exceeded", "messages"
     ),
     "401": _json_error(
         401,
@@ -122,15 +108,15 @@ ERRORS: Mapping[str, ErrorReply] = {
 """Canned replies by fault kind; "502" is the HTML page, "502-json" the JSON variant."""
 
 
-def parse_chat(body: bytes) -> ChatRequest | BadRequest:
-    """Read a chat request body, or say why OpenAI would answer 400."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return BadRequest(_BAD_JSON, None, None)
-    if not isinstance(data, dict):
-        return BadRequest(_BAD_JSON, None, None)
-    model, messages = data.get("model"), data.get("messages")
+def parse_chat(body: bytes, default_model: str | None = None) -> SimRequest | BadRequest:
+    """Read a chat request body, or say why OpenAI would answer 400.
+
+    ``default_model`` stands in for a missing ``model`` (Azure names the deployment in the path).
+    """
+    data = parse_json(body)
+    if isinstance(data, BadRequest):
+        return data
+    model, messages = data.get("model", default_model), data.get("messages")
     if not isinstance(model, str) or not model:
         return BadRequest("you must provide a model parameter", "model", None)
     if not isinstance(messages, list) or not messages:
@@ -140,7 +126,16 @@ def parse_chat(body: bytes) -> ChatRequest | BadRequest:
     cap = data.get(name)
     if cap is not None and (type(cap) is not int or cap < 1):
         return BadRequest(f"Invalid '{name}': expected a positive integer.", name, "invalid_value")
-    return ChatRequest(model, messages, cap, data.get("response_format"))
+    return SimRequest(model, messages, cap, data.get("response_format"))
+
+
+def parse_json(body: bytes) -> dict[str, Any] | BadRequest:
+    """A request body's JSON object, or OpenAI's 400 for a body that is not one."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return BadRequest(_BAD_JSON, None, None)
+    return data if isinstance(data, dict) else BadRequest(_BAD_JSON, None, None)
 
 
 def model_of(body: bytes) -> str:
@@ -181,16 +176,16 @@ def rate_limit_message(rejection: Rejection, model: str) -> str:
 
 
 def completion(
-    request: ChatRequest, content: str, finish: str, usage: tuple[int, int], reply_id: int
-) -> bytes:
-    """A chat.completion body with one choice; ``usage`` is (prompt_tokens, completion_tokens)."""
+    request: SimRequest, content: str, finish: str, usage: tuple[int, int], reply_id: str
+) -> dict[str, Any]:
+    """A chat.completion object with one choice; ``usage`` is (prompt_tokens, completion_tokens)."""
     prompt, output = usage
     message: dict[str, Any] = {"role": "assistant", "content": content}
     message |= {"refusal": None, "annotations": []}
     details = {"reasoning_tokens": 0, "audio_tokens": 0}
     details |= {"accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
-    body = {
-        "id": f"chatcmpl-sim-{reply_id:016x}",
+    return {
+        "id": f"chatcmpl-sim-{reply_id}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": request.model,
@@ -205,4 +200,65 @@ def completion(
         "service_tier": "default",
         "system_fingerprint": "fp_sim0000001",
     }
-    return orjson.dumps(body)
+
+
+def retry_headers(wait_s: float) -> dict[str, str]:
+    """``retry-after-ms`` and ``retry-after`` (whole seconds, rounded up) for a 429."""
+    return {"retry-after-ms": f"{wait_s * 1000:.3f}", "retry-after": str(math.ceil(wait_s))}
+
+
+class ChatFormat:
+    """OpenAI Chat Completions, ``POST /v1/chat/completions``: Bearer key, OpenAI envelopes."""
+
+    schema_field = "response_format"
+
+    def model_of(self, incoming: Incoming) -> str:
+        return model_of(incoming.body)
+
+    def authorize(self, expected: str | None, incoming: Incoming) -> ErrorReply | None:
+        denied = auth_failure(expected, incoming.headers.get("Authorization"))
+        if denied is None:
+            return None
+        return ErrorReply(401, envelope(denied, "invalid_request_error", "invalid_api_key"))
+
+    def parse(self, incoming: Incoming) -> SimRequest | ErrorReply:
+        parsed = parse_chat(incoming.body)
+        if isinstance(parsed, BadRequest):
+            return self._rejected(parsed)
+        return parsed
+
+    def _rejected(self, bad: BadRequest) -> ErrorReply:
+        return _json_error(400, bad.message, "invalid_request_error", bad.code, bad.param)
+
+    def bad_request(self, message: str, param: str | None, incoming: Incoming) -> ErrorReply:
+        return _json_error(400, message, "invalid_request_error", None, param)
+
+    def reply(
+        self, request: SimRequest, reply: Reply, usage: SimUsage, incoming: Incoming
+    ) -> bytes:
+        tokens = (usage.prompt_tokens, usage.completion_tokens)
+        body = completion(request, reply.content, reply.finish_reason, tokens, incoming.reply_id)
+        return orjson.dumps(body)
+
+    def error(self, kind: str, incoming: Incoming) -> ErrorReply:
+        return ERRORS[kind]
+
+    def rate_limited(
+        self, rejection: Rejection, model: str, with_wait: bool, incoming: Incoming
+    ) -> ErrorReply:
+        wanted = with_wait and not rejection.too_large
+        body = envelope(
+            rate_limit_message(rejection, model), rejection.dimension, "rate_limit_exceeded"
+        )
+        return ErrorReply(429, body, headers=retry_headers(rejection.wait_s) if wanted else {})
+
+    def headers(
+        self, incoming: Incoming, processing_ms: int, quotas: Sequence[QuotaState]
+    ) -> dict[str, str]:
+        return {
+            "x-request-id": f"req_{incoming.request_id}",
+            "openai-organization": ORG,
+            "openai-processing-ms": str(processing_ms),
+            "openai-version": "2020-10-01",
+            **openai_headers(quotas),
+        }

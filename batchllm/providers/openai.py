@@ -72,7 +72,7 @@ class OpenAIChat:
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
             raise BadReply(f"unreadable reply: {body[:200]!r}", status=status) from None
         if isinstance(data.get("error"), dict | str):
-            raise ServerError(_error_text(data), status=status)
+            raise ServerError(error_text(data), status=status)
         text = message.get("content") or ""
         finish = choice.get("finish_reason")
         if not text and message.get("refusal"):
@@ -87,17 +87,17 @@ class OpenAIChat:
 
     def rate_limits(self, headers: Mapping[str, str]) -> RateLimitInfo:
         return RateLimitInfo(
-            limit_requests=_int(headers.get("x-ratelimit-limit-requests")),
-            remaining_requests=_int(headers.get("x-ratelimit-remaining-requests")),
+            limit_requests=int_or_none(headers.get("x-ratelimit-limit-requests")),
+            remaining_requests=int_or_none(headers.get("x-ratelimit-remaining-requests")),
             reset_requests_s=parse_duration(headers.get("x-ratelimit-reset-requests")),
-            limit_tokens=_int(headers.get("x-ratelimit-limit-tokens")),
-            remaining_tokens=_int(headers.get("x-ratelimit-remaining-tokens")),
+            limit_tokens=int_or_none(headers.get("x-ratelimit-limit-tokens")),
+            remaining_tokens=int_or_none(headers.get("x-ratelimit-remaining-tokens")),
             reset_tokens_s=parse_duration(headers.get("x-ratelimit-reset-tokens")),
         )
 
     def _error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-        data = _json_or_none(body)
-        message = redact(_error_text(data) if data is not None else _snippet(body), self._api_key)
+        data = json_or_none(body)
+        message = redact(error_text(data) if data is not None else snippet(body), self._api_key)
         code = _error_field(data, "code")
         kind = _error_field(data, "type")
         text = f"HTTP {status}: {message}"
@@ -166,14 +166,16 @@ def _wait_from_message(message: str) -> float | None:
     return number / 1000 if match.group(2).lower() == "ms" else number
 
 
-def _json_or_none(body: bytes) -> Any:
+def json_or_none(body: bytes) -> Any:
+    """The body as JSON, or None when it is not JSON (an HTML gateway page, say)."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
 
 
-def _error_text(data: Any) -> str:
+def error_text(data: Any) -> str:
+    """The message of an error body, whatever its envelope (object, string, flat)."""
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, dict):
         return str(error.get("message") or error)
@@ -190,13 +192,15 @@ def _error_field(data: Any, key: str) -> str | None:
     return str(value) if value is not None else None
 
 
-def _snippet(body: bytes) -> str:
+def snippet(body: bytes) -> str:
+    """A non-JSON error body in one short line: an HTML page's title, else its first words."""
     text = body.decode("utf-8", errors="replace")
     title = re.search(r"<title>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
     return (title.group(1) if title else " ".join(text.split()))[:200] or "(empty body)"
 
 
-def _int(value: str | None) -> int | None:
+def int_or_none(value: str | None) -> int | None:
+    """A header value as an int, or None when missing or not a number."""
     number = _float(value)
     return int(number) if number is not None else None
 
