@@ -10,7 +10,7 @@ import click
 
 from batchllm import __version__, log
 from batchllm.errors import BatchllmError
-from batchllm.job import load_job
+from batchllm.job import load_job, with_mode
 from batchllm.pipeline import RunOptions, arun_job
 from batchllm.progress import ProgressLine, summary_text
 
@@ -57,6 +57,11 @@ def main(log_format: str, quiet: bool, verbose: bool) -> None:
     help="Stop admitting requests before this run's spend could pass USD (exit 3).",
 )
 @click.option(
+    "--mode",
+    type=click.Choice(["online", "batch"]),
+    help="online requests, or the provider's batch API at its batch price (default: the job's).",
+)
+@click.option(
     "--progress/--no-progress", default=None, help="Progress line (default: on a terminal)."
 )
 def run(
@@ -66,10 +71,13 @@ def run(
     retry_failed: bool,
     max_failure_rate: float | None,
     max_cost: float | None,
+    mode: str | None,
     progress: bool | None,
 ) -> None:
     """Run JOB_FILE: every input row becomes a request; results go to Parquet."""
     job = _guard(load_job, job_file)
+    if mode is not None:
+        job = _guard(with_mode, job, mode)
     options = RunOptions(limit=limit, fresh=fresh, retry_failed=retry_failed, max_cost_usd=max_cost)
     show = sys.stderr.isatty() if progress is None else progress
     line = ProgressLine() if show else None
@@ -151,6 +159,28 @@ def validate(job_file: str) -> None:
     click.echo(f"{job_file}: ok ({job.input.path}, {job.model.provider}/{job.model.name})")
 
 
+@main.command()
+@click.argument("job_file", type=click.Path(dir_okay=False))
+def status(job_file: str) -> None:
+    """The batches of JOB_FILE's run directory and their state at the provider."""
+    from batchllm.batchmode import batch_status
+    from batchllm.preflight import api_key
+
+    job = _guard(load_job, job_file)
+    click.echo(_guard(asyncio.run, batch_status(job, _guard(api_key, job))))
+
+
+@main.command()
+@click.argument("job_file", type=click.Path(dir_okay=False))
+def cancel(job_file: str) -> None:
+    """Cancel the batches of JOB_FILE in flight at the provider."""
+    from batchllm.batchmode import cancel_batches
+    from batchllm.preflight import api_key
+
+    job = _guard(load_job, job_file)
+    click.echo(_guard(asyncio.run, cancel_batches(job, _guard(api_key, job))))
+
+
 @main.command("query")
 @click.argument("target")
 @click.argument("sql")
@@ -192,7 +222,7 @@ def query_command(target: str, sql: str, fmt: str) -> None:
 )
 @click.option("--seed", default=0, type=int)
 def simulate(host: str, port: int, api_key_env: str | None, **settings: Any) -> None:
-    """Serve the simulated provider (OpenAI wire format) until interrupted."""
+    """Serve the simulated provider (every wire format batchllm speaks) until interrupted."""
     import os
 
     from batchllm.simulate import SimConfig, serve_forever

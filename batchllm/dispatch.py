@@ -72,13 +72,31 @@ class Dispatcher:
     async def process(self, request: Request, copied: dict[str, Any]) -> Outcome:
         """Send ``request`` with retries and repairs; an outcome unless the run must stop."""
         started = time.monotonic()
-        replies: list[Completion] = []
         tries = _Tries()
         try:
-            replies.append(await self._send(request, tries))
+            first = await self._send(request, tries)
         except ProviderError as exc:
             return self._failed(request, copied, exc, tries.count)
-        checked = self._check(replies[-1])
+        return await self._complete(request, copied, first, tries, started, first_paid=True)
+
+    async def repair(self, request: Request, copied: dict[str, Any], first: Completion) -> Outcome:
+        """Re-ask for a reply that came from elsewhere (a batch); only the re-asks are counted."""
+        return await self._complete(
+            request, copied, first, _Tries(), time.monotonic(), first_paid=False
+        )
+
+    async def _complete(
+        self,
+        request: Request,
+        copied: dict[str, Any],
+        first: Completion,
+        tries: _Tries,
+        started: float,
+        *,
+        first_paid: bool,
+    ) -> Outcome:
+        replies = [first]
+        checked = self._check(first)
         while checked is not None and checked.value is None and len(replies) <= self.max_repairs:
             request = request.follow_up(replies[-1].text, checked.error or "")
             try:
@@ -91,7 +109,8 @@ class Dispatcher:
                 break
             checked = self._check(replies[-1])
         latency = (time.monotonic() - started) * 1000
-        return self._finished(request, copied, replies, checked, latency, tries.count)
+        paid = replies if first_paid else replies[1:]
+        return self._finished(request, copied, replies, paid, checked, latency, tries.count)
 
     async def _send(self, request: Request, tries: _Tries) -> Completion:
         call = self.adapter.build(request)
@@ -149,12 +168,13 @@ class Dispatcher:
         request: Request,
         copied: dict[str, Any],
         replies: list[Completion],
+        paid: list[Completion],
         checked: Checked | None,
         latency_ms: float,
         attempts: int,
     ) -> Outcome:
         last = replies[-1]
-        usage = _total(reply.usage for reply in replies)
+        usage = _total(reply.usage for reply in paid)
         valid = checked is None or checked.value is not None
         problem = None if checked is None or valid else checked
         return Outcome(
@@ -176,7 +196,7 @@ class Dispatcher:
             cache_write_tokens=usage.cache_write_tokens,
             reasoning_tokens=usage.reasoning_tokens,
             usage_estimated=usage.estimated,
-            cost_usd=sum(self.price.cost(reply.usage) for reply in replies),
+            cost_usd=sum(self.price.cost(reply.usage) for reply in paid),
             repair_cost_usd=sum(self.price.cost(reply.usage) for reply in replies[1:]),
             latency_ms=round(latency_ms, 3),
             model=last.model or request.model,

@@ -8,6 +8,7 @@ checks happen where the input and providers live, still before any request is se
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import difflib
 import hashlib
 import os
@@ -33,6 +34,7 @@ PROVIDERS = (
     "anthropic",
     "gemini",
 )
+BATCH_PROVIDERS = ("openai", "anthropic", "simulated")
 INPUT_FORMATS = ("csv", "parquet", "jsonl")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -61,6 +63,8 @@ class ModelSpec:
     api_key_env: str | None = None
     params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     native_schema: bool = True
+    #: "online" (requests one by one, under the rate limits) or "batch" (the provider's batch API)
+    mode: str = "online"
 
     @property
     def max_tokens(self) -> int | None:
@@ -88,6 +92,15 @@ class LimitsSpec:
 class RetrySpec:
     max_attempts: int = 6
     timeout_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSpec:
+    """How batch mode submits and polls."""
+
+    poll_s: float = 30.0
+    max_poll_s: float = 300.0
+    max_requests: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +138,7 @@ class JobSpec:
     retry: RetrySpec
     pricing: PricingSpec
     simulate: SimulateSpec
+    batch: BatchSpec = field(default_factory=BatchSpec)
 
     @property
     def output_dir(self) -> Path:
@@ -148,6 +162,16 @@ class JobSpec:
 # --- reading ---------------------------------------------------------------------------------
 
 
+def with_mode(job: JobSpec, mode: str) -> JobSpec:
+    """The job with ``[model] mode`` replaced (``--mode`` on the command line)."""
+    if mode == "batch" and job.model.provider not in BATCH_PROVIDERS:
+        raise JobFileError(
+            f"{job.path}: --mode batch is for {', '.join(BATCH_PROVIDERS)}, "
+            f"not '{job.model.provider}'"
+        )
+    return dataclasses.replace(job, model=dataclasses.replace(job.model, mode=mode))
+
+
 def load_job(path: str | Path) -> JobSpec:
     """Read and check a job file; raises ``JobFileError`` naming the file, section and key."""
     job_path = Path(path)
@@ -168,7 +192,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise JobFileError(f"{path}: invalid TOML: {exc}") from None
 
 
-_SECTIONS = ("job", "input", "prompt", "model", "output", "limits", "retry", "pricing", "simulate")
+_SECTIONS = (
+    "job", "input", "prompt", "model", "output", "limits", "retry", "pricing", "simulate", "batch",
+)  # fmt: skip
 
 
 class _Reader:
@@ -242,6 +268,19 @@ class _Reader:
             retry=self.retry(),
             pricing=self.pricing(),
             simulate=self.simulate(model.provider),
+            batch=self.batch(),
+        )
+
+    def batch(self) -> BatchSpec:
+        table = self.section("batch")
+        self.check_keys("batch", table, ("poll_s", "max_poll_s", "max_requests"))
+        poll = self.take("batch", table, "poll_s", (int, float), check=_positive)
+        most = self.take("batch", table, "max_poll_s", (int, float), check=_positive)
+        size = self.take("batch", table, "max_requests", int, check=_positive)
+        return BatchSpec(
+            poll_s=float(poll) if poll is not None else _BATCH.poll_s,
+            max_poll_s=float(most) if most is not None else _BATCH.max_poll_s,
+            max_requests=size,
         )
 
     def job_name(self) -> str:
@@ -286,7 +325,7 @@ class _Reader:
         self.check_keys(
             "model",
             table,
-            ("provider", "name", "base_url", "api_key_env", "params", "native_schema"),
+            ("provider", "name", "base_url", "api_key_env", "params", "native_schema", "mode"),
         )
         provider = self.take(
             "model", table, "provider", str, required=True, check=_one_of(PROVIDERS)
@@ -305,7 +344,16 @@ class _Reader:
             api_key_env=self.take("model", table, "api_key_env", str, check=_env_name),
             params=MappingProxyType(params),
             native_schema=self.take("model", table, "native_schema", bool) is not False,
+            mode=self._mode(table, provider),
         )
+
+    def _mode(self, table: Mapping[str, Any], provider: str) -> str:
+        mode = self.take("model", table, "mode", str, check=_one_of(("online", "batch")))
+        if mode == "batch" and provider not in BATCH_PROVIDERS:
+            raise self.fail(
+                "[model] mode", f"batch mode is for {', '.join(BATCH_PROVIDERS)}, not '{provider}'"
+            )
+        return mode or "online"
 
     def output(self, name: str) -> OutputSpec:
         table = self.section("output")
@@ -399,6 +447,7 @@ class _Reader:
 
 
 _OUTPUT = OutputSpec(Path())
+_BATCH = BatchSpec()
 _LIMITS = LimitsSpec()
 _RETRY = RetrySpec()
 _TYPE_NAMES = {

@@ -25,6 +25,7 @@ import orjson
 import structlog
 
 from batchllm import __version__
+from batchllm.batchmode import BatchMode, BatchSettings, Book, batch_api
 from batchllm.budget import Budget, OverBudget
 from batchllm.dispatch import Dispatcher, Settings, now_us
 from batchllm.errors import (
@@ -78,6 +79,7 @@ class Tally:
     output_tokens: int = 0
     cached_tokens: int = 0
     cost_usd: float = 0.0
+    in_batch: int = 0
     total: int | None = None
     started: float = field(default_factory=time.monotonic)
 
@@ -174,6 +176,9 @@ class _Run:
         self.seen_ids: set[int] = set()
         self.context_window = context_window(job)
         self.dispatcher: Dispatcher | None = None
+        self.base_url: str | None = None
+        #: request keys of batches submitted by an earlier run and not collected yet
+        self.in_batch: set[str] = set()
 
     async def execute(self) -> RunSummary:
         try:
@@ -205,7 +210,10 @@ class _Run:
         with self._signals():
             async with self._provider() as dispatcher:
                 self.dispatcher = dispatcher
-                await self._work(dispatcher, done)
+                if self.job.model.mode == "batch":
+                    await self._work_batch(dispatcher, done)
+                else:
+                    await self._work(dispatcher, done)
         if self.fatal is not None:
             return "fatal"
         if self.budget.exhausted:
@@ -224,6 +232,32 @@ class _Run:
             await self._produce(done)
             await asyncio.gather(*self.workers, return_exceptions=True)
             ticker.cancel()
+
+    async def _work_batch(self, dispatcher: Dispatcher, done: DoneIndex) -> None:
+        """Batch mode: one consumer groups the requests into provider batches."""
+        book = Book(self.store.path)
+        self.in_batch = book.in_flight()
+        job = self.job
+        mode = BatchMode(
+            batch_api(job.model.provider, self.base_url, self.api_key),
+            dispatcher.adapter,
+            dispatcher.session,
+            book,
+            self._record,
+            dispatcher,
+            resolve_price(job, batch=True),
+            BatchSettings(
+                job.batch.poll_s,
+                job.batch.max_poll_s,
+                job.retry.max_attempts,
+                job.batch.max_requests,
+            ),
+            self.run_id,
+            self.schema,
+        )
+        async with asyncio.TaskGroup() as group:
+            self.workers = [group.create_task(mode.run(self.queue))]
+            await self._produce(done)
 
     async def _produce(self, done: DoneIndex) -> None:
         if self.options.rows is not None:
@@ -273,6 +307,9 @@ class _Run:
             return
         if done.is_done(key, request.request_key, retry_failed=self.options.retry_failed):
             self.tally.reused += 1
+            return
+        if request.request_key in self.in_batch:
+            self.tally.in_batch += 1  # its batch is already submitted: its result is on the way
             return
         if self.context_window and request.est_input_tokens > self.context_window:
             problem = (
@@ -362,6 +399,7 @@ class _Run:
             base_url = self.job.model.base_url
             if self.job.model.provider == "simulated":
                 base_url = await stack.enter_async_context(_simulator(self.job))
+            self.base_url = base_url
             adapter = make_adapter(self.job.model.provider, base_url, self.api_key)
             connector = aiohttp.TCPConnector(limit=self.job.limits.concurrency)
             session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
