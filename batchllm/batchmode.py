@@ -11,41 +11,40 @@ whose id was not recorded is found again by its tag (OpenAI batch metadata) or b
 creation time (Anthropic), and polled instead of resubmitted. Submitted batches are polled with
 backoff; their items are parsed by the online adapter into the same outcomes as an online run,
 priced at the batch price. Expired, cancelled and retryable errored items go out again in a later
-batch, up to ``max_attempts``; replies that fail the schema are repaired online.
+batch, up to ``max_attempts``; replies that fail the schema are repaired online. The files and
+the book are ``batchmode_book``'s; the control call, ``status`` and ``cancel`` are
+``batchmode_control``'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
 import orjson
 import structlog
 
-from batchllm import retry
+from batchllm.batchmode_book import Book, request_from, request_json
+from batchllm.batchmode_control import batch_api, batch_status, cancel_batches, control_call
 from batchllm.dispatch import Dispatcher, now_us
-from batchllm.errors import FatalProviderError, ProviderError, ServerError
-from batchllm.job import JobSpec
+from batchllm.errors import FatalProviderError, ProviderError, RequestRejected
 from batchllm.outcome import FAILED, INVALID, OK, Outcome
 from batchllm.pricing import Price
 from batchllm.providers.base import Adapter, Completion, HttpCall
 from batchllm.providers.batches import UNFINISHED, BatchApi, BatchState, ItemResult
-from batchllm.providers.http import send
 from batchllm.render import Request
 from batchllm.validate import OutputSchema
 
 log = structlog.get_logger("batchllm")
-CONTROL_TIMEOUT_S = 120.0
-CONTROL_ATTEMPTS = 8
 #: how far a batch's creation time may be from our record of preparing it, to be recognised
 FIND_WINDOW_S = 600.0
+#: schema repairs of one batch's replies sent at once (online, under the job's limits)
+REPAIR_WORKERS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +55,16 @@ class BatchSettings:
     max_requests: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Repair:
+    """A batch reply that failed the schema, to be re-asked online."""
+
+    request: Request
+    row: dict[str, Any]
+    completion: Completion
+    outcome: Outcome
+
+
 @dataclass(slots=True)
 class _Pending:
     """Requests gathered for the next batch."""
@@ -63,41 +72,6 @@ class _Pending:
     entries: list[bytes]
     rows: list[bytes]
     size: int = 0
-
-
-class Book:
-    """``batches/book.json``: every batch of this run directory and how far it got."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.dir = run_dir / "batches"
-        self.dir.mkdir(exist_ok=True)
-        self.path = self.dir / "book.json"
-        self.batches: dict[str, dict[str, Any]] = (
-            orjson.loads(self.path.read_bytes()) if self.path.exists() else {}
-        )
-
-    def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(orjson.dumps(self.batches, option=orjson.OPT_INDENT_2))
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
-
-    def open_tags(self) -> list[str]:
-        return [tag for tag, entry in self.batches.items() if entry["state"] != "done"]
-
-    def in_flight(self) -> set[str]:
-        """Custom ids (request keys) of batches not done yet: the producer skips them."""
-        ids: set[str] = set()
-        for tag in self.open_tags():
-            ids.update(orjson.loads(line)["custom_id"] for line in self.rows(tag))
-        return ids
-
-    def rows(self, tag: str) -> list[bytes]:
-        return (self.dir / f"{tag}.rows.jsonl").read_bytes().splitlines()
-
-    def entries(self, tag: str) -> list[bytes]:
-        return (self.dir / f"{tag}.jsonl").read_bytes().splitlines()
 
 
 class BatchMode:
@@ -118,20 +92,26 @@ class BatchMode:
         self.record, self.repairer, self.price = record, repairer, price
         self.settings, self.run_id, self.schema = settings, run_id, schema
         self.max_requests = min(settings.max_requests or api.max_requests, api.max_requests)
-        self.tasks: list[asyncio.Task[None]] = []
 
     async def run(self, queue: asyncio.Queue[tuple[Request, dict[str, Any]] | None]) -> None:
-        """Follow the batches left open by an earlier run, and batch everything in ``queue``."""
-        try:
-            await self._run(queue)
-        except asyncio.CancelledError:
-            for task in self.tasks:  # interrupted: the batches stay with the provider
-                task.cancel()
-            raise
+        """Follow the batches left open by an earlier run, and batch everything in ``queue``.
 
-    async def _run(self, queue: asyncio.Queue[tuple[Request, dict[str, Any]] | None]) -> None:
-        for tag in self.book.open_tags():
-            self.tasks.append(asyncio.create_task(self._follow(tag)))
+        Interrupted, the batches stay with the provider and in the book; a failing batch API
+        stops the run (``FatalProviderError``) the same way, to be resumed by running again.
+        """
+        try:
+            async with asyncio.TaskGroup() as group:
+                for tag in self.book.open_tags():
+                    group.create_task(self._follow(tag))
+                await self._batch(queue, group)
+        except ExceptionGroup as caught:
+            raise _run_error(caught) from None
+
+    async def _batch(
+        self,
+        queue: asyncio.Queue[tuple[Request, dict[str, Any]] | None],
+        group: asyncio.TaskGroup,
+    ) -> None:
         pending = _Pending([], [])
         seen: set[str] = set()
         while (item := await queue.get()) is not None:
@@ -139,20 +119,19 @@ class BatchMode:
             entry, row = self._lines(request, copied)
             if request.request_key not in seen:
                 if self._full(pending, entry):
-                    await self._launch(pending)
+                    group.create_task(self._follow(self._prepare(pending)))
                     pending, seen = _Pending([], []), set()
                 pending.entries.append(entry)
                 pending.size += len(entry) + 1
                 seen.add(request.request_key)
             pending.rows.append(row)
         if pending.entries:
-            await self._launch(pending)
-        await asyncio.gather(*self.tasks)
+            group.create_task(self._follow(self._prepare(pending)))
 
     def _lines(self, request: Request, copied: dict[str, Any]) -> tuple[bytes, bytes]:
         entry = self.api.entry(request.request_key, self.adapter.build(request))
         row = orjson.dumps({"custom_id": request.request_key, "copied": copied,
-                            "request": _request_json(request)})  # fmt: skip
+                            "request": request_json(request)})  # fmt: skip
         return entry, row
 
     def _full(self, pending: _Pending, entry: bytes) -> bool:
@@ -161,22 +140,25 @@ class BatchMode:
             too_many or pending.size + len(entry) > self.api.max_bytes
         )
 
-    async def _launch(self, pending: _Pending, attempt: int = 1) -> None:
+    def _prepare(self, pending: _Pending, attempt: int = 1) -> str:
+        """Write a batch's requests and rows, and book it as prepared; its tag."""
         tag = f"b{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}"
         (self.book.dir / f"{tag}.jsonl").write_bytes(b"\n".join(pending.entries) + b"\n")
         (self.book.dir / f"{tag}.rows.jsonl").write_bytes(b"\n".join(pending.rows) + b"\n")
         self.book.batches[tag] = {"state": "prepared", "prepared_at": time.time(),
                                   "requests": len(pending.entries), "attempt": attempt}  # fmt: skip
         self.book.save()
-        self.tasks.append(asyncio.create_task(self._follow(tag)))
+        return tag
 
-    async def _follow(self, tag: str) -> None:
-        """Submit (unless already submitted), poll to the end, and record the results."""
-        entry = self.book.batches[tag]
-        if "batch_id" not in entry:
-            await self._submit(tag, entry)
-        state = await self._poll(entry["batch_id"])
-        await self._collect(tag, entry, state)
+    async def _follow(self, tag: str | None) -> None:
+        """Submit (unless already submitted), poll to the end, record the results; then the
+        same for the batch of items sent again, until none is left (at most max_attempts)."""
+        while tag is not None:
+            entry = self.book.batches[tag]
+            if "batch_id" not in entry:
+                await self._submit(tag, entry)
+            state = await self._poll(entry["batch_id"])
+            tag = await self._collect(tag, entry, state)
 
     async def _submit(self, tag: str, entry: dict[str, Any]) -> None:
         found = await self._find(tag, entry)
@@ -186,7 +168,9 @@ class BatchMode:
             if upload is not None:
                 entry["file_id"] = self.api.parse_uploaded(*await self._call(upload))
                 entry["state"] = "uploaded"
-                self.book.save()
+            # Booked before the create call: after a crash, the batch may exist without its id.
+            entry["creating"] = True
+            self.book.save()
             create = self.api.create(entries, entry.get("file_id"), tag)
             found = self.api.parse_created(*await self._call(create))
         entry.update(batch_id=found, state="submitted", submitted_at=time.time())
@@ -195,24 +179,32 @@ class BatchMode:
 
     async def _find(self, tag: str, entry: dict[str, Any]) -> str | None:
         """A batch created for ``tag`` before a crash kept its id from being recorded."""
-        if entry["state"] == "prepared" and "checked" not in entry:
-            entry["checked"] = True  # a fresh batch: nothing to find on its first submission
-            return None
+        if not entry.get("creating"):
+            return None  # the create call was never sent
         listed = self.api.parse_list(*await self._call(self.api.recent()))
+        known = self.book.batch_ids()
         for state in listed:
             if state.tag == tag:
                 return state.id
             close = state.created_at is not None and (
                 abs(state.created_at - entry["prepared_at"]) < FIND_WINDOW_S
             )
-            if state.tag is None and close and state.total == entry["requests"]:
+            same = state.tag is None and close and state.total == entry["requests"]
+            if same and state.id not in known:
+                log.info("batch.found", tag=tag, batch_id=state.id)
                 return state.id
         return None
 
     async def _poll(self, batch_id: str) -> BatchState:
         wait = self.settings.poll_s
         while True:
-            state = self.api.parse_batch(*await self._call(self.api.get(batch_id)))
+            try:
+                state = self.api.parse_batch(*await self._call(self.api.get(batch_id)))
+            except RequestRejected as exc:
+                if exc.status != 404:
+                    raise
+                log.warning("batch.lost", batch_id=batch_id, error=str(exc))
+                return BatchState(batch_id, "lost", ended=True)
             if state.ended:
                 return state
             log.info("batch.poll", batch_id=batch_id, status=state.status, done=state.succeeded,
@@ -220,51 +212,103 @@ class BatchMode:
             await asyncio.sleep(wait)
             wait = min(wait * 1.5, self.settings.max_poll_s)
 
-    async def _collect(self, tag: str, entry: dict[str, Any], state: BatchState) -> None:
+    async def _collect(self, tag: str, entry: dict[str, Any], state: BatchState) -> str | None:
+        """Record every row of an ended batch; the tag of the batch of items to send again."""
+        items = await self._items(state)
+        lines = self.book.rows(tag)
+        rows = [orjson.loads(line) for line in lines]
+        settled: dict[str, Outcome | None] = {}
+        repairs: list[_Repair] = []
+        for row in rows:
+            key = row["custom_id"]
+            if key not in settled:
+                found = self._outcome(row, items.get(key), entry["attempt"], state.error)
+                repairs += [found] if isinstance(found, _Repair) else []
+                settled[key] = found.outcome if isinstance(found, _Repair) else found
+        settled.update(await self._repair(repairs))
+        again = self._record_rows(tag, lines, rows, settled)
+        entry.update(state="done", status=state.status)
+        self.book.save()
+        log.info("batch.done", tag=tag, batch_id=state.id, status=state.status,
+                 requests=len(settled), again=len(again.entries))  # fmt: skip
+        if not again.entries:
+            return None
+        log.info("batch.resubmit", requests=len(again.entries), attempt=entry["attempt"] + 1)
+        return self._prepare(again, entry["attempt"] + 1)
+
+    async def _items(self, state: BatchState) -> dict[str, ItemResult]:
         items: dict[str, ItemResult] = {}
         for call in self.api.results(state):
             for found in self.api.parse_results((await self._call(call))[1]):
                 items[found.custom_id] = found
-        again, resent = _Pending([], []), set()
-        entries = {orjson.loads(line)["custom_id"]: line for line in self.book.entries(tag)}
-        for line in self.book.rows(tag):
-            row = orjson.loads(line)
-            if await self._settle_row(row, items.get(row["custom_id"]), entry["attempt"]):
-                if row["custom_id"] not in resent:
-                    resent.add(row["custom_id"])
-                    again.entries.append(entries[row["custom_id"]])
-                again.rows.append(line)
-        entry["state"] = "done"
-        entry["status"] = state.status
-        self.book.save()
-        if again.entries:
-            log.info("batch.resubmit", items=len(again.entries), attempt=entry["attempt"] + 1)
-            await self._launch(again, entry["attempt"] + 1)
+        return items
 
-    async def _settle_row(self, row: dict[str, Any], item: ItemResult | None, attempt: int) -> bool:
-        """Record one row's outcome; True when its request should go out again."""
-        request = _request_from(row["request"])
+    def _record_rows(
+        self,
+        tag: str,
+        lines: list[bytes],
+        rows: list[dict[str, Any]],
+        settled: dict[str, Outcome | None],
+    ) -> _Pending:
+        """Record each row's outcome (rows sharing a request share its reply, paid once); the
+        requests to send again, with their rows."""
+        entries = {orjson.loads(line)["custom_id"]: line for line in self.book.entries(tag)}
+        again = _Pending([], [])
+        seen: set[str] = set()
+        for line, row in zip(lines, rows, strict=True):
+            key = row["custom_id"]
+            outcome = settled[key]
+            if outcome is None:
+                again.entries += [] if key in seen else [entries[key]]
+                again.rows.append(line)
+            else:
+                self.record(_shared(outcome, row) if key in seen else outcome)
+            seen.add(key)
+        return again
+
+    def _outcome(
+        self, row: dict[str, Any], item: ItemResult | None, attempt: int, refused: str | None
+    ) -> Outcome | _Repair | None:
+        """A row's outcome, a reply to repair online, or None when its request goes out again;
+        ``refused``: why the provider failed the whole batch, if it did."""
+        request = request_from(row["request"])
+        last = attempt >= self.settings.max_attempts
         if item is None or item.kind in UNFINISHED:
-            if attempt < self.settings.max_attempts:
-                return True
-            kind = item.kind if item else "missing"
-            self.record(self._failed(request, row, f"batch item {kind}", "batch_" + kind, attempt))
-            return False
+            if not last:
+                return None
+            kind = "missing" if item is None else "canceled" if "cancel" in item.kind else "expired"
+            kind = "failed" if item is None and refused else kind
+            error = f"batch item {kind} on its last attempt ({attempt})"
+            error += f": the provider failed the batch: {refused}" if refused else ""
+            return self._failed(request, row, error, f"batch_{kind}", attempt)
         try:
             completion = self.adapter.parse(item.status, {}, item.body)
         except ProviderError as exc:
             if exc.fatal:
                 raise FatalProviderError(f"{exc.kind}: {exc}") from None
-            if exc.retryable and attempt < self.settings.max_attempts:
-                return True
-            self.record(self._failed(request, row, str(exc), exc.kind, attempt))
-            return False
-        self.record(await self._finished(request, row, completion, attempt))
-        return False
+            if exc.retryable and not last:
+                return None
+            return self._failed(request, row, str(exc), exc.kind, attempt)
+        return self._finished(request, row, completion, attempt)
 
-    async def _finished(
+    async def _repair(self, repairs: list[_Repair]) -> dict[str, Outcome]:
+        """Re-ask online for the replies that failed the schema, a few at a time."""
+        repaired: dict[str, Outcome] = {}
+        todo = iter(repairs)
+
+        async def worker() -> None:
+            for job in todo:  # one iterator shared by the workers: each takes the next
+                found = await self.repairer.repair(job.request, job.row["copied"], job.completion)
+                repaired[job.request.request_key] = _merge(job.outcome, found)
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(len(repairs), REPAIR_WORKERS)):
+                group.create_task(worker())
+        return repaired
+
+    def _finished(
         self, request: Request, row: dict[str, Any], completion: Completion, attempt: int
-    ) -> Outcome:
+    ) -> Outcome | _Repair:
         cost = self.price.cost(completion.usage)
         checked = (
             self.schema.check(completion.text, completion.finish_reason) if self.schema else None
@@ -283,13 +327,11 @@ class BatchMode:
             provider_request_id=completion.request_id, copied=row["copied"],
             fields=self.schema.fields(checked.value if checked else None) if self.schema else {},
         )  # fmt: skip
-        if outcome.status == INVALID and self.repairer.max_repairs > 0:
-            repaired = await self.repairer.repair(request, row["copied"], completion)
-            return _merge(outcome, repaired)
-        if checked is not None and checked.value is None:
-            kind = "truncated" if checked.truncated else "invalid_output"
-            return _replace(outcome, error_type=kind, error=checked.error)
-        return outcome
+        if checked is None or checked.value is not None:
+            return outcome
+        kind = "truncated" if checked.truncated else "invalid_output"
+        outcome = replace(outcome, error_type=kind, error=checked.error)
+        return _Repair(request, row, completion, outcome) if self.repairer.max_repairs else outcome
 
     def _failed(
         self, request: Request, row: dict[str, Any], error: str, kind: str, attempt: int
@@ -306,102 +348,58 @@ class BatchMode:
         return await control_call(self.session, call)
 
 
-async def control_call(session: aiohttp.ClientSession, call: HttpCall) -> tuple[int, bytes]:
-    """One call to a batch API, retried like any request when the failure is transient."""
-    async for attempt in retry.policy(CONTROL_ATTEMPTS):
-        with attempt:
-            status, _, body = await send(session, call, CONTROL_TIMEOUT_S)
-            if status == 429 or status >= 500 or status in (408, 409):
-                raise ServerError(f"batch API HTTP {status}", status=status)
-    return status, body
+def _run_error(group: ExceptionGroup[Exception]) -> Exception:
+    """What stopped the batches: a fatal provider error, or the batch API failing for good."""
+    leaves = list(_leaves(group))
+    for leaf in leaves:
+        if isinstance(leaf, FatalProviderError):
+            return leaf
+    for leaf in leaves:
+        if isinstance(leaf, ProviderError):
+            return FatalProviderError(f"{leaf.kind}: {leaf}")
+    return group
 
 
-async def batch_status(job: JobSpec, api_key: str | None) -> str:
-    """Each batch of the job's run directory, with the provider's live counts for open ones."""
-    book = Book(job.output_dir)
-    if not book.batches:
-        return f"{job.name}: no batches in {job.output_dir}"
-    api = batch_api(job.model.provider, job.model.base_url, api_key)
-    lines = [f"{job.name}: {len(book.batches)} batches in {job.output_dir}"]
-    async with aiohttp.ClientSession() as session:
-        for tag, entry in book.batches.items():
-            live = ""
-            if entry["state"] == "submitted":
-                state = api.parse_batch(*await control_call(session, api.get(entry["batch_id"])))
-                live = f" provider: {state.status} {state.succeeded}/{state.total} done"
-                live += f", {state.failed} failed" if state.failed else ""
-            lines.append(
-                f"  {tag}  {entry.get('batch_id', '-'):<36} {entry['state']:<9} "
-                f"{entry['requests']:>7,} requests  attempt {entry['attempt']}{live}"
-            )
-    return "\n".join(lines)
+def _leaves(group: BaseExceptionGroup[Exception]) -> Iterator[Exception]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
 
 
-async def cancel_batches(job: JobSpec, api_key: str | None) -> str:
-    """Ask the provider to cancel every submitted batch; the next run collects what finished."""
-    book = Book(job.output_dir)
-    api = batch_api(job.model.provider, job.model.base_url, api_key)
-    cancelled = []
-    async with aiohttp.ClientSession() as session:
-        for entry in book.batches.values():
-            if entry["state"] == "submitted":
-                api.parse_batch(*await control_call(session, api.cancel(entry["batch_id"])))
-                cancelled.append(entry["batch_id"])
-    if not cancelled:
-        return f"{job.name}: no batch in flight"
-    return (
-        f"{job.name}: cancelling {len(cancelled)} batches ({', '.join(cancelled)}); "
-        "run the job again to collect what they finished and send the rest"
-    )
-
-
-def _request_json(request: Request) -> dict[str, Any]:
-    return {
-        "row_key": request.row_key, "request_key": request.request_key, "model": request.model,
-        "messages": request.messages, "params": dict(request.params),
-        "est_input_tokens": request.est_input_tokens, "max_tokens": request.max_tokens,
-        "response_schema": request.response_schema, "schema_strict": request.schema_strict,
-        "input_hash": request.input_hash,
-    }  # fmt: skip
-
-
-def _request_from(data: dict[str, Any]) -> Request:
-    messages = tuple((role, text) for role, text in data.pop("messages"))
-    return Request(messages=messages, **data)
-
-
-def _replace(outcome: Outcome, **changes: Any) -> Outcome:
-    from dataclasses import replace
-
-    return replace(outcome, **changes)
+def _shared(earlier: Outcome, row: dict[str, Any]) -> Outcome:
+    """The outcome of the same request for another row of the batch: same answer, no cost."""
+    request = row["request"]
+    return replace(
+        earlier, row_key=request["row_key"], input_hash=request["input_hash"] or None,
+        copied=row["copied"], attempts=0, repairs=0, input_tokens=0, output_tokens=0,
+        cached_tokens=0, cache_write_tokens=0, reasoning_tokens=0, cost_usd=0.0,
+        repair_cost_usd=0.0, finished_at=now_us(),
+    )  # fmt: skip
 
 
 def _merge(batch: Outcome, repaired: Outcome) -> Outcome:
-    """The batch reply's cost (batch price) plus the online repairs' (their own price)."""
-    return _replace(
+    """The batch reply's usage and cost (batch price) plus the online repairs' (their own)."""
+    return replace(
         repaired,
         attempts=batch.attempts + repaired.attempts,
         input_tokens=batch.input_tokens + repaired.input_tokens,
         output_tokens=batch.output_tokens + repaired.output_tokens,
         cached_tokens=batch.cached_tokens + repaired.cached_tokens,
+        cache_write_tokens=batch.cache_write_tokens + repaired.cache_write_tokens,
+        reasoning_tokens=batch.reasoning_tokens + repaired.reasoning_tokens,
+        usage_estimated=batch.usage_estimated or repaired.usage_estimated,
         cost_usd=batch.cost_usd + repaired.cost_usd,
         repair_cost_usd=repaired.cost_usd,
     )
 
 
-def batch_api(provider: str, base_url: str | None, api_key: str | None) -> BatchApi:
-    """The batch API of a provider; batch mode exists for OpenAI and Anthropic."""
-    from batchllm.providers import anthropic
-    from batchllm.providers.batches import AnthropicBatches, OpenAIBatches
-    from batchllm.providers.openai import DEFAULT_BASE_URL
-
-    if provider in ("openai", "simulated"):
-        return OpenAIBatches(base_url or DEFAULT_BASE_URL, api_key, "/v1/chat/completions")
-    if provider == "anthropic":
-        return AnthropicBatches(
-            base_url or anthropic.DEFAULT_BASE_URL, api_key, anthropic.API_VERSION
-        )
-    raise ValueError(f"no batch mode for provider '{provider}'")
-
-
-__all__: Sequence[str] = ["BatchMode", "BatchSettings", "Book", "batch_api"]
+__all__: Sequence[str] = [
+    "BatchMode",
+    "BatchSettings",
+    "Book",
+    "batch_api",
+    "batch_status",
+    "cancel_batches",
+]

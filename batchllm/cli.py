@@ -220,6 +220,25 @@ def query_command(target: str, sql: str, fmt: str) -> None:
     default=True,
     help="Accept json_schema response_format (--no-native-schema: answer it with 400).",
 )
+@click.option(
+    "--batch-delay-s",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds a batch takes from creation to its end (Batch APIs).",
+)
+@click.option(
+    "--batch-expire-rate",
+    default=0.0,
+    type=click.FloatRange(0, 1),
+    help="Share of batch items that expire unanswered.",
+)
+@click.option(
+    "--batch-error-rate",
+    default=0.0,
+    type=click.FloatRange(0, 1),
+    help="Share of batch items answered 500.",
+)
 @click.option("--seed", default=0, type=int)
 def simulate(host: str, port: int, api_key_env: str | None, **settings: Any) -> None:
     """Serve the simulated provider (every wire format batchllm speaks) until interrupted."""

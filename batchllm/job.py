@@ -124,6 +124,10 @@ class SimulateSpec:
     reset_rate: float = 0.0
     malformed_rate: float = 0.0
     seed: int = 0
+    #: batch mode: seconds a batch takes, and shares of its items that expire or error
+    batch_delay_s: float = 1.0
+    batch_expire_rate: float = 0.0
+    batch_error_rate: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -255,9 +255,15 @@ class _Run:
             self.run_id,
             self.schema,
         )
-        async with asyncio.TaskGroup() as group:
-            self.workers = [group.create_task(mode.run(self.queue))]
-            await self._produce(done)
+        try:
+            async with asyncio.TaskGroup() as group:
+                self.workers = [group.create_task(mode.run(self.queue))]
+                await self._produce(done)
+        except* FatalProviderError as caught:
+            first = caught.exceptions[0]
+            self._stop_for(
+                first if isinstance(first, FatalProviderError) else FatalProviderError(str(first))
+            )
 
     async def _produce(self, done: DoneIndex) -> None:
         if self.options.rows is not None:
@@ -540,6 +546,9 @@ async def _simulator(job: JobSpec) -> AsyncIterator[str]:
             reset_rate=spec.reset_rate,
             malformed_rate=spec.malformed_rate,
             seed=spec.seed,
+            batch_delay_s=spec.batch_delay_s,
+            batch_expire_rate=spec.batch_expire_rate,
+            batch_error_rate=spec.batch_error_rate,
         )
     )
     try:

@@ -8,18 +8,23 @@ names. Each wire format answers on its real path:
     POST /v1/messages                                       Anthropic         simulate_anthropic
     POST /v1beta/models/{model}:generateContent             Gemini            simulate_gemini
     POST /openai/deployments/{name}/chat/completions        Azure OpenAI      simulate_azure
+    /v1/files[/{id}[/content]]                              OpenAI Files      ..._batches_files
+    /v1/batches[/{id}[/cancel]]                             OpenAI Batch      ..._batches_openai
+    /v1/messages/batches[/{id}[/cancel|/results]]           Anthropic Batch   ..._batches_anthropic
 
 plus ``GET /_sim/stats``, ``POST /_sim/faults`` and ``POST /_sim/reset``. Delegated: the request
 flow every format shares, statistics, determinism and prompt caching to ``simulate_flow``; bodies,
 envelopes and headers to the format modules (``simulate_formats`` is their seam); reply content to
 ``simulate_content``; bucket arithmetic to ``simulate_limits``; settings and scripted faults to
-``simulate_config``. Not here: streaming, the Batch APIs.
+``simulate_config``; batch timing and item fates to ``simulate_batches``. Not here: streaming.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
+from typing import Any
 
 from aiohttp import web
 
@@ -61,8 +66,14 @@ class SimServer:
         """Counters since start or the last reset (their meaning: ``batchllm.simulate_flow``)."""
         return dict(self._provider.counts)
 
+    def configure(self, **changes: Any) -> None:
+        """Change settings for the requests and batches that come next (a long batch, then a
+        short one); changing ``rpm`` or ``tpm`` starts the limiter afresh."""
+        self._provider.configure(dataclasses.replace(self._provider.config, **changes))
+
     def script(self, faults: list[Fault]) -> None:
-        """Queue faults for the next requests (any format), FIFO, ahead of any random fault."""
+        """Queue faults for the next requests (any format) and batch create calls, FIFO, ahead
+        of any random fault."""
         self._provider.script.add(faults)
 
     async def close(self) -> None:
@@ -70,7 +81,7 @@ class SimServer:
         if self._closed:
             return
         self._closed = True
-        self._provider.closing.set()
+        self._provider.shutdown()
         await self._runner.cleanup()
 
 

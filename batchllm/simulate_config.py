@@ -24,6 +24,9 @@ class SimConfig:
     error_rate splits evenly over 500, 502 and 503 (half the 502s are a Cloudflare HTML page);
     error, hang and reset rates are exclusive slices of one draw, so their sum is at most 1.
     malformed_rate is a separate draw that applies to JSON (schema or json_object) replies only.
+    Batch items are drawn apart from online requests: batch_expire_rate and batch_error_rate are
+    exclusive slices of one draw per (seed, custom_id, attempt), where the attempt counts the
+    batches that carried that custom_id, so a resubmitted item may succeed.
     """
 
     rpm: int | None = None
@@ -39,6 +42,11 @@ class SimConfig:
     seed: int = 0
     #: False: answer a native structured-output request with 400, like servers without support
     native_schema: bool = True
+    #: Batch APIs: seconds from a batch's creation to its end (a cancel ends it sooner)
+    batch_delay_s: float = 1.0
+    #: shares of batch items that expire unanswered, or are answered 500, drawn per attempt
+    batch_expire_rate: float = 0.0
+    batch_error_rate: float = 0.0
 
     def __post_init__(self) -> None:
         rates = (self.error_rate, self.hang_rate, self.reset_rate, self.malformed_rate)
@@ -48,6 +56,14 @@ class SimConfig:
             raise ValueError("error_rate + hang_rate + reset_rate must not exceed 1")
         if any(limit is not None and limit < 1 for limit in (self.rpm, self.tpm)):
             raise ValueError("rpm and tpm must be positive or None")
+        self._check_batch()
+
+    def _check_batch(self) -> None:
+        rates = (self.batch_expire_rate, self.batch_error_rate)
+        if any(not 0.0 <= r <= 1.0 for r in rates) or sum(rates) > 1.0:
+            raise ValueError("batch rates must be between 0 and 1, and their sum at most 1")
+        if self.batch_delay_s < 0:
+            raise ValueError("batch_delay_s must not be negative")
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,8 @@
 Owns ``Provider``: the simulator's state (counters, limiter, fault script, prompt cache) and its
 handlers: for each request, scripted fault, auth, parse, rate limit, random fault, reply, each
 answered through the request's ``WireFormat``; plus the ``/_sim/{stats,faults,reset}`` control
-endpoints. The server around it lives in ``batchllm.simulate``.
+endpoints. The Batch APIs (``batchllm.simulate_batches``) answer their items through
+``answer_item``. The server around it lives in ``batchllm.simulate``.
 
 Determinism: reply content, and whether (and how) a schema reply is broken, are a function of
 (seed, raw request body). Errors, hangs, resets and latency are a function of (seed, request
@@ -23,7 +24,10 @@ Statistics: every request counts in ``requests`` and in exactly one of ``ok``, `
 (429 for rate limits, real or scripted), ``errors`` (every other 4xx/5xx), ``hangs`` or
 ``resets``. ``duplicates`` counts 200 replies to a body (same bytes) that had already been
 answered 200 once, i.e. requests paid twice; token sums cover 200 replies only, and
-``prompt_tokens`` includes cached tokens.
+``prompt_tokens`` includes cached tokens. A batch item that is executed counts like a request
+(``answer_item``); ``batches`` counts batches created, ``batch_requests`` the items they carried,
+``batch_expired`` and ``batch_cancelled`` the items that ended unanswered (see
+``batchllm.simulate_batches``).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from aiohttp import web
 from batchllm import simulate_wire as wire
 from batchllm.simulate_anthropic import AnthropicFormat
 from batchllm.simulate_azure import AzureFormat
+from batchllm.simulate_batches import BatchEngine, add_batch_routes
 from batchllm.simulate_config import Fault, FaultScript, SimConfig, mix, unit
 from batchllm.simulate_content import (
     MALFORMED_KINDS,
@@ -62,6 +67,7 @@ _UNCAPPED_RESERVE = 16
 _SCRIPTED_429_WAIT_S = 0.02
 _DELAYED_FAULTS = frozenset({"500", "502", "502-json", "503", "529", "reset"})
 _STAT_KEYS = ("requests", "ok", "rate_limited", "errors", "hangs", "resets", "duplicates")
+_BATCH_KEYS = ("batches", "batch_requests", "batch_expired", "batch_cancelled")
 _TOKEN_KEYS = ("prompt_tokens", "completion_tokens")
 #: each wire format on its real path
 ROUTES: tuple[tuple[str, WireFormat], ...] = (
@@ -100,10 +106,23 @@ class Provider:
         self.closing = asyncio.Event()
         self.script = FaultScript()
         self._clock = clock
+        self.batches = BatchEngine(self, clock)
         self.reset()
 
+    def configure(self, config: SimConfig) -> None:
+        """New settings for what comes next; new rpm or tpm start the limiter afresh."""
+        limits_changed = (config.rpm, config.tpm) != (self.config.rpm, self.config.tpm)
+        self.config = config
+        if limits_changed:
+            self.limiter = RateLimiter(config.rpm, config.tpm, self._clock)
+
+    def shutdown(self) -> None:
+        """Release hanging requests and stop the batch timers (the server is closing)."""
+        self.closing.set()
+        self.batches.close()
+
     def reset(self) -> None:
-        self.counts = dict.fromkeys(_STAT_KEYS + _TOKEN_KEYS, 0)
+        self.counts = dict.fromkeys(_STAT_KEYS + _TOKEN_KEYS + _BATCH_KEYS, 0)
         self.limiter = RateLimiter(self.config.rpm, self.config.tpm, self._clock)
         self.script.clear()
         self._answered: set[bytes] = set()
@@ -114,6 +133,7 @@ class Provider:
         app = web.Application(client_max_size=_MAX_BODY)
         for path, fmt in ROUTES:
             app.router.add_post(path, self._handler(fmt))
+        add_batch_routes(app, self.batches, dict(ROUTES))
         app.router.add_get("/_sim/stats", self.stats_view)
         app.router.add_post("/_sim/faults", self.faults_view)
         app.router.add_post("/_sim/reset", self.reset_view)
@@ -136,14 +156,42 @@ class Provider:
         denied = fmt.authorize(self.config.api_key, call.incoming)
         if denied is not None:
             return self._send_error(call, denied, "errors")
-        parsed = fmt.parse(call.incoming)
+        parsed = self._parse(fmt, call.incoming)
         if isinstance(parsed, ErrorReply):
             return self._send_error(call, parsed, "errors")
+        return await self._answer(call, parsed, forced_malformed=fault is not None)
+
+    def _parse(self, fmt: WireFormat, incoming: Incoming) -> SimRequest | ErrorReply:
+        parsed = fmt.parse(incoming)
+        if isinstance(parsed, ErrorReply):
+            return parsed
         if not self.config.native_schema and _asks_schema(parsed.response_format):
             field = fmt.schema_field
             message = f"{field} json_schema is not supported by this server"
-            return self._send_error(call, fmt.bad_request(message, field, call.incoming), "errors")
-        return await self._answer(call, parsed, forced_malformed=fault is not None)
+            return fmt.bad_request(message, field, incoming)
+        return parsed
+
+    def answer_item(
+        self, fmt: WireFormat, incoming: Incoming, fault: str | None
+    ) -> tuple[int, bytes]:
+        """A batch item, answered as the online path answers the same body: same content, same
+        usage, same error bodies. Batch traffic has its own pool, so no rate limit, latency,
+        hang or reset; ``fault`` is the item's own draw ("500" or None)."""
+        self.counts["requests"] += 1
+        parsed = self._parse(fmt, incoming)
+        if isinstance(parsed, ErrorReply) or fault is not None:
+            error = (
+                parsed if isinstance(parsed, ErrorReply) else fmt.error(fault or "500", incoming)
+            )
+            self.counts["errors"] += 1
+            return error.status, error.body
+        digest = hashlib.blake2b(incoming.body, digest_size=16).digest()
+        reply = self._content(parsed, digest, forced_malformed=False)
+        tokens_in = prompt_tokens(parsed.messages)
+        usage = self._usage(parsed, tokens_in, reply.completion_tokens)
+        self._record_ok(digest, tokens_in, reply.completion_tokens)
+        self.counts["ok"] += 1
+        return 200, fmt.reply(parsed, reply, usage, incoming)
 
     async def _incoming(self, request: web.Request, n: int) -> Incoming:
         request_id = f"{self._id(n, 6):016x}{self._id(n, 7):016x}"

@@ -34,6 +34,8 @@ class BatchState:
     result_refs: tuple[str, ...] = ()
     created_at: float | None = None
     tag: str | None = None
+    #: why the provider refused the whole batch (OpenAI ``failed``: ``errors.data``)
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,14 +164,11 @@ class OpenAIBatches:
                 )
             else:
                 code = str((error or {}).get("code") or "")
-                kind = (
-                    "expired"
-                    if "expired" in code
-                    else "canceled"
-                    if "cancel" in code
-                    else "errored"
-                )
-                found.append(ItemResult(item["custom_id"], kind, 0, orjson.dumps({"error": error})))
+                kind = "expired" if "expired" in code else "canceled" if "cancel" in code else ""
+                # never executed, so never paid: a timeout or an unknown code is worth a retry
+                status = 408 if code == "request_timeout" else 500
+                body = orjson.dumps({"error": error})
+                found.append(ItemResult(item["custom_id"], kind or "errored", status, body))
         return found
 
     @staticmethod
@@ -188,6 +187,7 @@ class OpenAIBatches:
             result_refs=refs,
             created_at=data.get("created_at"),
             tag=(data.get("metadata") or {}).get("batchllm_tag"),
+            error=_batch_errors(data.get("errors")),
         )
 
 
@@ -278,12 +278,29 @@ class AnthropicBatches:
 _ERROR_STATUS = {
     "invalid_request_error": 400,
     "authentication_error": 401,
+    "billing_error": 402,
     "permission_error": 403,
     "not_found_error": 404,
+    "request_too_large": 413,
     "rate_limit_error": 429,
     "api_error": 500,
+    "timeout_error": 504,
     "overloaded_error": 529,
 }
+
+
+def _batch_errors(errors: Any) -> str | None:
+    """OpenAI's ``errors.data[]`` in one line: ``line 3: mismatched_url: ...``, at most three."""
+    data = errors.get("data") if isinstance(errors, dict) else None
+    if not isinstance(data, list) or not data:
+        return None
+    found = [_batch_error(e) for e in data[:3] if isinstance(e, dict)]
+    return "; ".join(found) + (f" (and {len(data) - 3} more)" if len(data) > 3 else "")
+
+
+def _batch_error(error: dict[str, Any]) -> str:
+    where = f"line {error['line']}: " if error.get("line") else ""
+    return f"{where}{error.get('code')}: {error.get('message')}"
 
 
 def _json(key: str | None, status: int, body: bytes) -> dict[str, Any]:

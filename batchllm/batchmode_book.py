@@ -1,0 +1,74 @@
+"""The batch book: ``batches/book.json`` and the files of each batch in the run directory.
+
+Owns what batch mode keeps on disk: for each batch (by tag) its requests as the provider takes
+them (``{tag}.jsonl``), its rows (``{tag}.rows.jsonl``: custom id, copied columns and the
+rendered request, enough to record an outcome without the input), and its entry in the book,
+saved atomically after each step. Submitting, polling and collecting belong to
+``batchllm.batchmode``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from batchllm.render import Request
+
+
+class Book:
+    """``batches/book.json``: every batch of this run directory and how far it got."""
+
+    def __init__(self, run_dir: Path, *, create: bool = True) -> None:
+        self.dir = run_dir / "batches"
+        if create:
+            self.dir.mkdir(exist_ok=True)
+        self.path = self.dir / "book.json"
+        self.batches: dict[str, dict[str, Any]] = (
+            orjson.loads(self.path.read_bytes()) if self.path.exists() else {}
+        )
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps(self.batches, option=orjson.OPT_INDENT_2))
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)
+
+    def open_tags(self) -> list[str]:
+        return [tag for tag, entry in self.batches.items() if entry["state"] != "done"]
+
+    def in_flight(self) -> set[str]:
+        """Custom ids (request keys) of batches not done yet: the producer skips them."""
+        ids: set[str] = set()
+        for tag in self.open_tags():
+            ids.update(orjson.loads(line)["custom_id"] for line in self.rows(tag))
+        return ids
+
+    def rows(self, tag: str) -> list[bytes]:
+        return (self.dir / f"{tag}.rows.jsonl").read_bytes().splitlines()
+
+    def entries(self, tag: str) -> list[bytes]:
+        return (self.dir / f"{tag}.jsonl").read_bytes().splitlines()
+
+    def batch_ids(self) -> set[str]:
+        return {entry["batch_id"] for entry in self.batches.values() if "batch_id" in entry}
+
+
+def request_json(request: Request) -> dict[str, Any]:
+    """A rendered request as a row line keeps it (``request_from`` reads it back)."""
+    return {
+        "row_key": request.row_key, "request_key": request.request_key, "model": request.model,
+        "messages": request.messages, "params": dict(request.params),
+        "est_input_tokens": request.est_input_tokens, "max_tokens": request.max_tokens,
+        "response_schema": request.response_schema, "schema_strict": request.schema_strict,
+        "input_hash": request.input_hash,
+    }  # fmt: skip
+
+
+def request_from(data: dict[str, Any]) -> Request:
+    """The request a row line keeps (``data`` is used up)."""
+    messages = tuple((role, text) for role, text in data.pop("messages"))
+    return Request(messages=messages, **data)
