@@ -92,6 +92,8 @@ class BatchMode:
         self.record, self.repairer, self.price = record, repairer, price
         self.settings, self.run_id, self.schema = settings, run_id, schema
         self.max_requests = min(settings.max_requests or api.max_requests, api.max_requests)
+        #: requests submitted in batches created by this run
+        self.sent = 0
 
     async def run(self, queue: asyncio.Queue[tuple[Request, dict[str, Any]] | None]) -> None:
         """Follow the batches left open by an earlier run, and batch everything in ``queue``.
@@ -173,6 +175,7 @@ class BatchMode:
             self.book.save()
             create = self.api.create(entries, entry.get("file_id"), tag)
             found = self.api.parse_created(*await self._call(create))
+            self.sent += entry["requests"]
         entry.update(batch_id=found, state="submitted", submitted_at=time.time())
         self.book.save()
         log.info("batch.submitted", tag=tag, batch_id=found, requests=entry["requests"])

@@ -264,6 +264,8 @@ class _Run:
             self._stop_for(
                 first if isinstance(first, FatalProviderError) else FatalProviderError(str(first))
             )
+        finally:
+            self.tally.sent += mode.sent
 
     async def _produce(self, done: DoneIndex) -> None:
         if self.options.rows is not None:

@@ -438,3 +438,16 @@ async def test_anthropic_message_batches_keep_everything_processing_until_the_en
     )
     assert [b["id"] for b in listed["data"]] == [long["id"]] and listed["has_more"]
     assert server.stats()["batch_cancelled"] == 2
+
+
+async def test_a_batch_run_counts_what_it_sent(tmp_path: Path) -> None:
+    """The run's summary and the runs view count the requests submitted in batches."""
+    write_csv(tmp_path / "input.csv", ticket_rows(12))
+    data = job_data(None, model={"provider": "simulated", "base_url": None, "mode": "batch"})
+    data["simulate"] = {"latency_ms": 0, "jitter_ms": 0, "batch_delay_s": 0.05}
+    data["batch"] = {"poll_s": 0.05}
+    job = batchllm.load_job(write_job(tmp_path, data))
+    summary = await arun_job(job)
+    assert (summary.sent, summary.ok) == (12, 12)
+    runs = batchllm.query(job, "select sent, ok from runs").to_pylist()
+    assert runs == [{"sent": 12, "ok": 12}]
