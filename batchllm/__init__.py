@@ -18,8 +18,9 @@ from batchllm.errors import (
     UserError,
 )
 from batchllm.job import JobSpec, load_job
-from batchllm.pipeline import RunOptions, RunSummary, arun_job, run_job
+from batchllm.pipeline import arun_job, run_job
 from batchllm.query import query
+from batchllm.tally import RunOptions, RunSummary
 
 __all__ = [
     "BatchllmError",

@@ -31,9 +31,9 @@ import structlog
 
 from batchllm.batchmode_book import Book, request_from, request_json
 from batchllm.batchmode_control import batch_api, batch_status, cancel_batches, control_call
-from batchllm.dispatch import Dispatcher, now_us
+from batchllm.dispatch import Dispatcher
 from batchllm.errors import FatalProviderError, ProviderError, RequestRejected
-from batchllm.outcome import FAILED, INVALID, OK, Outcome
+from batchllm.outcome import FAILED, INVALID, OK, Outcome, now_us
 from batchllm.pricing import Price
 from batchllm.providers.base import Adapter, Completion, HttpCall
 from batchllm.providers.batches import UNFINISHED, BatchApi, BatchState, ItemResult

@@ -11,8 +11,9 @@ import click
 from batchllm import __version__, log
 from batchllm.errors import BatchllmError
 from batchllm.job import load_job, with_mode
-from batchllm.pipeline import RunOptions, arun_job
+from batchllm.pipeline import arun_job
 from batchllm.progress import ProgressLine, summary_text
+from batchllm.tally import RunOptions
 
 EXIT_CODES = """\b
 Exit codes:

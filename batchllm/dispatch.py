@@ -23,7 +23,7 @@ from batchllm import retry
 from batchllm.budget import Budget, OverBudget
 from batchllm.errors import FatalProviderError, ProviderError, RateLimited
 from batchllm.limits import Limiter
-from batchllm.outcome import FAILED, INVALID, OK, Outcome
+from batchllm.outcome import FAILED, INVALID, OK, Outcome, now_us
 from batchllm.pricing import Price
 from batchllm.providers.base import Adapter, Completion, HttpCall, Usage
 from batchllm.providers.http import send
@@ -264,7 +264,3 @@ def _problem_kind(problem: Checked | None) -> str | None:
     if problem is None:
         return None
     return "truncated" if problem.truncated else "invalid_output"
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000

@@ -26,12 +26,13 @@ import orjson
 
 from batchllm.errors import BudgetReached, PriceError
 from batchllm.job import JobSpec
-from batchllm.pipeline import RECENT_REQUESTS, RunOptions, arun_job
+from batchllm.pipeline import RECENT_REQUESTS, arun_job
 from batchllm.pricing import Price, resolve_price
 from batchllm.providers.base import Usage
 from batchllm.render import Renderer, RowError, estimate_tokens, input_hash
 from batchllm.source import Source, row_key
 from batchllm.store import read_done
+from batchllm.tally import RunOptions
 from batchllm.validate import OutputSchema
 
 Z95 = 1.96

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import time
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    from batchllm.render import Request
 
 OK = "ok"
 FAILED = "failed"
@@ -79,6 +83,11 @@ class Outcome:
         return row
 
 
+def now_us() -> int:
+    """``finished_at``'s unit: microseconds since the epoch."""
+    return time.time_ns() // 1000
+
+
 def results_schema(
     copied: list[tuple[str, pa.DataType]], fields: list[tuple[str, pa.DataType]]
 ) -> pa.Schema:
@@ -86,3 +95,35 @@ def results_schema(
     own = [pa.field(name, kind) for name, kind in COLUMNS]
     extra = [pa.field(name, kind) for name, kind in [*copied, *fields]]
     return pa.schema([own[0], *extra, *own[1:]])
+
+
+def shared_outcome(earlier: Outcome, request: Request, copied: dict[str, Any]) -> Outcome:
+    """The outcome of an identical request made for another row: same answer, no new cost."""
+    return replace(
+        earlier,
+        row_key=request.row_key,
+        input_hash=request.input_hash or None,
+        copied=copied,
+        repair_cost_usd=0.0,
+        attempts=0,
+        input_tokens=0,
+        output_tokens=0,
+        cached_tokens=0,
+        cache_write_tokens=0,
+        reasoning_tokens=0,
+        cost_usd=0.0,
+        finished_at=now_us(),
+    )
+
+
+def row_failure(run_id: str, key: str, copied: dict[str, Any], error: str, kind: str) -> Outcome:
+    return Outcome(
+        row_key=key,
+        request_key="",
+        run_id=run_id,
+        status=FAILED,
+        finished_at=now_us(),
+        error_type=kind,
+        error=error,
+        copied=copied,
+    )

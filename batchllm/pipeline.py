@@ -15,8 +15,7 @@ import hashlib
 import signal
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +26,7 @@ import structlog
 from batchllm import __version__
 from batchllm.batchmode import BatchMode, BatchSettings, Book, batch_api
 from batchllm.budget import Budget, OverBudget
-from batchllm.dispatch import Dispatcher, Settings, now_us
+from batchllm.dispatch import Dispatcher, Settings
 from batchllm.errors import (
     BudgetReached,
     FatalProviderError,
@@ -36,97 +35,29 @@ from batchllm.errors import (
 )
 from batchllm.job import JobSpec
 from batchllm.limits import Limiter, LoopClock
-from batchllm.outcome import FAILED, INVALID, OK, Outcome, results_schema
+from batchllm.outcome import (
+    OK,
+    Outcome,
+    results_schema,
+    row_failure,
+    shared_outcome,
+)
 from batchllm.preflight import api_key, check_budget, check_copies, check_fields
 from batchllm.pricing import Price, context_window, resolve_price
 from batchllm.providers import make_adapter
 from batchllm.render import Renderer, Request, RowError, input_hash
 from batchllm.source import InputRow, Source, row_key
 from batchllm.store import DoneIndex, Store
+from batchllm.tally import ProgressHook, RunOptions, RunSummary, Tally
 from batchllm.validate import OutputSchema
+
+__all__ = ["RECENT_REQUESTS", "RunOptions", "RunSummary", "Tally", "arun_job", "run_job"]
 
 log = structlog.get_logger("batchllm")
 
 GRACE_S = 30.0
 #: identical requests are sent once when they come within this many distinct requests
 RECENT_REQUESTS = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class RunOptions:
-    limit: int | None = None
-    fresh: bool = False
-    retry_failed: bool = False
-    #: a cost cap for this run, overriding ``[limits] max_cost_usd``
-    max_cost_usd: float | None = None
-    #: these rows instead of the input file (the estimate's pilot sample)
-    rows: tuple[dict[str, Any], ...] | None = None
-    #: recorded in the manifest: "run", or "pilot" for an estimate's sample
-    kind: str = "run"
-
-
-@dataclass(slots=True)
-class Tally:
-    """Counts of the run so far (mutable; read by the progress display)."""
-
-    rows: int = 0
-    reused: int = 0
-    sent: int = 0
-    ok: int = 0
-    failed: int = 0
-    invalid: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_tokens: int = 0
-    cost_usd: float = 0.0
-    in_batch: int = 0
-    total: int | None = None
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def done(self) -> int:
-        return self.ok + self.failed + self.invalid
-
-    def add(self, outcome: Outcome) -> None:
-        if outcome.status == OK:
-            self.ok += 1
-        elif outcome.status == INVALID:
-            self.invalid += 1
-        else:
-            self.failed += 1
-        self.input_tokens += outcome.input_tokens
-        self.output_tokens += outcome.output_tokens
-        self.cached_tokens += outcome.cached_tokens
-        self.cost_usd += outcome.cost_usd
-
-
-@dataclass(frozen=True, slots=True)
-class RunSummary:
-    job: str
-    run_id: str
-    run_dir: str
-    status: str
-    rows: int
-    reused: int
-    sent: int
-    ok: int
-    failed: int
-    invalid: int
-    input_tokens: int
-    output_tokens: int
-    cached_tokens: int
-    cost_usd: float
-    wall_s: float
-    price_source: str
-
-    @property
-    def failure_rate(self) -> float:
-        """Share of the rows finished in this run that failed or stayed invalid."""
-        finished = self.ok + self.failed + self.invalid
-        return (self.failed + self.invalid) / finished if finished else 0.0
-
-
-ProgressHook = Callable[[Tally], None]
 
 
 def run_job(job: JobSpec, options: RunOptions | None = None) -> RunSummary:
@@ -302,7 +233,7 @@ class _Run:
         if problem is not None:
             if problem.startswith("duplicate id"):
                 key = _duplicate_key(key, data)
-            self._record(_row_failure(self.run_id, key, copied, problem, "input"))
+            self._record(row_failure(self.run_id, key, copied, problem, "input"))
             return
         digest = input_hash(data)
         if done.is_done_input(key, digest, retry_failed=self.options.retry_failed):
@@ -311,7 +242,7 @@ class _Run:
         try:
             request = self.renderer.render(key, data, digest)
         except RowError as exc:
-            self._record(_row_failure(self.run_id, key, copied, str(exc), "render"))
+            self._record(row_failure(self.run_id, key, copied, str(exc), "render"))
             return
         if done.is_done(key, request.request_key, retry_failed=self.options.retry_failed):
             self.tally.reused += 1
@@ -324,7 +255,7 @@ class _Run:
                 f"the prompt is about {request.est_input_tokens:,} tokens, more than the "
                 f"{self.context_window:,}-token context window of {self.job.model.name}"
             )
-            self._record(_row_failure(self.run_id, key, copied, problem, "too_large"))
+            self._record(row_failure(self.run_id, key, copied, problem, "too_large"))
             return
         await self.queue.put((request, copied))
 
@@ -371,7 +302,7 @@ class _Run:
         if earlier is None and key in self.inflight:
             earlier = await asyncio.shield(self.inflight[key])
         if earlier is not None:
-            return _shared(earlier, request, copied)
+            return shared_outcome(earlier, request, copied)
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self.inflight[key] = future
         try:
@@ -563,38 +494,6 @@ def _copyable(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return str(value)
-
-
-def _shared(earlier: Outcome, request: Request, copied: dict[str, Any]) -> Outcome:
-    """The outcome of an identical request made for another row: same answer, no new cost."""
-    return replace(
-        earlier,
-        row_key=request.row_key,
-        input_hash=request.input_hash or None,
-        copied=copied,
-        repair_cost_usd=0.0,
-        attempts=0,
-        input_tokens=0,
-        output_tokens=0,
-        cached_tokens=0,
-        cache_write_tokens=0,
-        reasoning_tokens=0,
-        cost_usd=0.0,
-        finished_at=now_us(),
-    )
-
-
-def _row_failure(run_id: str, key: str, copied: dict[str, Any], error: str, kind: str) -> Outcome:
-    return Outcome(
-        row_key=key,
-        request_key="",
-        run_id=run_id,
-        status=FAILED,
-        finished_at=now_us(),
-        error_type=kind,
-        error=error,
-        copied=copied,
-    )
 
 
 def _iso(monotonic_start: float) -> str:

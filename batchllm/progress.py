@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-from batchllm.pipeline import RunSummary, Tally
+from batchllm.tally import RunSummary, Tally
 
 
 class ProgressLine:
