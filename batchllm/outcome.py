@@ -116,10 +116,14 @@ def shared_outcome(earlier: Outcome, request: Request, copied: dict[str, Any]) -
     )
 
 
-def row_failure(run_id: str, key: str, copied: dict[str, Any], error: str, kind: str) -> Outcome:
+def row_failure(
+    run_id: str, key: str, copied: dict[str, Any], error: str, kind: str, digest: str | None = None
+) -> Outcome:
+    """A row that was never sent: its input or its prompt could not be used."""
     return Outcome(
         row_key=key,
         request_key="",
+        input_hash=digest,
         run_id=run_id,
         status=FAILED,
         finished_at=now_us(),

@@ -124,7 +124,10 @@ class _Run:
         summary = self._summary(status)
         log.info(
             "run.finish",
-            **{k: getattr(summary, k) for k in ("ok", "failed", "reused")},
+            **{
+                k: getattr(summary, k)
+                for k in ("rows", "sent", "ok", "failed", "invalid", "reused")
+            },
             cost_usd=round(summary.cost_usd, 6),
             wall_s=round(summary.wall_s, 3),
         )
@@ -132,7 +135,8 @@ class _Run:
             raise BudgetReached(await self._budget_message(summary))
         if status == "interrupted":
             raise Interrupted(
-                f"interrupted: {summary.ok + summary.failed} rows saved in {summary.run_dir}; "
+                f"interrupted: {summary.ok + summary.failed + summary.invalid} rows saved in "
+                f"{summary.run_dir}; "
                 "run the same command again to resume"
             )
         return summary
@@ -229,20 +233,23 @@ class _Run:
         data = row.data
         key = row.key or row_key(data, self.job.input.id_column)
         copied = {c: _copyable(data.get(c)) for c in self.copy_columns}
+        digest = input_hash(data)
         problem = row.problem or self._duplicate(key, data)
         if problem is not None:
             if problem.startswith("duplicate id"):
                 key = _duplicate_key(key, data)
-            self._record(row_failure(self.run_id, key, copied, problem, "input"))
+            if done.is_done_input(key, digest, retry_failed=False):
+                self.tally.reused += 1  # reported by an earlier run already
+            else:
+                self._record(row_failure(self.run_id, key, copied, problem, "input", digest))
             return
-        digest = input_hash(data)
         if done.is_done_input(key, digest, retry_failed=self.options.retry_failed):
             self.tally.reused += 1
             return
         try:
             request = self.renderer.render(key, data, digest)
         except RowError as exc:
-            self._record(row_failure(self.run_id, key, copied, str(exc), "render"))
+            self._record(row_failure(self.run_id, key, copied, str(exc), "render", digest))
             return
         if done.is_done(key, request.request_key, retry_failed=self.options.retry_failed):
             self.tally.reused += 1
@@ -255,7 +262,7 @@ class _Run:
                 f"the prompt is about {request.est_input_tokens:,} tokens, more than the "
                 f"{self.context_window:,}-token context window of {self.job.model.name}"
             )
-            self._record(row_failure(self.run_id, key, copied, problem, "too_large"))
+            self._record(row_failure(self.run_id, key, copied, problem, "too_large", digest))
             return
         await self.queue.put((request, copied))
 

@@ -137,3 +137,16 @@ def test_a_run_directory_of_another_job_is_refused(tmp_path: Path, sim: SimServe
     second = write_job(tmp_path, job_data(sim.url, job={"name": "other-job"}), name="second.toml")
     code, err = _run(second)
     assert code == 2 and "holds results of job 'test-job', not 'other-job'" in err
+
+
+async def test_input_problems_are_reported_once_across_runs(tmp_path: Path, sim: SimServer) -> None:
+    """A re-run reuses the error rows of bad input instead of writing them again."""
+    rows = [{"id": "A", "text": "one"}, {"id": "A", "text": "two"}, {"id": "B", "text": "x"}]
+    write_csv(tmp_path / "input.csv", rows)
+    job = batchllm.load_job(write_job(tmp_path, job_data(sim.url)))
+    first = await arun_job(job)
+    assert (first.ok, first.failed) == (2, 1)
+    second = await arun_job(job)
+    assert (second.reused, second.failed, second.sent) == (3, 0, 0)
+    history = batchllm.query(job, "select count(*) as n from all_results").to_pylist()
+    assert history == [{"n": 3}]
