@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import csv
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from batchllm.simulate import SimConfig, SimServer, start_server
@@ -40,6 +41,32 @@ class SimThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
         self.loop.close()
+
+
+Start = Callable[..., Awaitable[SimServer]]
+
+
+@pytest.fixture
+async def start() -> AsyncIterator[Start]:
+    """Start simulated providers in the test's own loop (latency 0 unless given)."""
+    servers: list[SimServer] = []
+
+    async def _start(**config: Any) -> SimServer:
+        config.setdefault("latency_ms", 0.0)
+        config.setdefault("jitter_ms", 0.0)
+        server = await start_server(SimConfig(**config))
+        servers.append(server)
+        return server
+
+    yield _start
+    for server in servers:
+        await server.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
 
 
 @pytest.fixture

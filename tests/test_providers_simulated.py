@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -16,10 +15,10 @@ from batchllm import errors
 from batchllm.providers import make_adapter
 from batchllm.providers.anthropic import seconds_until
 from batchllm.render import Request
-from batchllm.simulate import Fault, SimConfig, SimServer, start_server
+from batchllm.simulate import Fault, SimServer
 from batchllm.simulate_content import count_tokens
+from conftest import Start
 
-Start = Callable[..., Awaitable[SimServer]]
 Reply = tuple[int, CIMultiDictProxy[str], bytes]
 
 SCHEMA: dict[str, Any] = {
@@ -33,28 +32,6 @@ SCHEMA: dict[str, Any] = {
 }
 SYSTEM = "You triage support tickets for ACME. Answer briefly."
 ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
-
-
-@pytest.fixture
-async def start() -> AsyncIterator[Start]:
-    servers: list[SimServer] = []
-
-    async def _start(**config: Any) -> SimServer:
-        config.setdefault("latency_ms", 0.0)
-        config.setdefault("jitter_ms", 0.0)
-        server = await start_server(SimConfig(**config))
-        servers.append(server)
-        return server
-
-    yield _start
-    for server in servers:
-        await server.close()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 async def post(

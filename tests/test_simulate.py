@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +19,11 @@ import orjson
 import pytest
 from multidict import CIMultiDictProxy
 
-from batchllm.simulate import Fault, SimConfig, SimServer, start_server
+from batchllm.simulate import Fault, SimConfig, SimServer
 from batchllm.simulate_content import count_tokens
 from batchllm.simulate_limits import RateLimiter, TokenBucket, go_duration
+from conftest import Start
 
-Start = Callable[..., Awaitable[SimServer]]
 Reply = tuple[int, CIMultiDictProxy[str], bytes]
 
 GO_DURATION = re.compile(r"^(?:\d+h)?(?:\d+m(?!s))?(?:\d+(?:\.\d+)?(?:ms|s))?$")
@@ -66,28 +65,6 @@ TICKET_SCHEMA: dict[str, Any] = {
         }
     },
 }
-
-
-@pytest.fixture
-async def start() -> AsyncIterator[Start]:
-    servers: list[SimServer] = []
-
-    async def _start(**config: Any) -> SimServer:
-        config.setdefault("latency_ms", 0.0)
-        config.setdefault("jitter_ms", 0.0)
-        server = await start_server(SimConfig(**config))
-        servers.append(server)
-        return server
-
-    yield _start
-    for server in servers:
-        await server.close()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 def ask(text: str, **extra: Any) -> dict[str, Any]:

@@ -78,7 +78,26 @@ class BatchApi(Protocol):
     def parse_results(self, body: bytes) -> list[ItemResult]: ...
 
 
-class OpenAIBatches:
+class _JsonReplies:
+    """The reply parsing both batch APIs share: JSON objects, a list under ``data``."""
+
+    key: str | None
+
+    def parse_created(self, status: int, body: bytes) -> str:
+        return str(_json(self.key, status, body)["id"])
+
+    def parse_batch(self, status: int, body: bytes) -> BatchState:
+        return self._state(_json(self.key, status, body))
+
+    def parse_list(self, status: int, body: bytes) -> list[BatchState]:
+        return [self._state(item) for item in _json(self.key, status, body).get("data") or []]
+
+    @staticmethod
+    def _state(data: dict[str, Any]) -> BatchState:
+        raise NotImplementedError
+
+
+class OpenAIBatches(_JsonReplies):
     """``/v1/files`` + ``/v1/batches``: a JSONL file of requests, results as JSONL files."""
 
     name = "openai"
@@ -125,9 +144,6 @@ class OpenAIBatches:
         headers = {**self.auth, "Content-Type": "application/json"}
         return HttpCall("POST", f"{self.base}/batches", headers, orjson.dumps(body))
 
-    def parse_created(self, status: int, body: bytes) -> str:
-        return str(_json(self.key, status, body)["id"])
-
     def get(self, batch_id: str) -> HttpCall:
         return HttpCall("GET", f"{self.base}/batches/{batch_id}", self.auth, b"")
 
@@ -136,12 +152,6 @@ class OpenAIBatches:
 
     def cancel(self, batch_id: str) -> HttpCall:
         return HttpCall("POST", f"{self.base}/batches/{batch_id}/cancel", self.auth, b"")
-
-    def parse_batch(self, status: int, body: bytes) -> BatchState:
-        return self._state(_json(self.key, status, body))
-
-    def parse_list(self, status: int, body: bytes) -> list[BatchState]:
-        return [self._state(item) for item in _json(self.key, status, body).get("data") or []]
 
     def results(self, state: BatchState) -> list[HttpCall]:
         return [
@@ -191,7 +201,7 @@ class OpenAIBatches:
         )
 
 
-class AnthropicBatches:
+class AnthropicBatches(_JsonReplies):
     """``/v1/messages/batches``: requests in the create body, results as one JSONL download."""
 
     name = "anthropic"
@@ -217,9 +227,6 @@ class AnthropicBatches:
         headers = {**self.headers, "Content-Type": "application/json"}
         return HttpCall("POST", self.base, headers, body)
 
-    def parse_created(self, status: int, body: bytes) -> str:
-        return str(_json(self.key, status, body)["id"])
-
     def get(self, batch_id: str) -> HttpCall:
         return HttpCall("GET", f"{self.base}/{batch_id}", self.headers, b"")
 
@@ -228,12 +235,6 @@ class AnthropicBatches:
 
     def cancel(self, batch_id: str) -> HttpCall:
         return HttpCall("POST", f"{self.base}/{batch_id}/cancel", self.headers, b"")
-
-    def parse_batch(self, status: int, body: bytes) -> BatchState:
-        return self._state(_json(self.key, status, body))
-
-    def parse_list(self, status: int, body: bytes) -> list[BatchState]:
-        return [self._state(item) for item in _json(self.key, status, body).get("data") or []]
 
     def results(self, state: BatchState) -> list[HttpCall]:
         return [HttpCall("GET", ref, self.headers, b"") for ref in state.result_refs]
