@@ -21,7 +21,7 @@ Exit codes:
   1    finished, but failed rows above --max-failure-rate
   2    usage, job-file or input error (nothing was sent)
   3    budget reached
-  4    fatal provider error (bad key, exhausted quota)
+  4    fatal provider error (bad key, exhausted quota, provider down)
   130  interrupted (run the same command again to resume)
 """
 

@@ -58,6 +58,11 @@ log = structlog.get_logger("batchllm")
 GRACE_S = 30.0
 #: identical requests are sent once when they come within this many distinct requests
 RECENT_REQUESTS = 10_000
+#: consecutive rows failed by outage-like errors (after all retries) that stop a run
+OUTAGE_ROWS = 50
+_OUTAGE_KINDS = frozenset(
+    {"server_error", "timeout", "connection_error", "rate_limited", "bad_reply"}
+)
 
 
 def run_job(job: JobSpec, options: RunOptions | None = None) -> RunSummary:
@@ -103,6 +108,7 @@ class _Run:
         self.recent: OrderedDict[str, Outcome] = OrderedDict()
         self.workers: list[asyncio.Task[None]] = []
         self.fatal: FatalProviderError | None = None
+        self.outage = 0
         #: hashes of the ids seen in this input, to catch duplicates (about 50 bytes a row)
         self.seen_ids: set[int] = set()
         self.context_window = context_window(job)
@@ -291,7 +297,7 @@ class _Run:
                 self.stopping.set()
 
     def _stop_for(self, exc: FatalProviderError) -> None:
-        """A bad key or an exhausted quota: stop at once, whatever else is in flight."""
+        """A bad key, an exhausted quota, an outage: stop at once, whatever else is in flight."""
         if self.fatal is None:
             self.fatal = exc
             log.error("run.fatal", error=str(exc))
@@ -338,6 +344,27 @@ class _Run:
     def _record(self, outcome: Outcome) -> None:
         self.store.write(outcome)
         self.tally.add(outcome)
+        self._watch_outage(outcome)
+
+    def _watch_outage(self, outcome: Outcome) -> None:
+        """Stop when the provider has failed many rows in a row even after every retry.
+
+        A provider that is down would otherwise turn a million rows into a million failed rows,
+        hours later. What failed is kept; the rows go again with --retry-failed.
+        """
+        if outcome.status == OK:
+            self.outage = 0
+            return
+        if outcome.error_type not in _OUTAGE_KINDS or self.job.model.mode == "batch":
+            return
+        self.outage += 1
+        if self.outage == max(OUTAGE_ROWS, 2 * self.job.limits.concurrency):
+            self._stop_for(
+                FatalProviderError(
+                    f"provider unavailable: {self.outage} rows in a row failed after every retry "
+                    f"(last: {outcome.error}); run again with --retry-failed when it is back"
+                )
+            )
 
     @contextlib.asynccontextmanager
     async def _provider(self) -> AsyncIterator[Dispatcher]:

@@ -264,3 +264,27 @@ async def test_second_run_on_a_locked_directory_is_refused(tmp_path: Path, sim: 
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
         await first
+
+
+async def test_a_provider_that_keeps_failing_stops_the_run(tmp_path: Path, sims) -> None:
+    """When every row fails even after its retries, the run stops instead of failing them all."""
+    from batchllm.simulate import SimConfig
+
+    server = sims.start(SimConfig(latency_ms=1, jitter_ms=0, error_rate=1.0))
+    job = _job(tmp_path, server, rows=2000, retry={"max_attempts": 1}, limits={"concurrency": 4})
+    with pytest.raises(batchllm.FatalProviderError, match="provider unavailable: 50 rows in a row"):
+        await arun_job(job)
+    failed = batchllm.query(job, "select count(*) as n from results where status = 'failed'")
+    assert 50 <= failed.to_pylist()[0]["n"] < 60
+    assert server.stats()["requests"] < 60
+
+
+async def test_scattered_failures_do_not_stop_the_run(tmp_path: Path, sims) -> None:
+    """Failures between successes are row errors; the run finishes."""
+    from batchllm.simulate import SimConfig
+
+    server = sims.start(SimConfig(latency_ms=1, jitter_ms=0, error_rate=0.3, seed=4))
+    job = _job(tmp_path, server, rows=300, retry={"max_attempts": 1}, limits={"concurrency": 4})
+    summary = await arun_job(job)
+    assert summary.ok + summary.failed == 300
+    assert summary.failed > 50
