@@ -33,6 +33,7 @@ from batchllm.errors import (
     InputError,
     Interrupted,
 )
+from batchllm.hashset import HashSet64
 from batchllm.job import JobSpec
 from batchllm.limits import Limiter, LoopClock
 from batchllm.outcome import (
@@ -109,8 +110,8 @@ class _Run:
         self.workers: list[asyncio.Task[None]] = []
         self.fatal: FatalProviderError | None = None
         self.outage = 0
-        #: hashes of the ids seen in this input, to catch duplicates (about 50 bytes a row)
-        self.seen_ids: set[int] = set()
+        #: hashes of the ids seen in this input, to catch duplicates (at most 16 bytes a row)
+        self.seen_ids = HashSet64()
         self.context_window = context_window(job)
         self.dispatcher: Dispatcher | None = None
         self.base_url: str | None = None
@@ -234,51 +235,59 @@ class _Run:
                 await self._admit_row(row, done)
 
     async def _admit_row(self, row: InputRow | dict[str, Any], done: DoneIndex) -> None:
+        """Queue the row's request, unless it is done, shared, in a batch, or cannot be sent."""
         self.tally.rows += 1
         row = row if isinstance(row, InputRow) else InputRow(row)
         data = row.data
         key = row.key or row_key(data, self.job.input.id_column)
-        copied = {c: _copyable(data.get(c)) for c in self.copy_columns}
         digest = input_hash(data)
         problem = row.problem or self._duplicate(key, data)
         if problem is not None:
-            if problem.startswith("duplicate id"):
-                key = _duplicate_key(key, data)
-            if done.is_done_input(key, digest, retry_failed=False):
-                self.tally.reused += 1  # reported by an earlier run already
-            else:
-                self._record(row_failure(self.run_id, key, copied, problem, "input", digest))
+            self._reject_input(key, data, digest, problem, done)
             return
-        if done.is_done_input(key, digest, retry_failed=self.options.retry_failed):
+        retry_failed = self.options.retry_failed
+        if done.is_done_input(key, digest, retry_failed=retry_failed):
             self.tally.reused += 1
             return
         try:
             request = self.renderer.render(key, data, digest)
         except RowError as exc:
-            self._record(row_failure(self.run_id, key, copied, str(exc), "render", digest))
+            self._fail_row(key, data, digest, str(exc), "render")
             return
-        if done.is_done(key, request.request_key, retry_failed=self.options.retry_failed):
+        if done.is_done(key, request.request_key, retry_failed=retry_failed):
             self.tally.reused += 1
-            return
-        if request.request_key in self.in_batch:
+        elif request.request_key in self.in_batch:
             self.tally.in_batch += 1  # its batch is already submitted: its result is on the way
-            return
-        if self.context_window and request.est_input_tokens > self.context_window:
+        elif self.context_window and request.est_input_tokens > self.context_window:
             problem = (
                 f"the prompt is about {request.est_input_tokens:,} tokens, more than the "
                 f"{self.context_window:,}-token context window of {self.job.model.name}"
             )
-            self._record(row_failure(self.run_id, key, copied, problem, "too_large", digest))
-            return
-        await self.queue.put((request, copied))
+            self._fail_row(key, data, digest, problem, "too_large")
+        else:
+            await self.queue.put((request, self._copied(data)))
+
+    def _reject_input(
+        self, key: str, data: dict[str, Any], digest: str, problem: str, done: DoneIndex
+    ) -> None:
+        if problem.startswith("duplicate id"):
+            key = _duplicate_key(key, data)
+        if done.is_done_input(key, digest, retry_failed=False):
+            self.tally.reused += 1  # reported by an earlier run already
+        else:
+            self._fail_row(key, data, digest, problem, "input")
+
+    def _fail_row(self, key: str, data: dict[str, Any], digest: str, error: str, kind: str) -> None:
+        self._record(row_failure(self.run_id, key, self._copied(data), error, kind, digest))
+
+    def _copied(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {column: _copyable(data.get(column)) for column in self.copy_columns}
 
     def _duplicate(self, key: str, data: dict[str, Any]) -> str | None:
         """A second row with an id already seen in this input (it would hide the first)."""
         if self.job.input.id_column is None or key.startswith("h:"):
             return None
-        marker = hash(key)
-        if marker not in self.seen_ids:
-            self.seen_ids.add(marker)
+        if self.seen_ids.add(hash(key)):
             return None
         return f"duplicate id '{key}' in column '{self.job.input.id_column}': not sent"
 
