@@ -28,6 +28,7 @@ from batchllm.errors import BudgetReached, PriceError
 from batchllm.job import JobSpec
 from batchllm.pipeline import RECENT_REQUESTS, arun_job
 from batchllm.pricing import Price, resolve_price
+from batchllm.progress import money
 from batchllm.providers.base import Usage
 from batchllm.render import Renderer, RowError, estimate_tokens, input_hash
 from batchllm.source import Source, row_key
@@ -401,10 +402,6 @@ def estimate_text(e: Estimate) -> str:
         f"  prices          {e.price_source}",
     ]
     return "\n".join(lines)
-
-
-def money(usd: float) -> str:
-    return f"${usd:,.2f}" if usd >= 100 else f"${usd:,.4f}" if usd >= 0.01 else f"${usd:.6f}"
 
 
 def _maybe(value: float | None, otherwise: str) -> str:

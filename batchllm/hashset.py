@@ -1,7 +1,7 @@
 """A set of 64-bit hashes in one flat array: the memory-lean set for per-row bookkeeping.
 
 A Python ``set`` of ints costs about 65 bytes an entry (the int object and its slot); this one
-costs at most 16 (8-byte slots, never more than half full), for a few tenths of a microsecond more
+costs at most 16 (8-byte slots, never more than half full), for under a microsecond more
 per operation. Open addressing with linear probing; 0 marks an empty slot, so a key of 0 is stored
 as 1 (a harmless collision for hashes).
 """
@@ -27,18 +27,12 @@ class HashSet64:
     def add(self, key: int) -> bool:
         """Add ``key``; True when it was not there yet."""
         key = key or 1
-        table, mask = self._table, self._mask
-        slot = key & mask
-        while True:
-            held = table[slot]
-            if held == key:
-                return False
-            if held == 0:
-                break
-            slot = (slot + 1) & mask
-        table[slot] = key
+        slot = self._slot(key)
+        if self._table[slot] == key:
+            return False
+        self._table[slot] = key
         self._size += 1
-        if self._size * 2 > mask:
+        if self._size * 2 > self._mask:
             self._grow()
         return True
 
@@ -46,15 +40,15 @@ class HashSet64:
         if not isinstance(key, int):
             return False
         key = key or 1
+        return self._table[self._slot(key)] == key
+
+    def _slot(self, key: int) -> int:
+        """Where ``key`` is, or the empty slot where it would go."""
         table, mask = self._table, self._mask
         slot = key & mask
-        while True:
-            held = table[slot]
-            if held == key:
-                return True
-            if held == 0:
-                return False
+        while table[slot] not in (0, key):
             slot = (slot + 1) & mask
+        return slot
 
     def _grow(self) -> None:
         old = self._table

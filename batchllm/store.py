@@ -97,9 +97,6 @@ class Store:
 
     # --- reading ---------------------------------------------------------------------------
 
-    def part_files(self) -> list[Path]:
-        return sorted(self.results_dir.glob("part-*.parquet"))
-
     def load_done(self, fingerprint: str | None = None) -> DoneIndex:
         return read_done(self.path, fingerprint)
 
