@@ -68,17 +68,19 @@ class SimConfig:
 
 @dataclass(frozen=True, slots=True)
 class Fault:
-    """A scripted fault applied to the next ``count`` requests (see FAULT_KINDS).
+    """A scripted fault applied to ``count`` requests once ``after`` more have passed untouched.
 
-    Every wire format answers a fault in its own envelope. ``retry_after_s`` is read by "429"
-    only: when given, the 429 says when to retry the format's own way (retry-after headers, or
-    Gemini's RetryInfo); when None, it carries no retry hint beyond the message's wording.
+    Kinds are FAULT_KINDS. Every wire format answers a fault in its own envelope.
+    ``retry_after_s`` is read by "429" only: when given, the 429 says when to retry the format's
+    own way (retry-after headers, or Gemini's RetryInfo); when None, it carries no retry hint
+    beyond the message's wording.
     "malformed" on a plain-text request cuts the reply in half with finish reason "length".
     """
 
     kind: str
     count: int = 1
     retry_after_s: float | None = None
+    after: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -87,27 +89,32 @@ class Fault:
             )
         if self.count < 1:
             raise ValueError("fault count must be at least 1")
+        if self.after < 0:
+            raise ValueError("fault after must not be negative")
 
 
 class FaultScript:
-    """FIFO of scripted faults; each entry serves ``count`` requests."""
+    """FIFO of scripted faults; each entry lets ``after`` requests pass, then serves ``count``."""
 
     __slots__ = ("_queue",)
 
     def __init__(self) -> None:
-        self._queue: deque[tuple[Fault, int]] = deque()
+        self._queue: deque[tuple[Fault, int, int]] = deque()
 
     def add(self, faults: list[Fault]) -> None:
-        self._queue.extend((fault, fault.count) for fault in faults)
+        self._queue.extend((fault, fault.after, fault.count) for fault in faults)
 
     def take(self) -> Fault | None:
         if not self._queue:
             return None
-        fault, left = self._queue[0]
+        fault, skip, left = self._queue[0]
+        if skip > 0:
+            self._queue[0] = (fault, skip - 1, left)
+            return None
         if left == 1:
             self._queue.popleft()
         else:
-            self._queue[0] = (fault, left - 1)
+            self._queue[0] = (fault, 0, left - 1)
         return fault
 
     def clear(self) -> None:

@@ -352,7 +352,10 @@ class Provider:
 def _fault_from_json(item: Any) -> Fault:
     wait = item.get("retry_after_s")
     return Fault(
-        str(item["kind"]), int(item.get("count", 1)), None if wait is None else float(wait)
+        str(item["kind"]),
+        int(item.get("count", 1)),
+        None if wait is None else float(wait),
+        int(item.get("after", 0)),
     )
 
 

@@ -777,3 +777,15 @@ def test_serve_forever_prints_url_and_stops_on_sigterm() -> None:
             assert json.load(resp)["requests"] == 0
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
+
+
+async def test_a_scripted_fault_can_wait_for_requests_to_pass(
+    start: Start, session: aiohttp.ClientSession
+) -> None:
+    """A fault with "after": N lets N requests through untouched, then serves its count."""
+    server = await start()
+    faults = [{"kind": "500", "count": 2, "after": 2}, {"kind": "503", "after": 1}]
+    async with session.post(f"{server.url.removesuffix('/v1')}/_sim/faults", json=faults) as resp:
+        assert resp.status == 200
+    statuses = [(await chat(session, server, ask(f"q{i}")))[0] for i in range(7)]
+    assert statuses == [200, 200, 500, 500, 200, 503, 200]
