@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +21,14 @@ from tenacity import RetryCallState
 
 from batchllm import retry
 from batchllm.budget import Budget, OverBudget
-from batchllm.errors import FatalProviderError, ProviderError, RateLimited
+from batchllm.errors import FatalProviderError, ProviderError, RateLimited, Timeout
 from batchllm.limits import Limiter
 from batchllm.outcome import FAILED, INVALID, OK, Outcome, now_us
 from batchllm.pricing import Price
 from batchllm.providers.base import Adapter, Completion, HttpCall, Usage
 from batchllm.providers.http import send
 from batchllm.render import Request
+from batchllm.stragglers import Stragglers
 from batchllm.validate import Checked, OutputSchema
 
 log = structlog.get_logger("batchllm")
@@ -43,6 +44,7 @@ class Settings:
     max_attempts: int
     timeout_s: float
     max_repairs: int = 0
+    resend_stragglers: bool = True
 
 
 class Dispatcher:
@@ -68,6 +70,7 @@ class Dispatcher:
         self.max_repairs = settings.max_repairs if schema is not None else 0
         #: 429s met by this run's requests (the limiter records how long they paused it)
         self.rate_limited = 0
+        self.stragglers = Stragglers(settings.timeout_s, settings.resend_stragglers)
 
     async def process(self, request: Request, copied: dict[str, Any]) -> Outcome:
         """Send ``request`` with retries and repairs; an outcome unless the run must stop."""
@@ -114,12 +117,13 @@ class Dispatcher:
 
     async def _send(self, request: Request, tries: _Tries) -> Completion:
         call = self.adapter.build(request)
+        only = self.settings.max_attempts == 1
         try:
             try:
                 # Most requests succeed first time: the retry machinery is built on failure only.
-                return await self._attempt(request, call, tries)
+                return await self._attempt(request, call, tries, last=only)
             except ProviderError as exc:
-                if not retry.is_retryable(exc) or self.settings.max_attempts == 1:
+                if not retry.is_retryable(exc) or only:
                     raise
                 wait = retry.wait_after(exc, 1)
                 _log_retry_event(1, wait, exc)
@@ -127,7 +131,8 @@ class Dispatcher:
             remaining = self.settings.max_attempts - 1
             async for attempt in retry.policy(remaining, self._log_retry, already_failed=1):
                 with attempt:
-                    completion = await self._attempt(request, call, tries)
+                    last = attempt.retry_state.attempt_number == remaining
+                    completion = await self._attempt(request, call, tries, last=last)
         except ProviderError as exc:
             if exc.fatal:
                 raise FatalProviderError(f"{exc.kind}: {exc}") from None
@@ -139,7 +144,9 @@ class Dispatcher:
             return None
         return self.schema.check(completion.text, completion.finish_reason)
 
-    async def _attempt(self, request: Request, call: HttpCall, tries: _Tries) -> Completion:
+    async def _attempt(
+        self, request: Request, call: HttpCall, tries: _Tries, *, last: bool
+    ) -> Completion:
         output_reserve = request.max_tokens or DEFAULT_OUTPUT_RESERVE
         hold = await self.budget.reserve(request.est_input_tokens, output_reserve)
         cost = 0.0
@@ -148,9 +155,11 @@ class Dispatcher:
             tries.count += 1
             used = request.est_input_tokens
             try:
-                status, headers, body = await send(self.session, call, self.settings.timeout_s)
+                sent = time.monotonic()
+                status, headers, body = await self._exchange(call, tries, last)
                 self.limiter.observe(self.adapter.rate_limits(headers))
                 completion = self.adapter.parse(status, headers, body)
+                self.stragglers.replied(time.monotonic() - sent)
                 used = completion.usage.input_tokens + completion.usage.output_tokens
                 cost = self.price.cost(completion.usage)
                 return completion
@@ -162,6 +171,23 @@ class Dispatcher:
                 self.limiter.settle(permit, used)
         finally:
             self.budget.settle(hold, cost)
+
+    async def _exchange(
+        self, call: HttpCall, tries: _Tries, last: bool
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """One HTTP exchange; at the end of a run, a straggler is given up (once a row, never
+        on its last attempt) and raised as a ``Timeout``, which is retried at once."""
+        watch = self.stragglers.watch(armed=not tries.resent and not last)
+        try:
+            async with watch:
+                return await send(self.session, call, self.settings.timeout_s)
+        except TimeoutError:
+            tries.resent = True
+            log.info("request.straggler_resent", waited_s=round(watch.waited_s, 3))
+            raise Timeout(
+                f"no reply after {watch.waited_s:.1f} s at the end of the run, far slower than "
+                "the others: sent again"
+            ) from None
 
     def _finished(
         self,
@@ -245,6 +271,8 @@ class _Tries:
     """HTTP requests made for one row, across retries and repairs."""
 
     count: int = 0
+    #: a request of this row was given up as a straggler (it happens once a row at most)
+    resent: bool = False
 
 
 def _total(usages: Iterable[Usage]) -> Usage:

@@ -92,6 +92,8 @@ class LimitsSpec:
 class RetrySpec:
     max_attempts: int = 6
     timeout_s: float = 60.0
+    #: at the end of a run, give up and resend requests far slower than the rest (stragglers)
+    resend_stragglers: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,12 +417,13 @@ class _Reader:
 
     def retry(self) -> RetrySpec:
         table = self.section("retry")
-        self.check_keys("retry", table, ("max_attempts", "timeout_s"))
+        self.check_keys("retry", table, ("max_attempts", "timeout_s", "resend_stragglers"))
         attempts = self.take("retry", table, "max_attempts", int, check=_between(1, 100))
         timeout = self.take("retry", table, "timeout_s", (int, float), check=_positive)
         return RetrySpec(
             max_attempts=attempts or _RETRY.max_attempts,
             timeout_s=float(timeout) if timeout is not None else _RETRY.timeout_s,
+            resend_stragglers=self.take("retry", table, "resend_stragglers", bool) is not False,
         )
 
     def pricing(self) -> PricingSpec:

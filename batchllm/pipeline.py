@@ -304,6 +304,8 @@ class _Run:
                 if not self.stopping.is_set():
                     log.warning("run.budget_reached", spent_usd=round(self.budget.spent_usd, 6))
                 self.stopping.set()
+        if not self.stopping.is_set():
+            dispatcher.stragglers.begin_tail()  # every row is handed out: the run's tail
 
     def _stop_for(self, exc: FatalProviderError) -> None:
         """A bad key, an exhausted quota, an outage: stop at once, whatever else is in flight."""
@@ -387,7 +389,12 @@ class _Run:
             session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
             limiter = Limiter(self.job.limits.rpm, self.job.limits.tpm, LoopClock())
             retry = self.job.retry
-            settings = Settings(retry.max_attempts, retry.timeout_s, self.job.output.max_repairs)
+            settings = Settings(
+                retry.max_attempts,
+                retry.timeout_s,
+                self.job.output.max_repairs,
+                retry.resend_stragglers,
+            )
             yield Dispatcher(
                 adapter,
                 session,
@@ -466,6 +473,7 @@ class _Run:
             "rate_limit_wait_s": round(self.dispatcher.limiter.paused_s, 3)
             if self.dispatcher
             else 0.0,
+            "stragglers_resent": self.dispatcher.stragglers.resent if self.dispatcher else 0,
             "price_source": self.price.source,
             "batchllm_version": __version__,
             "limit": self.options.limit,

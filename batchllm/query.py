@@ -34,6 +34,7 @@ _RUN_COLUMNS = (
     "cost_usd",
     "rate_limited",
     "rate_limit_wait_s",
+    "stragglers_resent",
     "limit",
     "price_source",
     "batchllm_version",
@@ -111,7 +112,8 @@ def _runs_table(run_dir: Path) -> pa.Table:
 
 
 def _run_type(name: str) -> pa.DataType:
-    if name in ("rows", "reused", "sent", "ok", "failed", "invalid", "rate_limited", "limit"):
+    counts = ("rows", "reused", "sent", "ok", "failed", "invalid", "rate_limited", "limit")
+    if name in (*counts, "stragglers_resent"):
         return pa.int64()
     return pa.float64() if name in ("cost_usd", "rate_limit_wait_s") else pa.string()
 
