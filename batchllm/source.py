@@ -28,7 +28,10 @@ from batchllm.errors import InputError
 from batchllm.job import InputSpec
 
 BATCH_ROWS = 1024
-_CSV_BLOCK = 1 << 20
+#: bytes a CSV or JSONL reader takes at a time; a longer row makes the pass read again with
+#: blocks 8 times larger, up to _MAX_BLOCK (most inputs never need it, and memory stays low)
+_BLOCK = 1 << 18
+_MAX_BLOCK = 1 << 30
 _PRIMITIVE = (
     pa.types.is_string,
     pa.types.is_large_string,
@@ -49,32 +52,29 @@ class InputRow:
 
 
 class Source:
-    """An opened, checked input. ``batches()`` and ``rows()`` may be called more than once."""
+    """An opened, checked input. ``batches()`` and ``rows()`` may be called more than once, also
+    at the same time (a run counts the rows in a thread while it reads them)."""
 
     def __init__(self, spec: InputSpec) -> None:
         self.spec = spec
         self.path = spec.path
         if not self.path.is_file():
             raise InputError(f"{self.path}: input file not found")
-        self._bad_lines: list[str] = []
         self.schema = self._read_schema()
         self.columns: list[str] = list(self.schema.names)
         self._check_columns()
         self._check_not_empty()
-        self._bad_lines.clear()
 
     def batches(self, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
-        """Yield the input in record batches of at most ``batch_rows`` rows."""
-        try:
-            yield from self._rebatch(self._open(), batch_rows)
-        except _READ_ERRORS as exc:
-            raise InputError(f"{self.path}: cannot parse {self.spec.format} input: {exc}") from None
+        """Yield the input in record batches of at most ``batch_rows`` rows (bad lines left out)."""
+        return self._read(batch_rows, _Skipped())
 
     def rows(self, batch_rows: int = BATCH_ROWS) -> Iterator[list[InputRow]]:
         """Yield the input as lists of rows, the unusable ones carrying their problem."""
-        for batch in self.batches(batch_rows):
-            yield self._drain_bad_lines() + [self._row(data) for data in batch.to_pylist()]
-        tail = self._drain_bad_lines()
+        skipped = _Skipped()
+        for batch in self._read(batch_rows, skipped):
+            yield _bad_rows(skipped.drain()) + [self._row(data) for data in batch.to_pylist()]
+        tail = _bad_rows(skipped.drain())
         if tail:
             yield tail
 
@@ -82,8 +82,9 @@ class Source:
         """Count the rows by streaming through the file (Parquet reads its footer only)."""
         if self.spec.format == "parquet":
             return int(pq.ParquetFile(self.path).metadata.num_rows)
-        counted = int(sum(batch.num_rows for batch in self.batches(batch_rows=1 << 16)))
-        return counted + len(self._drain_bad_lines())
+        skipped = _Skipped()
+        counted = int(sum(batch.num_rows for batch in self._read(1 << 16, skipped)))
+        return counted + len(skipped.drain())
 
     def copy_type(self, column: str) -> pa.DataType:
         """The Arrow type a copied input column gets in the results (text unless primitive)."""
@@ -91,6 +92,25 @@ class Source:
         if self.spec.format == "csv":
             return pa.string()
         return kind if any(test(kind) for test in _PRIMITIVE) else pa.string()
+
+    def _read(self, batch_rows: int, skipped: _Skipped) -> Iterator[pa.RecordBatch]:
+        """One pass over the input. A row longer than the read block stops the reader; the pass
+        then starts again with larger blocks and skips the rows it has already given."""
+        given = 0
+        block = _BLOCK
+        while True:
+            try:
+                reader = self._open(block, skipped)
+                for batch in _rebatch(_skip_rows(reader, given), batch_rows):
+                    given += batch.num_rows
+                    yield batch
+                return
+            except _READ_ERRORS as exc:
+                if _straddles(exc) and block < _MAX_BLOCK:
+                    block *= 8
+                    continue
+                problem = f"cannot parse {self.spec.format} input: {exc}"
+                raise InputError(f"{self.path}: {problem}") from None
 
     def _row(self, data: dict[str, Any]) -> InputRow:
         problem = None
@@ -108,27 +128,25 @@ class Source:
                 data[name] = orjson.dumps(value, default=str).decode()
         return InputRow(data, problem)
 
-    def _drain_bad_lines(self) -> list[InputRow]:
-        bad, self._bad_lines = self._bad_lines, []
-        return [
-            InputRow(
-                {},
-                f"CSV line has the wrong number of fields for the header: {text[:200]!r}",
-                key="line:" + hashlib.blake2b(text.encode(), digest_size=12).hexdigest(),
-            )
-            for text in bad
-        ]
-
     def _read_schema(self) -> pa.Schema:
-        try:
-            if self.spec.format == "parquet":
+        if self.spec.format == "parquet":
+            try:
                 return pq.ParquetFile(self.path).schema_arrow
-            reader = self._open_stream()
-            schema = reader.schema
-            reader.close()
-        except _READ_ERRORS as exc:
-            raise InputError(f"{self.path}: cannot read as {self.spec.format}: {exc}") from None
-        return schema
+            except _READ_ERRORS as exc:
+                raise InputError(f"{self.path}: cannot read as parquet: {exc}") from None
+        block = _BLOCK
+        while True:
+            try:
+                reader = self._open_stream(block, _Skipped())
+                schema: pa.Schema = reader.schema
+                reader.close()
+                return schema
+            except _READ_ERRORS as exc:
+                if _straddles(exc) and block < _MAX_BLOCK:
+                    block *= 8
+                    continue
+                problem = f"cannot read as {self.spec.format}: {exc}"
+                raise InputError(f"{self.path}: {problem}") from None
 
     def _check_columns(self) -> None:
         wanted = [self.spec.id_column] if self.spec.id_column else []
@@ -147,20 +165,18 @@ class Source:
         if empty:
             raise InputError(f"{self.path}: the input has no rows")
 
-    def _open(self) -> Iterator[pa.RecordBatch]:
+    def _open(self, block: int, skipped: _Skipped) -> Iterator[pa.RecordBatch]:
         if self.spec.format == "parquet":
             batches: Iterator[pa.RecordBatch] = pq.ParquetFile(self.path).iter_batches(
                 batch_size=BATCH_ROWS
             )
             return batches
-        return iter(self._open_stream(typed=True))
+        return iter(self._open_stream(block, skipped, typed=True))
 
-    def _open_stream(self, *, typed: bool = False) -> Any:
+    def _open_stream(self, block: int, skipped: _Skipped, *, typed: bool = False) -> Any:
         stream = pa.input_stream(str(self.path), compression="detect")
         if self.spec.format == "jsonl":
-            return pa_json.open_json(
-                stream, read_options=pa_json.ReadOptions(block_size=_CSV_BLOCK)
-            )
+            return pa_json.open_json(stream, read_options=pa_json.ReadOptions(block_size=block))
         # Cells are read as bytes and decoded per row, so one bad cell fails one row, not the file.
         utf8 = self.spec.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
         cell = pa.binary() if utf8 else pa.string()
@@ -170,22 +186,65 @@ class Source:
         )
         return pa_csv.open_csv(
             stream,
-            read_options=pa_csv.ReadOptions(block_size=_CSV_BLOCK, encoding=self.spec.encoding),
+            read_options=pa_csv.ReadOptions(block_size=block, encoding=self.spec.encoding),
             parse_options=pa_csv.ParseOptions(
-                newlines_in_values=True, invalid_row_handler=self._skip_line
+                newlines_in_values=True, invalid_row_handler=skipped.skip
             ),
             convert_options=convert,
         )
 
-    def _skip_line(self, row: Any) -> str:
-        self._bad_lines.append(str(row.text))
+
+class _Skipped:
+    """The CSV lines one pass skipped for a wrong number of fields, each kept once even when
+    the pass starts again (a later block may have been parsed before a read failed)."""
+
+    __slots__ = ("_lines", "_seen")
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+        self._seen: set[str] = set()
+
+    def skip(self, row: Any) -> str:
+        text = str(row.text)
+        if text not in self._seen:
+            self._seen.add(text)
+            self._lines.append(text)
         return "skip"
 
-    @staticmethod
-    def _rebatch(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            for start in range(0, batch.num_rows, size):
-                yield batch.slice(start, size)
+    def drain(self) -> list[str]:
+        lines, self._lines = self._lines, []
+        return lines
+
+
+def _bad_rows(lines: list[str]) -> list[InputRow]:
+    return [
+        InputRow(
+            {},
+            f"CSV line has the wrong number of fields for the header: {text[:200]!r}",
+            key="line:" + hashlib.blake2b(text.encode(), digest_size=12).hexdigest(),
+        )
+        for text in lines
+    ]
+
+
+def _straddles(exc: BaseException) -> bool:
+    """Whether the reader failed on a row longer than its block."""
+    return isinstance(exc, pa.ArrowInvalid) and "straddl" in str(exc)
+
+
+def _skip_rows(batches: Iterator[pa.RecordBatch], count: int) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        if count >= batch.num_rows:
+            count -= batch.num_rows
+            continue
+        yield batch.slice(count) if count else batch
+        count = 0
+
+
+def _rebatch(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        for start in range(0, batch.num_rows, size):
+            yield batch.slice(start, size)
 
 
 def row_key(row: dict[str, Any], id_column: str | None) -> str:

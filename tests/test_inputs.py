@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from click.testing import CliRunner
 
 import batchllm
 from batchllm.cli import main
+from batchllm.job import InputSpec
 from batchllm.pipeline import arun_job
 from batchllm.simulate import SimServer
+from batchllm.source import InputRow, Source
 from conftest import job_data, write_csv, write_job
 
 
@@ -150,3 +155,51 @@ async def test_input_problems_are_reported_once_across_runs(tmp_path: Path, sim:
     assert (second.reused, second.failed, second.sent) == (3, 0, 0)
     history = batchllm.query(job, "select count(*) as n from all_results").to_pylist()
     assert history == [{"n": 3}]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+async def test_a_row_of_megabytes_becomes_one_error_row(
+    tmp_path: Path, sim: SimServer, fmt: str
+) -> None:
+    """A 3 MB row, far longer than a read block, fails alone as too_large; no row is read twice."""
+    rows = [{"id": str(i), "text": f"ticket {i}"} for i in range(6000)]
+    rows[5000]["text"] = "word " * 600_000
+    if fmt == "csv":
+        lines = write_csv(tmp_path / "input.csv", rows).read_text(encoding="utf-8").splitlines()
+        lines.insert(4000, "4000,one,field,too,many")  # before the long row: reported once
+        (tmp_path / "input.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    else:
+        lines = b"".join(orjson.dumps(row) + b"\n" for row in rows)
+        (tmp_path / "input.jsonl").write_bytes(lines)
+    data = job_data(sim.url, input={"path": f"input.{fmt}"}, limits={"concurrency": 64})
+    job = batchllm.load_job(write_job(tmp_path, data))
+    summary = await arun_job(job)
+    ragged = 1 if fmt == "csv" else 0
+    assert (summary.rows, summary.ok, summary.failed) == (6000 + ragged, 5999, 1 + ragged)
+    kinds = batchllm.query(
+        job, "select error_type, count(*) as n from results where status = 'failed' group by 1"
+    ).to_pylist()
+    assert sorted((k["error_type"], k["n"]) for k in kinds) == sorted(
+        [("too_large", 1)] + [("input", 1)] * ragged
+    )
+    ids = batchllm.query(job, "select count(distinct id) as n, count(*) as rows from results")
+    assert ids.to_pylist() == [{"n": 6000, "rows": 6000 + ragged}]
+
+
+async def test_counting_rows_in_a_thread_while_reading_keeps_each_bad_line_once(
+    tmp_path: Path,
+) -> None:
+    """A count in a thread (a run's progress total) during a read neither takes nor adds lines."""
+    lines = ["id,text"] + [
+        f"{i},row {i}" if i % 5000 else f"{i},bad,line" for i in range(1, 200_001)
+    ]
+    (tmp_path / "input.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    source = Source(InputSpec(tmp_path / "input.csv", "csv"))
+    counting = asyncio.create_task(asyncio.to_thread(source.count_rows))
+    read: list[InputRow] = []
+    for batch in source.rows(batch_rows=256):
+        read.extend(batch)
+        await asyncio.sleep(0)  # let the counting thread run between batches
+    bad = [row for row in read if row.problem is not None]
+    assert await counting == len(read) == 200_000
+    assert len(bad) == len({row.key for row in bad}) == 40
