@@ -27,12 +27,15 @@ class HashSet64:
     def add(self, key: int) -> bool:
         """Add ``key``; True when it was not there yet."""
         key = key or 1
-        slot = self._slot(key)
-        if self._table[slot] == key:
-            return False
-        self._table[slot] = key
+        table, mask = self._table, self._mask
+        slot = key & mask
+        while found := table[slot]:
+            if found == key:
+                return False
+            slot = (slot + 1) & mask
+        table[slot] = key
         self._size += 1
-        if self._size * 2 > self._mask:
+        if self._size * 2 > mask:
             self._grow()
         return True
 
@@ -40,21 +43,23 @@ class HashSet64:
         if not isinstance(key, int):
             return False
         key = key or 1
-        return self._table[self._slot(key)] == key
-
-    def _slot(self, key: int) -> int:
-        """Where ``key`` is, or the empty slot where it would go."""
         table, mask = self._table, self._mask
         slot = key & mask
-        while table[slot] not in (0, key):
+        while found := table[slot]:
+            if found == key:
+                return True
             slot = (slot + 1) & mask
-        return slot
+        return False
 
     def _grow(self) -> None:
+        """Double the table; the keys are distinct, so each goes to the first free slot."""
         old = self._table
-        self._table = array("q", bytes(16 * len(old)))
-        self._mask = 2 * len(old) - 1
-        self._size = 0
+        table = array("q", bytes(16 * len(old)))
+        mask = 2 * len(old) - 1
         for key in old:
             if key:
-                self.add(key)
+                slot = key & mask
+                while table[slot]:
+                    slot = (slot + 1) & mask
+                table[slot] = key
+        self._table, self._mask = table, mask
