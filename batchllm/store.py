@@ -47,10 +47,10 @@ class _Marks:
 
     def mark(self, key: int, status: str) -> None:
         self.done.add(key)
-        if status == OK:
-            self.failed.discard(key)
-        else:
+        if status != OK:
             self.failed.add(key)
+        elif self.failed:
+            self.failed.discard(key)
 
     def has(self, key: int, retry_failed: bool) -> bool:
         return key in self.done and not (retry_failed and key in self.failed)
