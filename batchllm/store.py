@@ -6,6 +6,8 @@ Layout of ``output.dir``::
     .lock                    held (flock) by the run using the directory
     journal/RUN-SEQ.jsonl    outcomes not yet in a part, one JSON line each
     results/part-RUN-SEQ.parquet
+    results/part-RUN-SEQ-SEQ.parquet   small parts of one run, merged at its end
+    merge.json               a merge in progress (its target and sources)
 
 Every outcome is appended to the journal with one ``write`` before its row counts as done, so a
 killed process loses no reply it had received (the journal is fsynced when a part is cut and at
@@ -13,11 +15,18 @@ the end, for power loss). Every ``PART_ROWS`` outcomes or ``PART_SECONDS`` the j
 Parquet part (written aside, then renamed), and the journal goes. A journal left by a crash is
 turned into its part when the directory is next opened; a torn last line is dropped (that reply
 was not recorded, so it is asked again).
+
+A slow, rate-limited run cuts a small part every ``PART_SECONDS``: thousands in a day, which every
+query and resume would then open. So at the end of a run its small parts are merged into parts of
+up to ``PART_ROWS`` rows: the merged part is written aside, ``merge.json`` names it and its
+sources, it is renamed into place, and only then are the sources deleted. A merge cut short by a
+crash is finished (or undone, if its part never landed) when the directory is next opened.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import time
@@ -78,10 +87,20 @@ class DoneIndex:
 class Store:
     """One run directory, locked for the lifetime of this object."""
 
-    def __init__(self, path: Path, job_name: str, schema: pa.Schema) -> None:
+    def __init__(
+        self,
+        path: Path,
+        job_name: str,
+        schema: pa.Schema,
+        *,
+        part_rows: int = PART_ROWS,
+        part_seconds: float = PART_SECONDS,
+    ) -> None:
         self.path = path
         self.job_name = job_name
         self.schema = schema
+        self.part_rows = part_rows
+        self.part_seconds = part_seconds
         self.results_dir = path / "results"
         self.journal_dir = path / "journal"
         self._lock_fd = _prepare(path)
@@ -115,7 +134,10 @@ class Store:
         assert self._fd is not None, "begin_run() first"
         os.write(self._fd, orjson.dumps(row) + b"\n")
         self._rows.append(row)
-        if len(self._rows) >= PART_ROWS or time.monotonic() - self._cut_at >= PART_SECONDS:
+        if (
+            len(self._rows) >= self.part_rows
+            or time.monotonic() - self._cut_at >= self.part_seconds
+        ):
             self._cut()
 
     async def finish_run(self, entry: dict[str, Any]) -> None:
@@ -126,10 +148,15 @@ class Store:
             os.close(self._fd)
             self._journal.unlink(missing_ok=True)
         self._fd = None
-        if self._writing is not None:
-            await self._writing
+        await self.flush()
+        await asyncio.to_thread(self._merge_small_parts)
         self.manifest["runs"][-1].update(entry)
         self.save_manifest()
+
+    async def flush(self) -> None:
+        """Wait until every part handed to a background write is on disk."""
+        if self._writing is not None:
+            await self._writing
 
     def close(self) -> None:
         if self._fd is not None:
@@ -182,6 +209,50 @@ class Store:
         _write_parquet(table, self.results_dir / f"part-{journal.stem}.parquet")
         journal.unlink(missing_ok=True)
 
+    def _merge_small_parts(self) -> None:
+        """Merge this run's small parts, in order, into parts of up to ``part_rows`` rows."""
+        parts = sorted(self.results_dir.glob(f"part-{self.run_id}-*.parquet"))
+        group: list[Path] = []
+        rows = 0
+        for part in [*parts, None]:
+            size = pq.ParquetFile(part).metadata.num_rows if part is not None else 0
+            if part is None or rows + size > self.part_rows:
+                if len(group) > 1:
+                    self._merge(group)
+                group, rows = [], 0
+            if part is not None:
+                group.append(part)
+                rows += size
+
+    def _merge(self, sources: list[Path]) -> None:
+        first, last = _seq_of(sources[0]), _seq_of(sources[-1])
+        target = self.results_dir / f"part-{self.run_id}-{first}-{last}.parquet"
+        tmp = target.with_suffix(".parquet.tmp")
+        with pq.ParquetWriter(tmp, self.schema, compression="zstd") as writer:
+            for source in sources:
+                writer.write_table(pq.read_table(source, schema=self.schema))
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        marker = {"target": target.name, "sources": [source.name for source in sources]}
+        _atomic_write(self.path / "merge.json", orjson.dumps(marker))
+        os.replace(tmp, target)
+        self._finish_merge()
+
+    def _finish_merge(self) -> None:
+        """Complete the merge ``merge.json`` names: drop its sources once its part is in place
+        (else its half-written part: the sources stay)."""
+        path = self.path / "merge.json"
+        if not path.exists():
+            return
+        marker = orjson.loads(path.read_bytes())
+        target = self.results_dir / marker["target"]
+        if target.exists():
+            for name in marker["sources"]:
+                (self.results_dir / name).unlink(missing_ok=True)
+        else:
+            target.with_suffix(".parquet.tmp").unlink(missing_ok=True)
+        path.unlink()
+
     # --- opening ---------------------------------------------------------------------------
 
     def _load_manifest(self) -> dict[str, Any]:
@@ -205,6 +276,7 @@ class Store:
         return manifest
 
     def _recover(self) -> None:
+        self._finish_merge()
         for journal in sorted(self.journal_dir.glob("*.jsonl")):
             part = self.results_dir / f"part-{journal.stem}.parquet"
             if not part.exists():
@@ -219,7 +291,8 @@ def read_done(run_dir: Path, fingerprint: str | None = None) -> DoneIndex:
     done = DoneIndex()
     same_job = _runs_with_fingerprint(run_dir, fingerprint)
     for part in sorted((run_dir / "results").glob("part-*.parquet")):
-        _mark_part(done, part, same_job)
+        with contextlib.suppress(FileNotFoundError):  # merged away by the run holding the lock
+            _mark_part(done, part, same_job)
     return done
 
 
@@ -273,6 +346,11 @@ def _prepare(path: Path) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     return fd
+
+
+def _seq_of(part: Path) -> str:
+    """The sequence number (or range) a part's name ends with: ``part-RUN-00003`` -> ``00003``."""
+    return part.stem.rsplit("-", 1)[1]
 
 
 def _read_journal(path: Path) -> Iterable[dict[str, Any]]:

@@ -1,0 +1,82 @@
+"""The run directory's parts: a slow run's small parts are merged at its end, crash-safely."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import orjson
+
+import batchllm
+from batchllm.outcome import results_schema, row_failure
+from batchllm.store import Store
+
+RUN_ID = "20261126T120000.000000Z"
+
+
+async def _write_slowly(run_dir: Path, outcomes: int, part_rows: int) -> Store:
+    """A store that cuts a part at every outcome, like a slow run; parts all on disk at return."""
+    store = Store(run_dir, "job", results_schema([], []), part_rows=part_rows, part_seconds=0)
+    store.begin_run(RUN_ID, {"status": "running"}, "fingerprint")
+    for i in range(outcomes):
+        store.write(row_failure(RUN_ID, f"R{i:04d}", {}, "no", "input"))
+    await store.flush()
+    assert len(_parts(run_dir)) == outcomes
+    return store
+
+
+def _parts(run_dir: Path) -> list[str]:
+    return sorted(path.name for path in (run_dir / "results").glob("part-*.parquet"))
+
+
+def _keys(run_dir: Path) -> list[str]:
+    table = batchllm.query(run_dir, "select row_key from all_results order by row_key")
+    return table.column(0).to_pylist()
+
+
+async def test_small_parts_are_merged_into_parts_of_part_rows(tmp_path: Path) -> None:
+    """250 one-row parts end as parts of 100, 100 and 50 rows, every outcome once."""
+    store = await _write_slowly(tmp_path, 250, part_rows=100)
+    await store.finish_run({"status": "finished"})
+    store.close()
+    assert _parts(tmp_path) == [
+        f"part-{RUN_ID}-00001-00100.parquet",
+        f"part-{RUN_ID}-00101-00200.parquet",
+        f"part-{RUN_ID}-00201-00250.parquet",
+    ]
+    assert _keys(tmp_path) == [f"R{i:04d}" for i in range(250)]
+    assert not (tmp_path / "merge.json").exists()
+
+
+async def test_a_merge_cut_after_its_part_landed_is_finished_on_open(tmp_path: Path) -> None:
+    """Merged part, sources and merge.json all on disk (a crash before the deletes): the next open
+    deletes the sources, so no outcome appears twice."""
+    store = await _write_slowly(tmp_path, 30, part_rows=100)
+    sources = _parts(tmp_path)
+    shutil.copytree(tmp_path / "results", tmp_path / "before")
+    await store.finish_run({"status": "finished"})
+    store.close()
+    [merged] = _parts(tmp_path)
+    for name in sources:
+        shutil.copy(tmp_path / "before" / name, tmp_path / "results" / name)
+    marker = {"target": merged, "sources": sources}
+    (tmp_path / "merge.json").write_bytes(orjson.dumps(marker))
+    assert len(_keys(tmp_path)) == 60  # the crash state: every outcome twice
+    Store(tmp_path, "job", results_schema([], [])).close()
+    assert _parts(tmp_path) == [merged]
+    assert _keys(tmp_path) == [f"R{i:04d}" for i in range(30)]
+    assert not (tmp_path / "merge.json").exists()
+
+
+async def test_a_merge_cut_before_its_part_landed_keeps_the_sources(tmp_path: Path) -> None:
+    """merge.json with only a half-written merged part: the next open drops that, keeps the rest."""
+    store = await _write_slowly(tmp_path, 30, part_rows=100)
+    sources = _parts(tmp_path)
+    store.close()
+    target = f"part-{RUN_ID}-00001-00030.parquet"
+    (tmp_path / "results" / target).with_suffix(".parquet.tmp").write_bytes(b"PAR1 half")
+    (tmp_path / "merge.json").write_bytes(orjson.dumps({"target": target, "sources": sources}))
+    Store(tmp_path, "job", results_schema([], [])).close()
+    assert _parts(tmp_path) == sources
+    assert not list((tmp_path / "results").glob("*.tmp"))
+    assert _keys(tmp_path) == [f"R{i:04d}" for i in range(30)]
