@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -33,7 +34,15 @@ from batchllm.batchmode_book import Book, request_from, request_json
 from batchllm.batchmode_control import batch_api, batch_status, cancel_batches, control_call
 from batchllm.dispatch import Dispatcher
 from batchllm.errors import FatalProviderError, ProviderError, RequestRejected
-from batchllm.outcome import FAILED, INVALID, OK, Outcome, now_us
+from batchllm.outcome import (
+    FAILED,
+    INVALID,
+    OK,
+    RECENT_REQUESTS,
+    Outcome,
+    now_us,
+    shared_outcome,
+)
 from batchllm.pricing import Price
 from batchllm.providers.base import Adapter, Completion, HttpCall
 from batchllm.providers.batches import UNFINISHED, BatchApi, BatchState, ItemResult
@@ -94,6 +103,11 @@ class BatchMode:
         self.max_requests = min(settings.max_requests or api.max_requests, api.max_requests)
         #: requests submitted in batches created by this run
         self.sent = 0
+        #: recent requests of this run's batches: the tag of the batch holding each, then its
+        #: ok outcome once collected, so an identical request later in the input is not paid again
+        self.recent: OrderedDict[str, str | Outcome] = OrderedDict()
+        #: batches being collected: too late to add rows to
+        self.collecting: set[str] = set()
 
     async def run(self, queue: asyncio.Queue[tuple[Request, dict[str, Any]] | None]) -> None:
         """Follow the batches left open by an earlier run, and batch everything in ``queue``.
@@ -118,17 +132,40 @@ class BatchMode:
         seen: set[str] = set()
         while (item := await queue.get()) is not None:
             request, copied = item
+            if request.request_key not in seen and self._share(request, copied):
+                continue
             entry, row = self._lines(request, copied)
             if request.request_key not in seen:
                 if self._full(pending, entry):
-                    group.create_task(self._follow(self._prepare(pending)))
+                    group.create_task(self._follow(self._prepare(pending, keys=seen)))
                     pending, seen = _Pending([], []), set()
                 pending.entries.append(entry)
                 pending.size += len(entry) + 1
                 seen.add(request.request_key)
             pending.rows.append(row)
         if pending.entries:
-            group.create_task(self._follow(self._prepare(pending)))
+            group.create_task(self._follow(self._prepare(pending, keys=seen)))
+
+    def _share(self, request: Request, copied: dict[str, Any]) -> bool:
+        """Give the row the reply of an identical request in an earlier batch of this run: its
+        outcome if collected, else a place among that batch's rows; False when there is none."""
+        earlier = self.recent.get(request.request_key)
+        if isinstance(earlier, Outcome):
+            self.record(shared_outcome(earlier, request, copied))
+            return True
+        if earlier is None or earlier in self.collecting:
+            return False
+        self.book.add_row(earlier, self._lines(request, copied)[1])
+        return True
+
+    def _remember(self, key: str, holder: str | Outcome | None) -> None:
+        if holder is None:
+            self.recent.pop(key, None)
+            return
+        self.recent[key] = holder
+        self.recent.move_to_end(key)
+        if len(self.recent) > RECENT_REQUESTS:
+            self.recent.popitem(last=False)
 
     def _lines(self, request: Request, copied: dict[str, Any]) -> tuple[bytes, bytes]:
         entry = self.api.entry(request.request_key, self.adapter.build(request))
@@ -142,14 +179,17 @@ class BatchMode:
             too_many or pending.size + len(entry) > self.api.max_bytes
         )
 
-    def _prepare(self, pending: _Pending, attempt: int = 1) -> str:
-        """Write a batch's requests and rows, and book it as prepared; its tag."""
+    def _prepare(self, pending: _Pending, attempt: int = 1, keys: Iterable[str] = ()) -> str:
+        """Write a batch's requests and rows, and book it as prepared; its tag. ``keys``: the
+        request keys it holds, remembered for identical requests that come later."""
         tag = f"b{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}"
         (self.book.dir / f"{tag}.jsonl").write_bytes(b"\n".join(pending.entries) + b"\n")
         (self.book.dir / f"{tag}.rows.jsonl").write_bytes(b"\n".join(pending.rows) + b"\n")
         self.book.batches[tag] = {"state": "prepared", "prepared_at": time.time(),
                                   "requests": len(pending.entries), "attempt": attempt}  # fmt: skip
         self.book.save()
+        for key in keys:
+            self._remember(key, tag)
         return tag
 
     async def _follow(self, tag: str | None) -> None:
@@ -217,6 +257,7 @@ class BatchMode:
 
     async def _collect(self, tag: str, entry: dict[str, Any], state: BatchState) -> str | None:
         """Record every row of an ended batch; the tag of the batch of items to send again."""
+        self.collecting.add(tag)
         items = await self._items(state)
         lines = self.book.rows(tag)
         rows = [orjson.loads(line) for line in lines]
@@ -234,10 +275,16 @@ class BatchMode:
         self.book.save()
         log.info("batch.done", tag=tag, batch_id=state.id, status=state.status,
                  requests=len(settled), again=len(again.entries))  # fmt: skip
-        if not again.entries:
-            return None
-        log.info("batch.resubmit", requests=len(again.entries), attempt=entry["attempt"] + 1)
-        return self._prepare(again, entry["attempt"] + 1)
+        again_tag = None
+        if again.entries:
+            log.info("batch.resubmit", requests=len(again.entries), attempt=entry["attempt"] + 1)
+            again_tag = self._prepare(again, entry["attempt"] + 1)
+        for key, outcome in settled.items():
+            if self.recent.get(key) == tag:
+                ok = outcome is not None and outcome.status == OK
+                self._remember(key, outcome if ok else again_tag if outcome is None else None)
+        self.collecting.discard(tag)
+        return again_tag
 
     async def _items(self, state: BatchState) -> dict[str, ItemResult]:
         items: dict[str, ItemResult] = {}

@@ -50,6 +50,11 @@ class Book:
     def rows(self, tag: str) -> list[bytes]:
         return (self.dir / f"{tag}.rows.jsonl").read_bytes().splitlines()
 
+    def add_row(self, tag: str, row: bytes) -> None:
+        """One more row for a batch not collected yet: a row whose request it already holds."""
+        with (self.dir / f"{tag}.rows.jsonl").open("ab") as handle:
+            handle.write(row + b"\n")
+
     def entries(self, tag: str) -> list[bytes]:
         return (self.dir / f"{tag}.jsonl").read_bytes().splitlines()
 

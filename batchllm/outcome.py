@@ -97,6 +97,10 @@ def results_schema(
     return pa.schema([own[0], *extra, *own[1:]])
 
 
+#: identical requests in one run are sent once when they come within this many distinct requests
+RECENT_REQUESTS = 10_000
+
+
 def shared_outcome(earlier: Outcome, request: Request, copied: dict[str, Any]) -> Outcome:
     """The outcome of an identical request made for another row: same answer, no new cost."""
     return replace(
@@ -106,6 +110,7 @@ def shared_outcome(earlier: Outcome, request: Request, copied: dict[str, Any]) -
         copied=copied,
         repair_cost_usd=0.0,
         attempts=0,
+        repairs=0,
         input_tokens=0,
         output_tokens=0,
         cached_tokens=0,

@@ -38,6 +38,7 @@ from batchllm.job import JobSpec
 from batchllm.limits import Limiter, LoopClock
 from batchllm.outcome import (
     OK,
+    RECENT_REQUESTS,
     Outcome,
     results_schema,
     row_failure,
@@ -57,8 +58,6 @@ __all__ = ["RECENT_REQUESTS", "RunOptions", "RunSummary", "Tally", "arun_job", "
 log = structlog.get_logger("batchllm")
 
 GRACE_S = 30.0
-#: identical requests are sent once when they come within this many distinct requests
-RECENT_REQUESTS = 10_000
 #: consecutive rows failed by outage-like errors (after all retries) that stop a run
 OUTAGE_ROWS = 50
 _OUTAGE_KINDS = frozenset(

@@ -146,6 +146,29 @@ async def test_simulated_provider_runs_in_batch_mode_and_pays_identical_requests
     assert (await arun_job(job)).reused == 15
 
 
+async def test_identical_requests_in_different_batches_are_paid_once(tmp_path: Path) -> None:
+    """A request repeated after its batch was cut shares that batch's reply, paid once."""
+    same = [{"id": f"D{i}", "text": "the same ticket"} for i in range(3)]
+    tickets = ticket_rows(12)
+    rows = [same[0], *tickets[:6], same[1], *tickets[6:], same[2]]
+    write_csv(tmp_path / "input.csv", rows)
+    data = job_data(
+        None,
+        model={"provider": "simulated", "base_url": None, "mode": "batch"},
+        batch={**POLL, "max_requests": 5},
+        simulate={"latency_ms": 1, "batch_delay_s": 0.05},
+    )
+    job = batchllm.load_job(write_job(tmp_path, data))
+    summary = await arun_job(job)
+    assert (summary.ok, summary.failed) == (15, 0)
+    shared = _rows(job, "select * from results where row_key like 'D%' order by row_key")
+    assert len({r["output"] for r in shared}) == 1
+    assert sorted(r["cost_usd"] > 0 for r in shared) == [False, False, True]
+    assert sum(entry["requests"] for entry in _book(job).values()) == 13
+    assert summary.sent == 13
+    assert (await arun_job(job)).reused == 15
+
+
 def test_a_run_killed_after_submitting_resumes_without_submitting_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
