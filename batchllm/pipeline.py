@@ -173,6 +173,8 @@ class _Run:
             await self._produce(done)
             await asyncio.gather(*self.workers, return_exceptions=True)
             ticker.cancel()
+        if self.progress is not None:
+            self.progress(self.tally)  # the line ends on the final count, not the last tick's
 
     async def _work_batch(self, dispatcher: Dispatcher, done: DoneIndex) -> None:
         """Batch mode: one consumer groups the requests into provider batches."""

@@ -16,6 +16,7 @@ import orjson
 
 from batchllm.errors import InputError, MissingKeyError, RunDirError, UserError
 from batchllm.job import JobSpec, load_job
+from batchllm.log import add_secret
 from batchllm.outcome import COLUMN_NAMES
 from batchllm.providers import DEFAULT_KEY_ENV
 
@@ -33,6 +34,7 @@ def api_key(job: JobSpec) -> str | None:
         if model.api_key_env is None and model.base_url is not None and model.provider == "openai":
             return None  # a local OpenAI-compatible server often needs no key
         raise MissingKeyError(f"{job.path}: [model] the API key variable {env} is not set")
+    add_secret(key)  # whatever logs it by mistake prints *** instead
     return key
 
 

@@ -12,8 +12,8 @@ from batchllm.tally import RunSummary, Tally
 class ProgressLine:
     """One self-rewriting line on stderr: rows done, rate, cost so far, ETA."""
 
-    def __init__(self, stream: TextIO = sys.stderr) -> None:
-        self.stream = stream
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr  # stderr as it is now
         self.width = 0
 
     def __call__(self, tally: Tally) -> None:

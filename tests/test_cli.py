@@ -189,3 +189,17 @@ def test_readme_demo_commands_run(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert "3,000 ok, 0 failed" in done.stdout
     assert "category" in done.stdout and "(6 rows)" in done.stdout
+
+
+def test_the_progress_line_ends_on_the_final_count(tmp_path: Path, sim: SimServer) -> None:
+    """--progress draws a line on stderr that ends at every row, 100%, with the failures."""
+    write_csv(tmp_path / "input.csv", ticket_rows(300))
+    with (tmp_path / "input.csv").open("a", encoding="utf-8") as handle:
+        handle.write("T99999,one,field,too,many\n")
+    job = write_job(tmp_path, job_data(sim.url))
+    code, out, err = _cli("-q", "run", "--progress", str(job), "--max-failure-rate", "0.01")
+    assert code == 0, err
+    last = err.split("\r")[-1]
+    assert "301/301 rows" in last and "100%" in last and "1 failed" in last
+    assert "rows/s" in last and "$" in last
+    assert "300 ok, 1 failed" in out

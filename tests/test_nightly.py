@@ -5,11 +5,14 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import structlog
 from click.testing import CliRunner
 
 import batchllm
 from batchllm.cli import main
+from batchllm.log import configure
 from batchllm.pipeline import arun_job
+from batchllm.preflight import api_key
 from batchllm.simulate import Fault, SimConfig, SimServer
 from conftest import job_data, ticket_rows, write_csv, write_job
 
@@ -99,3 +102,20 @@ def test_the_api_key_never_appears_in_anything_written(tmp_path: Path, sims, mon
         assert FAKE_KEY.encode() not in blob
         assert middle not in blob
     assert any("auth" in out for out in outputs)  # the bad-key run did fail, and said so
+
+
+def test_a_log_event_carrying_the_key_prints_stars(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Once the job's key is read, any log field that holds it by mistake shows *** instead."""
+    monkeypatch.setenv("BATCHLLM_FAKE_KEY", FAKE_KEY)
+    write_csv(tmp_path / "input.csv", ticket_rows(1))
+    data = job_data("http://127.0.0.1:9/v1", model={"api_key_env": "BATCHLLM_FAKE_KEY"})
+    job = batchllm.load_job(write_job(tmp_path, data))
+    saved = structlog.get_config()
+    try:
+        configure("json")  # bound to this test's captured stderr, so put back afterwards
+        assert api_key(job) == FAKE_KEY
+        structlog.get_logger("batchllm").warning("request.failed", error=f"401 for {FAKE_KEY}")
+    finally:
+        structlog.configure(**saved)
+    err = capsys.readouterr().err
+    assert FAKE_KEY not in err and "401 for ***" in err
