@@ -15,6 +15,7 @@ pilot and the calibration's own uncertainty.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import random
 import re
@@ -116,29 +117,27 @@ def _scan(job: JobSpec, sample_size: int, limit: int | None) -> _Scan:
     scan, rng = _Scan(), random.Random(0)
     reservoir: list[tuple[str, dict[str, Any], int]] = []
     recent: OrderedDict[str, None] = OrderedDict()
-    for rows in source.rows():
-        for item in rows:
-            if limit is not None and scan.rows >= limit:
-                break
-            scan.rows += 1
-            if item.problem is not None:
-                continue
-            row = item.data
-            key = item.key or row_key(row, job.input.id_column)
-            if done.is_done_input(key, input_hash(row), retry_failed=False):
-                continue
-            try:
-                request = renderer.render(key, row)
-            except RowError:
-                continue
-            if done.is_done(key, request.request_key, retry_failed=False):
-                continue
-            scan.to_do += 1
-            if _seen(recent, request.request_key):
-                continue
-            scan.to_send += 1
-            scan.est_tokens += request.est_input_tokens
-            _keep(reservoir, sample_size, scan.to_send, (key, row, request.est_input_tokens), rng)
+    items = itertools.chain.from_iterable(source.rows())
+    for item in itertools.islice(items, limit):  # reading stops at the limit
+        scan.rows += 1
+        if item.problem is not None:
+            continue
+        row = item.data
+        key = item.key or row_key(row, job.input.id_column)
+        if done.is_done_input(key, input_hash(row), retry_failed=False):
+            continue
+        try:
+            request = renderer.render(key, row)
+        except RowError:
+            continue
+        if done.is_done(key, request.request_key, retry_failed=False):
+            continue
+        scan.to_do += 1
+        if _seen(recent, request.request_key):
+            continue
+        scan.to_send += 1
+        scan.est_tokens += request.est_input_tokens
+        _keep(reservoir, sample_size, scan.to_send, (key, row, request.est_input_tokens), rng)
     rng.shuffle(reservoir)
     scan.sample = reservoir
     return scan

@@ -101,6 +101,16 @@ async def test_rows_already_done_are_left_out(tmp_path: Path, sim: SimServer) ->
     assert (found.rows, found.rows_to_do) == (120, 50)
 
 
+async def test_a_limit_estimates_the_first_rows_only(tmp_path: Path, sim: SimServer) -> None:
+    """--limit 30 counts, prices and pilots the first 30 rows, as a run with --limit 30 sends."""
+    write_csv(tmp_path / "input.csv", ticket_rows(120))
+    job = batchllm.load_job(write_job(tmp_path, job_data(sim.url)))
+    found = await aestimate(job, sample=0, limit=30)
+    assert (found.rows, found.rows_to_do, found.requests_to_send) == (30, 30, 30)
+    whole = await aestimate(job, sample=0)
+    assert found.input_tokens < whole.input_tokens / 3
+
+
 async def test_a_long_shared_prefix_shows_the_caching_saving(
     tmp_path: Path, sim: SimServer
 ) -> None:
