@@ -17,10 +17,11 @@ turned into its part when the directory is next opened; a torn last line is drop
 was not recorded, so it is asked again).
 
 A slow, rate-limited run cuts a small part every ``PART_SECONDS``: thousands in a day, which every
-query and resume would then open. So at the end of a run its small parts are merged into parts of
-up to ``PART_ROWS`` rows: the merged part is written aside, ``merge.json`` names it and its
-sources, it is renamed into place, and only then are the sources deleted. A merge cut short by a
-crash is finished (or undone, if its part never landed) when the directory is next opened.
+query and resume would then open. So at the end of a run that left ``MERGE_FROM`` or more small
+parts, they are merged into parts of up to ``PART_ROWS`` rows: the merged part is written aside,
+``merge.json`` names it and its sources, it is renamed into place, and only then are the sources
+deleted. A merge cut short by a crash is finished (or undone, if its part never landed) when the
+directory is next opened.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from batchllm.outcome import OK, TERMINAL, Outcome
 
 PART_ROWS = 10_000
 PART_SECONDS = 30.0
+#: small parts a run must leave before they are merged at its end
+MERGE_FROM = 8
 MANIFEST_FORMAT = 1
 
 
@@ -210,12 +213,16 @@ class Store:
         journal.unlink(missing_ok=True)
 
     def _merge_small_parts(self) -> None:
-        """Merge this run's small parts, in order, into parts of up to ``part_rows`` rows."""
+        """Merge this run's small parts, in order, into parts of up to ``part_rows`` rows (when
+        there are at least ``MERGE_FROM`` of them: a few are no burden, and merging costs)."""
         parts = sorted(self.results_dir.glob(f"part-{self.run_id}-*.parquet"))
+        sizes = {part: pq.ParquetFile(part).metadata.num_rows for part in parts}
+        if sum(size < self.part_rows for size in sizes.values()) < MERGE_FROM:
+            return
         group: list[Path] = []
         rows = 0
         for part in [*parts, None]:
-            size = pq.ParquetFile(part).metadata.num_rows if part is not None else 0
+            size = sizes[part] if part is not None else 0
             if part is None or rows + size > self.part_rows:
                 if len(group) > 1:
                     self._merge(group)

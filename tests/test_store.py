@@ -9,7 +9,7 @@ import orjson
 
 import batchllm
 from batchllm.outcome import results_schema, row_failure
-from batchllm.store import Store
+from batchllm.store import MERGE_FROM, Store
 
 RUN_ID = "20261126T120000.000000Z"
 
@@ -80,3 +80,12 @@ async def test_a_merge_cut_before_its_part_landed_keeps_the_sources(tmp_path: Pa
     assert _parts(tmp_path) == sources
     assert not list((tmp_path / "results").glob("*.tmp"))
     assert _keys(tmp_path) == [f"R{i:04d}" for i in range(30)]
+
+
+async def test_a_few_small_parts_are_left_as_they_are(tmp_path: Path) -> None:
+    """Fewer than MERGE_FROM small parts are no burden to read: no merge, no rewrite."""
+    store = await _write_slowly(tmp_path, MERGE_FROM - 1, part_rows=100)
+    parts = _parts(tmp_path)
+    await store.finish_run({"status": "finished"})
+    store.close()
+    assert _parts(tmp_path) == parts and len(parts) == MERGE_FROM - 1
