@@ -30,7 +30,7 @@ from batchllm.job import InputSpec
 BATCH_ROWS = 1024
 #: bytes a CSV or JSONL reader takes at a time; a longer row makes the pass read again with
 #: blocks 8 times larger, up to _MAX_BLOCK (most inputs never need it, and memory stays low)
-_BLOCK = 1 << 18
+_BLOCK = 1 << 19
 _MAX_BLOCK = 1 << 30
 _PRIMITIVE = (
     pa.types.is_string,
