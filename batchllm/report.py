@@ -45,7 +45,8 @@ from results
 
 _RUNS_SQL = f"""
 select run_id, status, started_at, ended_at, "rows", sent, ok, failed, invalid, cost_usd,
-    rate_limited, epoch(ended_at::timestamptz) - epoch(started_at::timestamptz) as wall_s,
+    rate_limited, coalesce(stragglers_resent, 0) as stragglers_resent,
+    epoch(ended_at::timestamptz) - epoch(started_at::timestamptz) as wall_s,
     (select count(*) from all_results a where a.run_id = runs.run_id) as finished
 from runs order by started_at::timestamptz desc limit {RECENT_RUNS}
 """
@@ -122,6 +123,8 @@ class RunLine:
     invalid: int
     cost_usd: float
     rate_limited: int
+    #: requests given up at the run's end as far slower than the rest, and sent again
+    stragglers_resent: int
     wall_s: float | None
     #: outcomes this run wrote (rows sent or failed before sending; reused rows are not written)
     finished: int
@@ -306,6 +309,7 @@ def _run_line(run: RunLine) -> str:
         f"{run.run_id} {run.status}: {run.sent:,}/{run.rows:,} sent, {run.ok:,} ok, "
         f"{run.failed:,} failed, {run.invalid:,} invalid, {money(run.cost_usd)}{wall}"
         + (f", {run.rate_limited:,} 429s" if run.rate_limited else "")
+        + (f", stragglers resent: {run.stragglers_resent:,}" if run.stragglers_resent else "")
     )
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import batchllm
 from batchllm.pipeline import arun_job
+from batchllm.report import build_report, report_text
 from batchllm.simulate import Fault, SimServer
 from batchllm.stragglers import MIN_REPLIES, Stragglers
 from conftest import job_data, ticket_rows, write_csv, write_job
@@ -41,6 +42,7 @@ async def test_a_request_hung_at_the_end_is_resent_before_its_timeout(
     assert row["attempts"] == 2
     assert 1000 <= row["latency_ms"] < 2000
     assert _resent(job) == 1
+    assert "stragglers resent: 1" in report_text(build_report(job))
     stats = sim.stats()
     assert (stats["requests"], stats["hangs"], stats["duplicates"]) == (101, 1, 0)
 
