@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import email.utils
+from datetime import UTC, datetime, timedelta
+
 import orjson
 import pytest
 
@@ -166,3 +169,27 @@ def test_rate_limit_headers_are_read() -> None:
         149984,
         360.0,
     )
+
+
+def test_retry_after_as_an_http_date_counts_down_from_now() -> None:
+    """Retry-After may be an HTTP date (RFC 9110): the wait is the time until it, never negative."""
+    later = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert retry_after({"retry-after": later}) == pytest.approx(30, abs=2)
+    assert retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
+    assert retry_after({"retry-after": "soon"}) is None
+
+
+def test_a_200_carrying_an_error_body_is_a_retryable_server_error() -> None:
+    """Some compatible servers answer 200 with an error object: retried, never taken as a reply."""
+    body = orjson.dumps({"choices": [{"message": {}}], "error": {"message": "engine overloaded"}})
+    with pytest.raises(errors.ServerError, match="engine overloaded") as caught:
+        ADAPTER.parse(200, {}, body)
+    assert caught.value.retryable
+
+
+def test_a_refusal_becomes_the_text_with_finish_reason_refusal() -> None:
+    """A structured-output refusal has no content: its refusal text and reason are kept."""
+    message = {"role": "assistant", "content": None, "refusal": "I can't help with that."}
+    reply = {"choices": [{"message": message, "finish_reason": "stop"}], "usage": {}}
+    done = ADAPTER.parse(200, {}, orjson.dumps(reply))
+    assert (done.text, done.finish_reason) == ("I can't help with that.", "refusal")
