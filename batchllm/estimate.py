@@ -28,11 +28,11 @@ import orjson
 from batchllm.errors import BudgetReached, PriceError
 from batchllm.job import JobSpec
 from batchllm.pipeline import RECENT_REQUESTS, arun_job
-from batchllm.pricing import Price, resolve_price
+from batchllm.pricing import Price, context_window, resolve_price
 from batchllm.progress import money
 from batchllm.providers.base import Usage
 from batchllm.render import Renderer, RowError, estimate_tokens, input_hash
-from batchllm.source import Source, row_key
+from batchllm.source import DuplicateIds, Source, row_key
 from batchllm.store import read_done
 from batchllm.tally import RunOptions
 from batchllm.validate import OutputSchema
@@ -117,13 +117,14 @@ def _scan(job: JobSpec, sample_size: int, limit: int | None) -> _Scan:
     scan, rng = _Scan(), random.Random(0)
     reservoir: list[tuple[str, dict[str, Any], int]] = []
     recent: OrderedDict[str, None] = OrderedDict()
+    duplicates, window = DuplicateIds(job.input.id_column), context_window(job)
     items = itertools.chain.from_iterable(source.rows())
     for item in itertools.islice(items, limit):  # reading stops at the limit
         scan.rows += 1
-        if item.problem is not None:
-            continue
         row = item.data
         key = item.key or row_key(row, job.input.id_column)
+        if item.problem is not None or duplicates.problem(key) is not None:
+            continue  # an error row, never sent
         if done.is_done_input(key, input_hash(row), retry_failed=False):
             continue
         try:
@@ -133,8 +134,8 @@ def _scan(job: JobSpec, sample_size: int, limit: int | None) -> _Scan:
         if done.is_done(key, request.request_key, retry_failed=False):
             continue
         scan.to_do += 1
-        if _seen(recent, request.request_key):
-            continue
+        if (window and request.est_input_tokens > window) or _seen(recent, request.request_key):
+            continue  # too large to send (an error row), or it shares an identical request's reply
         scan.to_send += 1
         scan.est_tokens += request.est_input_tokens
         _keep(reservoir, sample_size, scan.to_send, (key, row, request.est_input_tokens), rng)

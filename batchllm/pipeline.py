@@ -33,7 +33,6 @@ from batchllm.errors import (
     InputError,
     Interrupted,
 )
-from batchllm.hashset import HashSet64
 from batchllm.job import JobSpec
 from batchllm.limits import Limiter, LoopClock
 from batchllm.outcome import (
@@ -48,7 +47,7 @@ from batchllm.preflight import api_key, check_budget, check_copies, check_fields
 from batchllm.pricing import Price, context_window, resolve_price
 from batchllm.providers import make_adapter
 from batchllm.render import Renderer, Request, RowError, input_hash
-from batchllm.source import InputRow, Source, row_key
+from batchllm.source import DuplicateIds, InputRow, Source, row_key
 from batchllm.store import DoneIndex, Store
 from batchllm.tally import ProgressHook, RunOptions, RunSummary, Tally
 from batchllm.validate import OutputSchema
@@ -109,8 +108,7 @@ class _Run:
         self.workers: list[asyncio.Task[None]] = []
         self.fatal: FatalProviderError | None = None
         self.outage = 0
-        #: hashes of the ids seen in this input, to catch duplicates (at most 16 bytes a row)
-        self.seen_ids = HashSet64()
+        self.duplicate_ids = DuplicateIds(job.input.id_column)
         self.context_window = context_window(job)
         self.dispatcher: Dispatcher | None = None
         self.base_url: str | None = None
@@ -242,7 +240,7 @@ class _Run:
         data = row.data
         key = row.key or row_key(data, self.job.input.id_column)
         digest = input_hash(data)
-        problem = row.problem or self._duplicate(key, data)
+        problem = row.problem or self.duplicate_ids.problem(key)
         if problem is not None:
             self._reject_input(key, data, digest, problem, done)
             return
@@ -283,14 +281,6 @@ class _Run:
 
     def _copied(self, data: dict[str, Any]) -> dict[str, Any]:
         return {column: _copyable(data.get(column)) for column in self.copy_columns}
-
-    def _duplicate(self, key: str, data: dict[str, Any]) -> str | None:
-        """A second row with an id already seen in this input (it would hide the first)."""
-        if self.job.input.id_column is None or key.startswith("h:"):
-            return None
-        if self.seen_ids.add(hash(key)):
-            return None
-        return f"duplicate id '{key}' in column '{self.job.input.id_column}': not sent"
 
     async def _worker(self, dispatcher: Dispatcher) -> None:
         while (item := await self.queue.get()) is not None:

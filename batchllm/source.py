@@ -25,6 +25,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from batchllm.errors import InputError
+from batchllm.hashset import HashSet64
 from batchllm.job import InputSpec
 
 BATCH_ROWS = 1024
@@ -245,6 +246,23 @@ def _rebatch(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Record
     for batch in batches:
         for start in range(0, batch.num_rows, size):
             yield batch.slice(start, size)
+
+
+class DuplicateIds:
+    """The ids one read of the input has met: a second row with a seen id would hide the first
+    in the results, so it is refused. One 8-byte hash an id (``HashSet64``)."""
+
+    __slots__ = ("_column", "_seen")
+
+    def __init__(self, id_column: str | None) -> None:
+        self._column = id_column
+        self._seen = HashSet64()
+
+    def problem(self, key: str) -> str | None:
+        """Why the row with ``key`` cannot be sent, if its id was seen before in this read."""
+        if self._column is None or key.startswith("h:") or self._seen.add(hash(key)):
+            return None
+        return f"duplicate id '{key}' in column '{self._column}': not sent"
 
 
 def row_key(row: dict[str, Any], id_column: str | None) -> str:

@@ -111,6 +111,21 @@ async def test_a_limit_estimates_the_first_rows_only(tmp_path: Path, sim: SimSer
     assert found.input_tokens < whole.input_tokens / 3
 
 
+async def test_rows_a_run_refuses_are_not_counted_as_requests(
+    tmp_path: Path, sim: SimServer
+) -> None:
+    """Duplicate ids and prompts over the context window become error rows, never requests."""
+    rows = ticket_rows(40)
+    rows += [{"id": row["id"], "text": "a different text"} for row in rows[:5]]
+    rows.append({"id": "HUGE", "text": "word " * 140_000})
+    write_csv(tmp_path / "input.csv", rows)
+    job = batchllm.load_job(write_job(tmp_path, job_data(sim.url)))
+    found = await aestimate(job, sample=0)
+    assert (found.rows, found.requests_to_send) == (46, 40)
+    summary = await arun_job(job)
+    assert (summary.sent, summary.failed) == (40, 6)
+
+
 async def test_a_long_shared_prefix_shows_the_caching_saving(
     tmp_path: Path, sim: SimServer
 ) -> None:
