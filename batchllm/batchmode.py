@@ -115,6 +115,8 @@ class BatchMode:
         Interrupted, the batches stay with the provider and in the book; a failing batch API
         stops the run (``FatalProviderError``) the same way, to be resumed by running again.
         """
+        for (_, key), tag in self.book.in_flight().items():
+            self._remember(key, tag)  # a new row asking one of these requests joins that batch
         try:
             async with asyncio.TaskGroup() as group:
                 for tag in self.book.open_tags():

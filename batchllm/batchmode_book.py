@@ -40,12 +40,15 @@ class Book:
     def open_tags(self) -> list[str]:
         return [tag for tag, entry in self.batches.items() if entry["state"] != "done"]
 
-    def in_flight(self) -> set[str]:
-        """Custom ids (request keys) of batches not done yet: the producer skips them."""
-        ids: set[str] = set()
+    def in_flight(self) -> dict[tuple[str, str], str]:
+        """The rows of batches not done yet, (row key, request key) -> tag: the producer skips
+        these rows, and a new row asking one of these requests joins its batch."""
+        found: dict[tuple[str, str], str] = {}
         for tag in self.open_tags():
-            ids.update(orjson.loads(line)["custom_id"] for line in self.rows(tag))
-        return ids
+            for line in self.rows(tag):
+                row = orjson.loads(line)
+                found[(row["request"]["row_key"], row["custom_id"])] = tag
+        return found
 
     def rows(self, tag: str) -> list[bytes]:
         return (self.dir / f"{tag}.rows.jsonl").read_bytes().splitlines()

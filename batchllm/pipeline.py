@@ -113,7 +113,7 @@ class _Run:
         self.dispatcher: Dispatcher | None = None
         self.base_url: str | None = None
         #: request keys of batches submitted by an earlier run and not collected yet
-        self.in_batch: set[str] = set()
+        self.in_batch: dict[tuple[str, str], str] = {}
 
     async def execute(self) -> RunSummary:
         try:
@@ -255,7 +255,7 @@ class _Run:
             return
         if done.is_done(key, request.request_key, retry_failed=retry_failed):
             self.tally.reused += 1
-        elif request.request_key in self.in_batch:
+        elif (key, request.request_key) in self.in_batch:
             self.tally.in_batch += 1  # its batch is already submitted: its result is on the way
         elif self.context_window and request.est_input_tokens > self.context_window:
             problem = (

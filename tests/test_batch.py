@@ -8,6 +8,7 @@ batch run and an online run of one job can be compared row by row; ``batches``, 
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import re
 import signal
@@ -208,6 +209,26 @@ def test_a_batch_created_but_not_booked_is_found_not_submitted_again(
     summary = batchllm.run_job(job)
     assert (summary.ok, sim.stats()["batches"], sim.stats()["duplicates"]) == (20, 1, 0)
     assert [e["state"] for e in _book(job).values()] == ["done"]
+
+
+def test_a_new_row_repeating_a_request_of_an_open_batch_joins_it(
+    tmp_path: Path, sims: SimThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed with a batch open, then the input grows by a row asking the same: the resumed run
+    gives that row the open batch's reply, paid once, and creates no batch."""
+    sim = sims.start(SimConfig(**{**FAST, "batch_delay_s": 1.5}))
+    job = _job(tmp_path, monkeypatch, sim.root)
+    _run_and_kill(job)
+    twin = ticket_rows(20)[7]
+    with (tmp_path / "input.csv").open("a", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerow(["NEW", twin["text"]])
+    summary = batchllm.run_job(job)
+    assert (summary.ok, summary.failed) == (21, 0)
+    pair = _rows(job, f"select output, cost_usd from results where id in ('NEW', '{twin['id']}')")
+    assert pair[0]["output"] == pair[1]["output"]
+    assert sorted(r["cost_usd"] > 0 for r in pair) == [False, True]
+    stats = sim.stats()
+    assert (stats["batches"], stats["ok"], stats["duplicates"]) == (1, 20, 0)
 
 
 async def test_expired_and_errored_items_go_out_again_until_they_succeed(
