@@ -107,11 +107,14 @@ class Source:
                     yield batch
                 return
             except _READ_ERRORS as exc:
-                if _straddles(exc) and block < _MAX_BLOCK:
-                    block *= 8
-                    continue
-                problem = f"cannot parse {self.spec.format} input: {exc}"
-                raise InputError(f"{self.path}: {problem}") from None
+                block = self._larger_block(block, exc, f"cannot parse {self.spec.format} input")
+
+    def _larger_block(self, block: int, exc: BaseException, failed: str) -> int:
+        """The block to read again with after ``exc``: larger, when a row was longer than the
+        block; otherwise the read has failed for good (``InputError``, saying ``failed``)."""
+        if _straddles(exc) and block < _MAX_BLOCK:
+            return block * 8
+        raise InputError(f"{self.path}: {failed}: {exc}") from None
 
     def _row(self, data: dict[str, Any]) -> InputRow:
         problem = None
@@ -143,11 +146,7 @@ class Source:
                 reader.close()
                 return schema
             except _READ_ERRORS as exc:
-                if _straddles(exc) and block < _MAX_BLOCK:
-                    block *= 8
-                    continue
-                problem = f"cannot read as {self.spec.format}: {exc}"
-                raise InputError(f"{self.path}: {problem}") from None
+                block = self._larger_block(block, exc, f"cannot read as {self.spec.format}")
 
     def _check_columns(self) -> None:
         wanted = [self.spec.id_column] if self.spec.id_column else []

@@ -72,6 +72,18 @@ def _job(
     return batchllm.load_job(write_job(tmp_path, data, f"{mode}.toml"))
 
 
+def _simulated_batch_job(tmp_path: Path, rows: list[dict[str, str]]) -> batchllm.JobSpec:
+    """A batch-mode job on the in-process simulated provider, 5 requests to a batch."""
+    write_csv(tmp_path / "input.csv", rows)
+    data = job_data(
+        None,
+        model={"provider": "simulated", "base_url": None, "mode": "batch"},
+        batch={**POLL, "max_requests": 5},
+        simulate={"latency_ms": 1, "batch_delay_s": 0.05},
+    )
+    return batchllm.load_job(write_job(tmp_path, data))
+
+
 def _rows(job: batchllm.JobSpec, sql: str = "select * from results order by row_key") -> Any:
     return batchllm.query(job, sql).to_pylist()
 
@@ -130,14 +142,7 @@ async def test_simulated_provider_runs_in_batch_mode_and_pays_identical_requests
 ) -> None:
     """provider = "simulated" in batch mode: every row ok, identical requests paid once."""
     rows = ticket_rows(12) + [{"id": f"D{i}", "text": "the same ticket"} for i in range(3)]
-    write_csv(tmp_path / "input.csv", rows)
-    data = job_data(
-        None,
-        model={"provider": "simulated", "base_url": None, "mode": "batch"},
-        batch={**POLL, "max_requests": 5},
-        simulate={"latency_ms": 1, "batch_delay_s": 0.05},
-    )
-    job = batchllm.load_job(write_job(tmp_path, data))
+    job = _simulated_batch_job(tmp_path, rows)
     summary = await arun_job(job)
     assert (summary.ok, summary.failed) == (15, 0)
     same = _rows(job, "select * from results where row_key like 'D%' order by row_key")
@@ -151,15 +156,7 @@ async def test_identical_requests_in_different_batches_are_paid_once(tmp_path: P
     """A request repeated after its batch was cut shares that batch's reply, paid once."""
     same = [{"id": f"D{i}", "text": "the same ticket"} for i in range(3)]
     tickets = ticket_rows(12)
-    rows = [same[0], *tickets[:6], same[1], *tickets[6:], same[2]]
-    write_csv(tmp_path / "input.csv", rows)
-    data = job_data(
-        None,
-        model={"provider": "simulated", "base_url": None, "mode": "batch"},
-        batch={**POLL, "max_requests": 5},
-        simulate={"latency_ms": 1, "batch_delay_s": 0.05},
-    )
-    job = batchllm.load_job(write_job(tmp_path, data))
+    job = _simulated_batch_job(tmp_path, [same[0], *tickets[:6], same[1], *tickets[6:], same[2]])
     summary = await arun_job(job)
     assert (summary.ok, summary.failed) == (15, 0)
     shared = _rows(job, "select * from results where row_key like 'D%' order by row_key")
