@@ -32,7 +32,7 @@ from batchllm.pricing import Price, context_window, resolve_price
 from batchllm.progress import money
 from batchllm.providers.base import Usage
 from batchllm.render import Renderer, RowError, estimate_tokens, input_hash
-from batchllm.source import DuplicateIds, Source, row_key
+from batchllm.source import Source, row_key
 from batchllm.store import read_done
 from batchllm.tally import RunOptions
 from batchllm.validate import OutputSchema
@@ -117,13 +117,15 @@ def _scan(job: JobSpec, sample_size: int, limit: int | None) -> _Scan:
     scan, rng = _Scan(), random.Random(0)
     reservoir: list[tuple[str, dict[str, Any], int]] = []
     recent: OrderedDict[str, None] = OrderedDict()
-    duplicates, window = DuplicateIds(job.input.id_column), context_window(job)
+    # Duplicate ids are not looked for: a table of every id would grow with the input, and
+    # counting a refused duplicate as a request errs on the safe side.
+    window = context_window(job)
     items = itertools.chain.from_iterable(source.rows())
     for item in itertools.islice(items, limit):  # reading stops at the limit
         scan.rows += 1
         row = item.data
         key = item.key or row_key(row, job.input.id_column)
-        if item.problem is not None or duplicates.problem(key) is not None:
+        if item.problem is not None:
             continue  # an error row, never sent
         if done.is_done_input(key, input_hash(row), retry_failed=False):
             continue

@@ -111,17 +111,17 @@ async def test_a_limit_estimates_the_first_rows_only(tmp_path: Path, sim: SimSer
     assert found.input_tokens < whole.input_tokens / 3
 
 
-async def test_rows_a_run_refuses_are_not_counted_as_requests(
+async def test_a_prompt_over_the_context_window_is_not_counted_as_a_request(
     tmp_path: Path, sim: SimServer
 ) -> None:
-    """Duplicate ids and prompts over the context window become error rows, never requests."""
+    """A prompt over the context window is no request; a duplicate id counts as one (errs high)."""
     rows = ticket_rows(40)
     rows += [{"id": row["id"], "text": "a different text"} for row in rows[:5]]
     rows.append({"id": "HUGE", "text": "word " * 140_000})
     write_csv(tmp_path / "input.csv", rows)
     job = batchllm.load_job(write_job(tmp_path, job_data(sim.url)))
     found = await aestimate(job, sample=0)
-    assert (found.rows, found.requests_to_send) == (46, 40)
+    assert (found.rows, found.requests_to_send) == (46, 41)
     summary = await arun_job(job)
     assert (summary.sent, summary.failed) == (40, 6)
 
