@@ -39,9 +39,12 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
+import structlog
 
 from batchllm.errors import RunDirError
 from batchllm.outcome import OK, TERMINAL, Outcome
+
+log = structlog.get_logger("batchllm")
 
 PART_ROWS = 10_000
 PART_SECONDS = 30.0
@@ -152,7 +155,10 @@ class Store:
             self._journal.unlink(missing_ok=True)
         self._fd = None
         await self.flush()
-        await asyncio.to_thread(self._merge_small_parts)
+        try:
+            await asyncio.to_thread(self._merge_small_parts)
+        except (OSError, pa.ArrowException) as exc:  # merging only tidies: the parts are whole
+            log.warning("store.merge_failed", error=str(exc))
         self.manifest["runs"][-1].update(entry)
         self.save_manifest()
 
@@ -235,11 +241,16 @@ class Store:
         first, last = _seq_of(sources[0]), _seq_of(sources[-1])
         target = self.results_dir / f"part-{self.run_id}-{first}-{last}.parquet"
         tmp = target.with_suffix(".parquet.tmp")
-        with pq.ParquetWriter(tmp, self.schema, compression="zstd") as writer:
-            for source in sources:
-                writer.write_table(pq.read_table(source, schema=self.schema))
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
+        try:
+            with pq.ParquetWriter(tmp, self.schema, compression="zstd") as writer:
+                for source in sources:
+                    writer.write_table(pq.read_table(source, schema=self.schema))
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)  # no half-written part left behind
+            raise
         marker = {"target": target.name, "sources": [source.name for source in sources]}
         _atomic_write(self.path / "merge.json", orjson.dumps(marker))
         os.replace(tmp, target)

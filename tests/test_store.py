@@ -89,3 +89,16 @@ async def test_a_few_small_parts_are_left_as_they_are(tmp_path: Path) -> None:
     await store.finish_run({"status": "finished"})
     store.close()
     assert _parts(tmp_path) == parts and len(parts) == MERGE_FROM - 1
+
+
+async def test_a_merge_that_fails_leaves_the_parts_and_the_run_finished(tmp_path: Path) -> None:
+    """Merging only tidies: when it cannot write, the run still ends well with its small parts."""
+    store = await _write_slowly(tmp_path, 10, part_rows=100)
+    parts = _parts(tmp_path)
+    (tmp_path / "results" / f"part-{RUN_ID}-00001-00010.parquet.tmp").mkdir()  # blocks the write
+    await store.finish_run({"status": "finished"})
+    store.close()
+    assert _parts(tmp_path) == parts
+    assert _keys(tmp_path) == [f"R{i:04d}" for i in range(10)]
+    runs = batchllm.query(tmp_path, "select status from runs").to_pylist()
+    assert runs == [{"status": "finished"}]
