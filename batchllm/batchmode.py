@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -38,8 +37,8 @@ from batchllm.outcome import (
     FAILED,
     INVALID,
     OK,
-    RECENT_REQUESTS,
     Outcome,
+    RecentRequests,
     now_us,
     shared_outcome,
 )
@@ -105,9 +104,13 @@ class BatchMode:
         self.sent = 0
         #: recent requests of this run's batches: the tag of the batch holding each, then its
         #: ok outcome once collected, so an identical request later in the input is not paid again
-        self.recent: OrderedDict[str, str | Outcome] = OrderedDict()
+        self.recent: RecentRequests[str | Outcome] = RecentRequests()
         #: batches being collected: too late to add rows to
         self.collecting: set[str] = set()
+        #: rows of batches an earlier run left open, (row key, request key) -> tag
+        self.in_flight = book.in_flight()
+        for (_, key), tag in self.in_flight.items():
+            self._remember(key, tag)  # a new row asking one of these requests joins that batch
 
     async def run(self, queue: asyncio.Queue[tuple[Request, dict[str, Any]] | None]) -> None:
         """Follow the batches left open by an earlier run, and batch everything in ``queue``.
@@ -115,8 +118,6 @@ class BatchMode:
         Interrupted, the batches stay with the provider and in the book; a failing batch API
         stops the run (``FatalProviderError``) the same way, to be resumed by running again.
         """
-        for (_, key), tag in self.book.in_flight().items():
-            self._remember(key, tag)  # a new row asking one of these requests joins that batch
         try:
             async with asyncio.TaskGroup() as group:
                 for tag in self.book.open_tags():
@@ -162,12 +163,9 @@ class BatchMode:
 
     def _remember(self, key: str, holder: str | Outcome | None) -> None:
         if holder is None:
-            self.recent.pop(key, None)
-            return
-        self.recent[key] = holder
-        self.recent.move_to_end(key)
-        if len(self.recent) > RECENT_REQUESTS:
-            self.recent.popitem(last=False)
+            self.recent.drop(key)
+        else:
+            self.recent.put(key, holder)
 
     def _lines(self, request: Request, copied: dict[str, Any]) -> tuple[bytes, bytes]:
         entry = self.api.entry(request.request_key, self.adapter.build(request))

@@ -19,7 +19,6 @@ import itertools
 import math
 import random
 import re
-from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -27,7 +26,8 @@ import orjson
 
 from batchllm.errors import BudgetReached, PriceError
 from batchllm.job import JobSpec
-from batchllm.pipeline import RECENT_REQUESTS, arun_job
+from batchllm.outcome import RecentRequests
+from batchllm.pipeline import arun_job
 from batchllm.pricing import Price, context_window, resolve_price
 from batchllm.progress import money
 from batchllm.providers.base import Usage
@@ -116,7 +116,7 @@ def _scan(job: JobSpec, sample_size: int, limit: int | None) -> _Scan:
     done = read_done(job.output_dir, job.fingerprint)
     scan, rng = _Scan(), random.Random(0)
     reservoir: list[tuple[str, dict[str, Any], int]] = []
-    recent: OrderedDict[str, None] = OrderedDict()
+    recent: RecentRequests[None] = RecentRequests()
     # Duplicate ids are not looked for: a table of every id would grow with the input, and
     # counting a refused duplicate as a request errs on the safe side.
     window = context_window(job)
@@ -146,14 +146,11 @@ def _scan(job: JobSpec, sample_size: int, limit: int | None) -> _Scan:
     return scan
 
 
-def _seen(recent: OrderedDict[str, None], request_key: str) -> bool:
+def _seen(recent: RecentRequests[None], request_key: str) -> bool:
     """Whether the run would share an earlier identical request's reply (same window as a run)."""
     if request_key in recent:
-        recent.move_to_end(request_key)
         return True
-    recent[request_key] = None
-    if len(recent) > RECENT_REQUESTS:
-        recent.popitem(last=False)
+    recent.put(request_key, None)
     return False
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pyarrow as pa
 
@@ -99,6 +100,33 @@ def results_schema(
 
 #: identical requests in one run are sent once when they come within this many distinct requests
 RECENT_REQUESTS = 10_000
+
+T = TypeVar("T")
+
+
+class RecentRequests(Generic[T]):
+    """The last ``RECENT_REQUESTS`` distinct requests of a run, each with what an identical
+    request coming later reuses (its outcome, or where to find it); the oldest goes first."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[str, T] = OrderedDict()
+
+    def __contains__(self, request_key: object) -> bool:
+        return request_key in self._items
+
+    def get(self, request_key: str) -> T | None:
+        return self._items.get(request_key)
+
+    def put(self, request_key: str, value: T) -> None:
+        self._items[request_key] = value
+        self._items.move_to_end(request_key)
+        if len(self._items) > RECENT_REQUESTS:
+            self._items.popitem(last=False)
+
+    def drop(self, request_key: str) -> None:
+        self._items.pop(request_key, None)
 
 
 def shared_outcome(earlier: Outcome, request: Request, copied: dict[str, Any]) -> Outcome:

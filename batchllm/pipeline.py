@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import signal
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +38,7 @@ from batchllm.outcome import (
     OK,
     RECENT_REQUESTS,
     Outcome,
+    RecentRequests,
     results_schema,
     row_failure,
     shared_outcome,
@@ -104,7 +104,7 @@ class _Run:
             maxsize=job.limits.concurrency * 4
         )
         self.inflight: dict[str, asyncio.Future[Outcome]] = {}
-        self.recent: OrderedDict[str, Outcome] = OrderedDict()
+        self.recent: RecentRequests[Outcome] = RecentRequests()
         self.workers: list[asyncio.Task[None]] = []
         self.fatal: FatalProviderError | None = None
         self.outage = 0
@@ -177,7 +177,6 @@ class _Run:
     async def _work_batch(self, dispatcher: Dispatcher, done: DoneIndex) -> None:
         """Batch mode: one consumer groups the requests into provider batches."""
         book = Book(self.store.path)
-        self.in_batch = book.in_flight()
         job = self.job
         mode = BatchMode(
             batch_api(job.model.provider, self.base_url, self.api_key),
@@ -196,6 +195,7 @@ class _Run:
             self.run_id,
             self.schema,
         )
+        self.in_batch = mode.in_flight
         try:
             async with asyncio.TaskGroup() as group:
                 self.workers = [group.create_task(mode.run(self.queue))]
@@ -339,9 +339,7 @@ class _Run:
     def _remember(self, outcome: Outcome) -> None:
         if outcome.status != OK:
             return
-        self.recent[outcome.request_key] = outcome
-        if len(self.recent) > RECENT_REQUESTS:
-            self.recent.popitem(last=False)
+        self.recent.put(outcome.request_key, outcome)
 
     def _record(self, outcome: Outcome) -> None:
         self.store.write(outcome)
