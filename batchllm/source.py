@@ -196,18 +196,18 @@ class Source:
 
 class _Skipped:
     """The CSV lines one pass skipped for a wrong number of fields, each kept once even when
-    the pass starts again (a later block may have been parsed before a read failed)."""
+    the pass starts again (a later block may have been parsed before a read failed). A line
+    is remembered by its hash only: 16 bytes at most, however long and many the lines."""
 
     __slots__ = ("_lines", "_seen")
 
     def __init__(self) -> None:
         self._lines: list[str] = []
-        self._seen: set[str] = set()
+        self._seen = HashSet64()
 
     def skip(self, row: Any) -> str:
         text = str(row.text)
-        if text not in self._seen:
-            self._seen.add(text)
+        if self._seen.add(hash(text)):
             self._lines.append(text)
         return "skip"
 
