@@ -420,13 +420,7 @@ def _leaves(group: BaseExceptionGroup[Exception]) -> Iterator[Exception]:
 
 def _shared(earlier: Outcome, row: dict[str, Any]) -> Outcome:
     """The outcome of the same request for another row of the batch: same answer, no cost."""
-    request = row["request"]
-    return replace(
-        earlier, row_key=request["row_key"], input_hash=request["input_hash"] or None,
-        copied=row["copied"], attempts=0, repairs=0, input_tokens=0, output_tokens=0,
-        cached_tokens=0, cache_write_tokens=0, reasoning_tokens=0, cost_usd=0.0,
-        repair_cost_usd=0.0, finished_at=now_us(),
-    )  # fmt: skip
+    return shared_outcome(earlier, request_from(row["request"]), row["copied"])
 
 
 def _merge(batch: Outcome, repaired: Outcome) -> Outcome:
