@@ -24,7 +24,8 @@ property of its type, never of its message.
     ├── RequestRejected               400, 404, 413, 422 and other 4xx: the row fails
     ├── RequestTooLarge               larger than the whole per-minute token budget: the row fails
     ├── BadReply                      a 200 whose body is not a usable reply: retry
-    └── AuthFailed, QuotaExhausted    401/403, insufficient_quota: fatal, stop the run
+    ├── AuthFailed, QuotaExhausted    401/403, insufficient_quota: fatal, stop the run
+    └── Redirected                    3xx: never followed (the key stays home): fatal
 """
 
 from __future__ import annotations
@@ -140,3 +141,11 @@ class AuthFailed(ProviderError):
 class QuotaExhausted(ProviderError):
     fatal = True
     kind = "quota"
+
+
+class Redirected(ProviderError):
+    """The server answered with a redirect. Following it would send the key to another address
+    (perhaps over plain HTTP), so batchllm never does: the base URL must be fixed."""
+
+    fatal = True
+    kind = "redirect"
