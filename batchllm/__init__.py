@@ -18,8 +18,8 @@ from batchllm.errors import (
     UserError,
 )
 from batchllm.job import JobSpec, load_job
-from batchllm.pipeline import arun_job, run_job
 from batchllm.query import query
+from batchllm.run.pipeline import arun_job, run_job
 from batchllm.tally import RunOptions, RunSummary
 
 __all__ = [

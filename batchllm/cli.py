@@ -11,8 +11,8 @@ import click
 from batchllm import __version__, log
 from batchllm.errors import BatchllmError
 from batchllm.job import load_job, with_mode
-from batchllm.pipeline import arun_job
 from batchllm.progress import ProgressLine, summary_text
+from batchllm.run.pipeline import arun_job
 from batchllm.tally import RunOptions
 
 EXIT_CODES = """\b
@@ -164,8 +164,8 @@ def validate(job_file: str) -> None:
 @click.argument("job_file", type=click.Path(dir_okay=False))
 def status(job_file: str) -> None:
     """The batches of JOB_FILE's run directory and their state at the provider."""
-    from batchllm.batchmode import batch_status
     from batchllm.preflight import api_key
+    from batchllm.run.batch import batch_status
 
     job = _guard(load_job, job_file)
     click.echo(_guard(asyncio.run, batch_status(job, _guard(api_key, job))))
@@ -175,8 +175,8 @@ def status(job_file: str) -> None:
 @click.argument("job_file", type=click.Path(dir_okay=False))
 def cancel(job_file: str) -> None:
     """Cancel the batches of JOB_FILE in flight at the provider."""
-    from batchllm.batchmode import cancel_batches
     from batchllm.preflight import api_key
+    from batchllm.run.batch import cancel_batches
 
     job = _guard(load_job, job_file)
     click.echo(_guard(asyncio.run, cancel_batches(job, _guard(api_key, job))))

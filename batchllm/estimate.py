@@ -27,11 +27,11 @@ import orjson
 from batchllm.errors import BudgetReached, PriceError
 from batchllm.job import JobSpec
 from batchllm.outcome import RecentRequests
-from batchllm.pipeline import arun_job
 from batchllm.pricing import Price, context_window, resolve_price
 from batchllm.progress import money
 from batchllm.providers.base import Usage
 from batchllm.render import Renderer, RowError, estimate_tokens, input_hash
+from batchllm.run.pipeline import arun_job
 from batchllm.source import Source, row_key
 from batchllm.store import read_done
 from batchllm.tally import RunOptions

@@ -28,9 +28,9 @@ from click.testing import CliRunner
 import batchllm
 from batchllm.cli import main
 from batchllm.errors import FatalProviderError
-from batchllm.pipeline import arun_job
 from batchllm.providers import DEFAULT_KEY_ENV
 from batchllm.providers.batches import OpenAIBatches
+from batchllm.run.pipeline import arun_job
 from batchllm.simulate import Fault, SimConfig, SimServer, start_server
 from conftest import REPO, SimThread, job_data, ticket_rows, write_csv, write_job
 

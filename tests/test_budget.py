@@ -12,8 +12,8 @@ from click.testing import CliRunner
 import batchllm
 from batchllm.budget import Budget, OverBudget
 from batchllm.cli import main
-from batchllm.pipeline import RunOptions, arun_job
 from batchllm.pricing import Price
+from batchllm.run.pipeline import RunOptions, arun_job
 from batchllm.simulate import SimConfig, SimServer
 from conftest import job_data, ticket_rows, write_csv, write_job
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 import batchllm
 from batchllm.cli import main
 from batchllm.estimate import aestimate
-from batchllm.pipeline import RunOptions, arun_job
+from batchllm.run.pipeline import RunOptions, arun_job
 from batchllm.simulate import SimServer
 from conftest import job_data, ticket_rows, write_csv, write_job
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 import batchllm
 from batchllm.cli import main
 from batchllm.job import InputSpec
-from batchllm.pipeline import arun_job
+from batchllm.run.pipeline import arun_job
 from batchllm.simulate import SimServer
 from batchllm.source import InputRow, Source
 from conftest import job_data, write_csv, write_job

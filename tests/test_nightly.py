@@ -11,8 +11,8 @@ from click.testing import CliRunner
 import batchllm
 from batchllm.cli import main
 from batchllm.log import configure
-from batchllm.pipeline import arun_job
 from batchllm.preflight import api_key
+from batchllm.run.pipeline import arun_job
 from batchllm.simulate import Fault, SimConfig, SimServer
 from conftest import job_data, ticket_rows, write_csv, write_job
 

@@ -10,8 +10,8 @@ import pytest
 
 import batchllm
 from batchllm.errors import MissingKeyError
-from batchllm.pipeline import arun_job
 from batchllm.providers import DEFAULT_KEY_ENV
+from batchllm.run.pipeline import arun_job
 from batchllm.simulate import Fault, SimConfig, SimServer
 from conftest import SimThread, job_data, ticket_rows, write_csv, write_job
 

@@ -16,7 +16,7 @@ from batchllm.providers import make_adapter
 from batchllm.providers.anthropic import seconds_until
 from batchllm.render import Request
 from batchllm.simulate import Fault, SimServer
-from batchllm.simulate_content import count_tokens
+from batchllm.simulate.content import count_tokens
 from conftest import Start
 
 Reply = tuple[int, CIMultiDictProxy[str], bytes]

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import batchllm
-from batchllm.pipeline import RunOptions, RunSummary, arun_job
 from batchllm.report import Report, build_report, report_json, report_text
+from batchllm.run.pipeline import RunOptions, RunSummary, arun_job
 from batchllm.simulate import Fault, SimConfig, SimServer
 from conftest import SimThread, job_data, ticket_rows, write_csv, write_job
 

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import batchllm
-from batchllm.pipeline import RunOptions, arun_job
+from batchllm.run.pipeline import RunOptions, arun_job
 from batchllm.simulate import Fault, SimServer
 from conftest import job_data, ticket_rows, write_csv, write_job
 

@@ -20,8 +20,8 @@ import pytest
 from multidict import CIMultiDictProxy
 
 from batchllm.simulate import Fault, SimConfig, SimServer
-from batchllm.simulate_content import count_tokens
-from batchllm.simulate_limits import RateLimiter, TokenBucket, go_duration
+from batchllm.simulate.content import count_tokens
+from batchllm.simulate.limits import RateLimiter, TokenBucket, go_duration
 from conftest import Start
 
 Reply = tuple[int, CIMultiDictProxy[str], bytes]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import batchllm
-from batchllm.pipeline import arun_job
 from batchllm.report import build_report, report_text
+from batchllm.run.pipeline import arun_job
 from batchllm.simulate import Fault, SimServer
 from batchllm.stragglers import MIN_REPLIES, Stragglers
 from conftest import job_data, ticket_rows, write_csv, write_job

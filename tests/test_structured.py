@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 import batchllm
 from batchllm.cli import main
-from batchllm.pipeline import arun_job
 from batchllm.providers.openai import OpenAIChat
 from batchllm.render import Request
+from batchllm.run.pipeline import arun_job
 from batchllm.simulate import SimConfig, SimServer
 from batchllm.validate import OutputSchema, SchemaProblem
 from conftest import job_data, ticket_rows, write_csv, write_job

@@ -8,7 +8,7 @@ and ``GET .../{id}/results``. The MessageBatch keeps every request in ``processi
 whole batch ends, has RFC 3339 timestamps and a ``results_url`` once ended. Result lines:
 ``succeeded`` with the message (its usage says ``service_tier: "batch"``), ``errored`` with the
 full error envelope, ``canceled``, ``expired``. Keys: ``x-api-key``, like Messages. How a batch
-moves and what each item becomes: ``simulate_batches``.
+moves and what each item becomes: ``batches``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from batchllm.simulate_anthropic import envelope
-from batchllm.simulate_batches import (
+from batchllm.simulate.anthropic import envelope
+from batchllm.simulate.batches import (
     LOST_REPLY,
     BatchEngine,
     SimBatch,
@@ -32,7 +32,7 @@ from batchllm.simulate_batches import (
     limit_of,
     shuffled,
 )
-from batchllm.simulate_formats import ErrorReply, WireFormat
+from batchllm.simulate.formats import ErrorReply, WireFormat
 
 PATH = "/v1/messages/batches"
 MAX_REQUESTS = 100_000

@@ -5,7 +5,7 @@ Owns the files in memory and their routes: ``POST /v1/files`` (multipart: ``purp
 ``read_input``, which checks a batch input file the way batch validation does: a line that is
 not JSON, names another url or method than the batch, has no object body or repeats a
 custom_id is a problem ``{code, message, param, line}``, and so is an empty or oversized file.
-The batches themselves are ``simulate_batches_openai``'s.
+The batches themselves are ``batches_openai``'s.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 import orjson
 from aiohttp import BodyPartReader, web
 
-from batchllm.simulate_batches import BatchEngine, authorized, error_response, json_response
-from batchllm.simulate_formats import ErrorReply, WireFormat
-from batchllm.simulate_wire import envelope
+from batchllm.simulate.batches import BatchEngine, authorized, error_response, json_response
+from batchllm.simulate.formats import ErrorReply, WireFormat
+from batchllm.simulate.wire import envelope
 
 MAX_REQUESTS = 50_000
 DAY_S = 86_400

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from batchllm.bench_probes import Step
-from batchllm.bench_scenarios import Observation
+from batchllm.bench.probes import Step
+from batchllm.bench.scenarios import Observation
 
 
 @dataclass(frozen=True, slots=True)

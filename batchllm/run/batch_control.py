@@ -15,12 +15,12 @@ from typing import Any
 import aiohttp
 
 from batchllm import retry
-from batchllm.batchmode_book import Book
 from batchllm.errors import FatalProviderError, ProviderError, RequestRejected, ServerError
 from batchllm.job import JobSpec
 from batchllm.providers.base import HttpCall
 from batchllm.providers.batches import BatchApi
 from batchllm.providers.http import send
+from batchllm.run.batch_book import Book
 
 CONTROL_TIMEOUT_S = 120.0
 CONTROL_ATTEMPTS = 8

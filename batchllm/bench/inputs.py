@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from batchllm.job import load_job
 from batchllm.outcome import OK, Outcome, results_schema
 from batchllm.render import Renderer, Request, input_hash
-from batchllm.simulate_content import count_tokens
+from batchllm.simulate.content import count_tokens
 from batchllm.source import Source, row_key
 
 SEED = 7

@@ -23,7 +23,6 @@ import orjson
 import structlog
 
 from batchllm import __version__
-from batchllm.batchmode import BatchMode, BatchSettings, Book, batch_api
 from batchllm.budget import Budget, OverBudget
 from batchllm.dispatch import Dispatcher, Settings
 from batchllm.errors import (
@@ -47,6 +46,7 @@ from batchllm.preflight import api_key, check_budget, check_copies, check_fields
 from batchllm.pricing import Price, context_window, resolve_price
 from batchllm.providers import make_adapter
 from batchllm.render import Renderer, Request, RowError, input_hash
+from batchllm.run.batch import BatchMode, BatchSettings, Book, batch_api
 from batchllm.source import DuplicateIds, InputRow, Source, row_key
 from batchllm.store import DoneIndex, Store
 from batchllm.tally import ProgressHook, RunOptions, RunSummary, Tally

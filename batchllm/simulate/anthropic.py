@@ -19,16 +19,16 @@ from typing import Any
 
 import orjson
 
-from batchllm.simulate_content import Reply, message_text
-from batchllm.simulate_formats import (
+from batchllm.simulate.content import Reply, message_text
+from batchllm.simulate.formats import (
     BAD_GATEWAY_HTML,
     ErrorReply,
     Incoming,
     SimRequest,
     SimUsage,
 )
-from batchllm.simulate_limits import QuotaState, Rejection
-from batchllm.simulate_wire import model_of
+from batchllm.simulate.limits import QuotaState, Rejection
+from batchllm.simulate.wire import model_of
 
 ORG_ID = "00000000-0000-4000-8000-00000000051a"
 _ROLES = frozenset({"user", "assistant"})

@@ -15,9 +15,9 @@ from typing import Any
 
 import orjson
 
-from batchllm.simulate_content import Reply
-from batchllm.simulate_formats import ErrorReply, Incoming, SimRequest, SimUsage
-from batchllm.simulate_wire import CONTEXT_TOO_LONG, BadRequest, ChatFormat, parse_json
+from batchllm.simulate.content import Reply
+from batchllm.simulate.formats import ErrorReply, Incoming, SimRequest, SimUsage
+from batchllm.simulate.wire import CONTEXT_TOO_LONG, BadRequest, ChatFormat, parse_json
 
 _MIN_OUTPUT_TOKENS = 16
 _SYSTEM_ROLES = frozenset({"system", "developer"})

@@ -3,9 +3,9 @@
 Owns the list of scenarios (sizes, limits, faults, kind), running a throughput scenario (a
 fresh simulator, the input and job file in a temporary directory, ``batchllm run`` or the
 yardstick as the client), reading the replies back, and the yardstick itself: a plain aiohttp
-loop. The ``memory`` and ``resume`` scenarios run in ``batchllm.bench_probes``; processes are
-started and measured by ``batchllm.bench_process``. It does not judge the figures:
-``batchllm.bench_goals`` does.
+loop. The ``memory`` and ``resume`` scenarios run in ``batchllm.bench.probes``; processes are
+started and measured by ``batchllm.bench.process``. It does not judge the figures:
+``batchllm.bench.goals`` does.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from batchllm.bench_inputs import (
+from batchllm.bench.inputs import (
     MODEL,
     REPLY_SCHEMA,
     JobFile,
@@ -30,7 +30,7 @@ from batchllm.bench_inputs import (
     messages,
     write_input,
 )
-from batchllm.bench_process import (
+from batchllm.bench.process import (
     BenchError,
     Usage,
     batchllm_command,
@@ -41,11 +41,11 @@ from batchllm.bench_process import (
     tail,
 )
 from batchllm.query import query
-from batchllm.simulate_content import prompt_tokens
+from batchllm.simulate.content import prompt_tokens
 
 #: mean completion tokens of the simulator's plain-text replies under max_tokens = 100 (measured)
 EXPECTED_OUTPUT_TOKENS = 57
-#: kinds of scenario: throughput ones run here, the others in ``batchllm.bench_probes``
+#: kinds of scenario: throughput ones run here, the others in ``batchllm.bench.probes``
 THROUGHPUT = ("batchllm", "raw")
 
 
@@ -111,7 +111,7 @@ SCENARIOS = (
         "overhead-schema", 20_000, 1000, max_tokens=200, schema=True, latency_ms=1.0, jitter_ms=1.0
     ),
     Scenario("raw-aiohttp", 20_000, 1000, kind="raw", latency_ms=1.0, jitter_ms=1.0),
-    # rows: the large input; the small one and the run's --limit are in batchllm.bench_probes
+    # rows: the large input; the small one and the run's --limit are in batchllm.bench.probes
     Scenario("memory", 1_000_000, 100_000, kind="memory", latency_ms=1.0, jitter_ms=1.0),
     Scenario("resume", 200_000, 20_000, kind="resume", latency_ms=1.0, jitter_ms=1.0),
 )

@@ -2,11 +2,11 @@
 
 Owns the format-neutral values a request flows through (``Incoming`` in, ``SimRequest`` parsed,
 ``SimUsage`` and ``Reply`` out, ``ErrorReply`` for anything but a 200) and the ``WireFormat``
-protocol each format module implements: OpenAI Chat (``simulate_wire``), OpenAI Responses
-(``simulate_responses``), Anthropic Messages (``simulate_anthropic``), Gemini
-(``simulate_gemini``) and Azure OpenAI (``simulate_azure``). A parsed request is always in the
+protocol each format module implements: OpenAI Chat (``wire``), OpenAI Responses
+(``responses``), Anthropic Messages (``anthropic``), Gemini
+(``gemini``) and Azure OpenAI (``azure``). A parsed request is always in the
 Chat shape (chat messages, a Chat ``response_format``), so content generation, token counting,
-rate limiting and faults are written once, in ``batchllm.simulate_flow``, for every format.
+rate limiting and faults are written once, in ``batchllm.simulate.flow``, for every format.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from batchllm.simulate_content import Reply
-from batchllm.simulate_limits import QuotaState, Rejection
+from batchllm.simulate.content import Reply
+from batchllm.simulate.limits import QuotaState, Rejection
 
 BAD_GATEWAY_HTML = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"

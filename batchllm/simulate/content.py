@@ -3,7 +3,7 @@
 Owns the content of a successful chat reply and nothing else. Everything here is a pure function of
 its arguments (the caller passes a seeded ``random.Random``), so the same request and seed give the
 same reply. HTTP, rate limits, latency and the choice of *when* to break a reply live in
-``batchllm.simulate_flow``; every wire format's request reaches here in the Chat shape.
+``batchllm.simulate.flow``; every wire format's request reaches here in the Chat shape.
 
 The tokenizer is an approximation of a BPE tokenizer, good to within tens of percent on English;
 it is not tiktoken and nothing should depend on it matching a real model.
@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from batchllm.simulate_schema import drop_required, fake_value, violate_enum
+from batchllm.simulate.schema import drop_required, fake_value, violate_enum
 
 MALFORMED_KINDS = ("fence", "prose", "truncated", "enum", "missing")
 """Ways a JSON reply can be broken, each one seen from real models."""

@@ -2,8 +2,8 @@
 
 Owns the command line, running the chosen scenarios one after another, and the report: tables
 on stdout, the goal lines, and the same as JSON. The scenarios live in
-``batchllm.bench_scenarios`` (throughput) and ``batchllm.bench_probes`` (``memory``,
-``resume``); their figures and goals in ``batchllm.bench_goals``.
+``batchllm.bench.scenarios`` (throughput) and ``batchllm.bench.probes`` (``memory``,
+``resume``); their figures and goals in ``batchllm.bench.goals``.
 Benchmarks report, they do not gate: the exit code is 1 only when a scenario could not run.
 """
 
@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from batchllm.bench_goals import Figures, Goal, figures, goals, num
-from batchllm.bench_probes import Step, run_probe
-from batchllm.bench_scenarios import SCENARIOS, THROUGHPUT, Scenario, raw_main, run_scenario
+from batchllm.bench.goals import Figures, Goal, figures, goals, num
+from batchllm.bench.probes import Step, run_probe
+from batchllm.bench.scenarios import SCENARIOS, THROUGHPUT, Scenario, raw_main, run_scenario
 
 DEFAULT_JSON = Path("bench/results/latest.json")
 DEFAULT_CACHE = Path("bench/results/cache")

@@ -3,8 +3,8 @@
 Owns parsing a chat request body and building every body the simulator sends in this format: the
 chat.completion object, the error envelope with OpenAI's own wording for each error kind, the
 Cloudflare 502 page, the 401 and 429 messages and the ``x-ratelimit-*`` headers, gathered in
-``ChatFormat`` (see ``simulate_formats``). Pure functions of their arguments, no aiohttp objects.
-Deciding which of these to send belongs to ``batchllm.simulate_flow``.
+``ChatFormat`` (see ``formats``). Pure functions of their arguments, no aiohttp objects.
+Deciding which of these to send belongs to ``batchllm.simulate.flow``.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ from typing import Any
 
 import orjson
 
-from batchllm.simulate_content import Reply
-from batchllm.simulate_formats import (
+from batchllm.simulate.content import Reply
+from batchllm.simulate.formats import (
     BAD_GATEWAY_HTML,
     ErrorReply,
     Incoming,
     SimRequest,
     SimUsage,
 )
-from batchllm.simulate_limits import QuotaState, Rejection, go_duration, openai_headers
+from batchllm.simulate.limits import QuotaState, Rejection, go_duration, openai_headers
 
 ORG = "org-sim"
 _RATE_DOCS = "Visit https://platform.openai.com/account/rate-limits to learn more."

@@ -3,20 +3,20 @@
 Owns the server's lifecycle (``start_server``, ``SimServer``, ``serve_forever``) and its public
 names. Each wire format answers on its real path:
 
-    POST /v1/chat/completions                               OpenAI Chat       simulate_wire
-    POST /v1/responses                                      OpenAI Responses  simulate_responses
-    POST /v1/messages                                       Anthropic         simulate_anthropic
-    POST /v1beta/models/{model}:generateContent             Gemini            simulate_gemini
-    POST /openai/deployments/{name}/chat/completions        Azure OpenAI      simulate_azure
-    /v1/files[/{id}[/content]]                              OpenAI Files      ..._batches_files
-    /v1/batches[/{id}[/cancel]]                             OpenAI Batch      ..._batches_openai
-    /v1/messages/batches[/{id}[/cancel|/results]]           Anthropic Batch   ..._batches_anthropic
+    POST /v1/chat/completions                               OpenAI Chat       wire
+    POST /v1/responses                                      OpenAI Responses  responses
+    POST /v1/messages                                       Anthropic         anthropic
+    POST /v1beta/models/{model}:generateContent             Gemini            gemini
+    POST /openai/deployments/{name}/chat/completions        Azure OpenAI      azure
+    /v1/files[/{id}[/content]]                              OpenAI Files      batches_files
+    /v1/batches[/{id}[/cancel]]                             OpenAI Batch      batches_openai
+    /v1/messages/batches[/{id}[/cancel|/results]]           Anthropic Batch   batches_anthropic
 
 plus ``GET /_sim/stats``, ``POST /_sim/faults`` and ``POST /_sim/reset``. Delegated: the request
-flow every format shares, statistics, determinism and prompt caching to ``simulate_flow``; bodies,
-envelopes and headers to the format modules (``simulate_formats`` is their seam); reply content to
-``simulate_content``; bucket arithmetic to ``simulate_limits``; settings and scripted faults to
-``simulate_config``; batch timing and item fates to ``simulate_batches``. Not here: streaming.
+flow every format shares, statistics, determinism and prompt caching to ``flow``; bodies,
+envelopes and headers to the format modules (``formats`` is their seam); reply content to
+``content``; bucket arithmetic to ``limits``; settings and scripted faults to
+``config``; batch timing and item fates to ``batches``. Not here: streaming.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from typing import Any
 
 from aiohttp import web
 
-from batchllm.simulate_config import FAULT_KINDS, Fault, SimConfig
-from batchllm.simulate_content import count_tokens
-from batchllm.simulate_flow import Provider
+from batchllm.simulate.config import FAULT_KINDS, Fault, SimConfig
+from batchllm.simulate.content import count_tokens
+from batchllm.simulate.flow import Provider
 
 __all__ = [
     "FAULT_KINDS",
@@ -63,7 +63,7 @@ class SimServer:
         self.url = f"{self.root}/v1"
 
     def stats(self) -> dict[str, int]:
-        """Counters since start or the last reset (their meaning: ``batchllm.simulate_flow``)."""
+        """Counters since start or the last reset (their meaning: ``batchllm.simulate.flow``)."""
         return dict(self._provider.counts)
 
     def configure(self, **changes: Any) -> None:

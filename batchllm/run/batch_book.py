@@ -4,7 +4,7 @@ Owns what batch mode keeps on disk: for each batch (by tag) its requests as the 
 them (``{tag}.jsonl``), its rows (``{tag}.rows.jsonl``: custom id, copied columns and the
 rendered request, enough to record an outcome without the input), and its entry in the book,
 saved atomically after each step. Submitting, polling and collecting belong to
-``batchllm.batchmode``.
+``batchllm.run.batch``.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ A fault scripted on the provider (``SimServer.script``) applies to the next crea
 batch job sends no other request: "hang" and "reset" make the batch and lose the reply (the crash
 between create and recording its id that a client must survive); the error kinds refuse the call.
 
-Wire shapes live in ``simulate_batches_openai`` (Batches), ``simulate_batches_files`` (Files)
-and ``simulate_batches_anthropic`` (Message Batches); this module owns none of them.
+Wire shapes live in ``batches_openai`` (Batches), ``batches_files`` (Files)
+and ``batches_anthropic`` (Message Batches); this module owns none of them.
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
-from batchllm.simulate_config import mix, unit
-from batchllm.simulate_formats import ErrorReply, Incoming, WireFormat
-from batchllm.simulate_limits import Rejection
+from batchllm.simulate.config import mix, unit
+from batchllm.simulate.formats import ErrorReply, Incoming, WireFormat
+from batchllm.simulate.limits import Rejection
 
 if TYPE_CHECKING:
-    from batchllm.simulate_flow import Provider
+    from batchllm.simulate.flow import Provider
 
 #: share of a batch's delay spent validating (OpenAI's ``validating`` status)
 VALIDATE_SHARE = 0.1
@@ -239,8 +239,8 @@ def add_batch_routes(
     app: web.Application, engine: BatchEngine, formats: Mapping[str, WireFormat]
 ) -> None:
     """Register both Batch APIs on the simulator's app."""
-    from batchllm.simulate_batches_anthropic import AnthropicBatchRoutes
-    from batchllm.simulate_batches_openai import OpenAIBatchRoutes
+    from batchllm.simulate.batches_anthropic import AnthropicBatchRoutes
+    from batchllm.simulate.batches_openai import OpenAIBatchRoutes
 
     OpenAIBatchRoutes(engine, formats).add(app)
     AnthropicBatchRoutes(engine, formats["/v1/messages"]).add(app)

@@ -2,12 +2,12 @@
 
 Owns the routes and shapes of ``POST /v1/batches``, ``GET /v1/batches[?limit=&after=]``
 (newest first), ``GET /v1/batches/{id}`` and ``POST /v1/batches/{id}/cancel`` (400 once the
-batch has ended). The input file (``simulate_batches_files``) is checked when the batch is
+batch has ended). The input file (``batches_files``) is checked when the batch is
 created; a file with problems makes the batch ``failed`` after ``validating``, with
 ``errors.data``. The output file holds the 200 lines; the error file the non-2xx replies and the
 items never executed (``batch_expired``, ``batch_cancelled``); each is written the first time the
 ended batch is asked for, in an order unlike the input's, and stays null when it would be empty.
-Keys: Bearer, like Chat. How a batch moves and what each item becomes: ``simulate_batches``."""
+Keys: Bearer, like Chat. How a batch moves and what each item becomes: ``batches``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from batchllm.simulate_batches import (
+from batchllm.simulate.batches import (
     LOST_REPLY,
     VALIDATE_SHARE,
     BatchEngine,
@@ -30,9 +30,9 @@ from batchllm.simulate_batches import (
     limit_of,
     shuffled,
 )
-from batchllm.simulate_batches_files import DAY_S, SimFiles, read_input
-from batchllm.simulate_formats import ErrorReply, WireFormat
-from batchllm.simulate_wire import BadRequest, envelope, parse_json
+from batchllm.simulate.batches_files import DAY_S, SimFiles, read_input
+from batchllm.simulate.formats import ErrorReply, WireFormat
+from batchllm.simulate.wire import BadRequest, envelope, parse_json
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/responses")
 _UNEXECUTED = {

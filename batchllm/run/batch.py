@@ -12,8 +12,8 @@ creation time (Anthropic), and polled instead of resubmitted. Submitted batches 
 backoff; their items are parsed by the online adapter into the same outcomes as an online run,
 priced at the batch price. Expired, cancelled and retryable errored items go out again in a later
 batch, up to ``max_attempts``; replies that fail the schema are repaired online. The files and
-the book are ``batchmode_book``'s; the control call, ``status`` and ``cancel`` are
-``batchmode_control``'s.
+the book are ``batch_book``'s; the control call, ``status`` and ``cancel`` are
+``batch_control``'s.
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ import aiohttp
 import orjson
 import structlog
 
-from batchllm.batchmode_book import Book, request_from, request_json
-from batchllm.batchmode_control import batch_api, batch_status, cancel_batches, control_call
 from batchllm.dispatch import Dispatcher
 from batchllm.errors import FatalProviderError, ProviderError, RequestRejected
 from batchllm.outcome import (
@@ -46,6 +44,8 @@ from batchllm.pricing import Price
 from batchllm.providers.base import Adapter, Completion, HttpCall
 from batchllm.providers.batches import UNFINISHED, BatchApi, BatchState, ItemResult
 from batchllm.render import Request
+from batchllm.run.batch_book import Book, request_from, request_json
+from batchllm.run.batch_control import batch_api, batch_status, cancel_batches, control_call
 from batchllm.validate import OutputSchema
 
 log = structlog.get_logger("batchllm")

@@ -17,9 +17,9 @@ from typing import Any
 
 import orjson
 
-from batchllm.simulate_content import Reply
-from batchllm.simulate_formats import ErrorReply, Incoming, SimRequest, SimUsage
-from batchllm.simulate_limits import QuotaState, Rejection
+from batchllm.simulate.content import Reply
+from batchllm.simulate.formats import ErrorReply, Incoming, SimRequest, SimUsage
+from batchllm.simulate.limits import QuotaState, Rejection
 
 _TYPES = "type.googleapis.com/google.rpc."
 _BAD_KEY = "API key not valid. Please pass a valid API key."

@@ -3,7 +3,7 @@
 Owns ``Provider``: the simulator's state (counters, limiter, fault script, prompt cache) and its
 handlers: for each request, scripted fault, auth, parse, rate limit, random fault, reply, each
 answered through the request's ``WireFormat``; plus the ``/_sim/{stats,faults,reset}`` control
-endpoints. The Batch APIs (``batchllm.simulate_batches``) answer their items through
+endpoints. The Batch APIs (``batchllm.simulate.batches``) answer their items through
 ``answer_item``. The server around it lives in ``batchllm.simulate``.
 
 Determinism: reply content, and whether (and how) a schema reply is broken, are a function of
@@ -27,7 +27,7 @@ answered 200 once, i.e. requests paid twice; token sums cover 200 replies only, 
 ``prompt_tokens`` includes cached tokens. A batch item that is executed counts like a request
 (``answer_item``); ``batches`` counts batches created, ``batch_requests`` the items they carried,
 ``batch_expired`` and ``batch_cancelled`` the items that ended unanswered (see
-``batchllm.simulate_batches``).
+``batchllm.simulate.batches``).
 """
 
 from __future__ import annotations
@@ -43,12 +43,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from batchllm import simulate_wire as wire
-from batchllm.simulate_anthropic import AnthropicFormat
-from batchllm.simulate_azure import AzureFormat
-from batchllm.simulate_batches import BatchEngine, add_batch_routes
-from batchllm.simulate_config import Fault, FaultScript, SimConfig, mix, unit
-from batchllm.simulate_content import (
+from batchllm.simulate import wire
+from batchllm.simulate.anthropic import AnthropicFormat
+from batchllm.simulate.azure import AzureFormat
+from batchllm.simulate.batches import BatchEngine, add_batch_routes
+from batchllm.simulate.config import Fault, FaultScript, SimConfig, mix, unit
+from batchllm.simulate.content import (
     MALFORMED_KINDS,
     Reply,
     count_tokens,
@@ -56,10 +56,10 @@ from batchllm.simulate_content import (
     prompt_tokens,
     wants_json,
 )
-from batchllm.simulate_formats import ErrorReply, Incoming, SimRequest, SimUsage, WireFormat
-from batchllm.simulate_gemini import GeminiFormat
-from batchllm.simulate_limits import RateLimiter, Rejection
-from batchllm.simulate_responses import ResponsesFormat
+from batchllm.simulate.formats import ErrorReply, Incoming, SimRequest, SimUsage, WireFormat
+from batchllm.simulate.gemini import GeminiFormat
+from batchllm.simulate.limits import RateLimiter, Rejection
+from batchllm.simulate.responses import ResponsesFormat
 
 HANG_S = 3600.0
 _MAX_BODY = 64 * 1024 * 1024

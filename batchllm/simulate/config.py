@@ -2,7 +2,7 @@
 
 Owns ``SimConfig`` (latency, limits, fault rates, key, seed), ``Fault`` and the FIFO that serves
 scripted faults, and ``unit``, the per-request random draw that makes faults and latency a function
-of (seed, request number). The request flow that uses them lives in ``batchllm.simulate_flow``.
+of (seed, request number). The request flow that uses them lives in ``batchllm.simulate.flow``.
 """
 
 from __future__ import annotations

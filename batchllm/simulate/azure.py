@@ -17,10 +17,10 @@ from collections.abc import Sequence
 
 import orjson
 
-from batchllm.simulate_content import Reply
-from batchllm.simulate_formats import ErrorReply, Incoming, SimRequest, SimUsage
-from batchllm.simulate_limits import QuotaState, Rejection
-from batchllm.simulate_wire import (
+from batchllm.simulate.content import Reply
+from batchllm.simulate.formats import ErrorReply, Incoming, SimRequest, SimUsage
+from batchllm.simulate.limits import QuotaState, Rejection
+from batchllm.simulate.wire import (
     ERRORS,
     BadRequest,
     ChatFormat,

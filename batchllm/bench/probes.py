@@ -2,10 +2,10 @@
 
 ``memory`` runs ``batchllm run --limit N`` and ``batchllm estimate --sample 0`` on a large
 generated input and on a smaller one (both cached and reused), for their peak memory.
-``resume`` fabricates a run directory of a run stopped short of the end (``bench_inputs``), then
+``resume`` fabricates a run directory of a run stopped short of the end (``inputs``), then
 resumes it with ``batchllm run``, for the time until the first new request. Each command is a
 ``Step``: its process measured from outside, and what the simulator and the results saw.
-Judging the steps is ``batchllm.bench_goals``' job.
+Judging the steps is ``batchllm.bench.goals``' job.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import orjson
 
-from batchllm.bench_inputs import OLD_RUN_ID, cached_input, fabricate_run, make_rows, write_input
-from batchllm.bench_process import BenchError, Simulator, batchllm_command, run_measured, simulator
-from batchllm.bench_process import tail as log_tail
-from batchllm.bench_scenarios import Scenario
+from batchllm.bench.inputs import OLD_RUN_ID, cached_input, fabricate_run, make_rows, write_input
+from batchllm.bench.process import BenchError, Simulator, batchllm_command, run_measured, simulator
+from batchllm.bench.process import tail as log_tail
+from batchllm.bench.scenarios import Scenario
 from batchllm.job import load_job
 from batchllm.query import query
 

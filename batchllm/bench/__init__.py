@@ -1,0 +1,1 @@
+"""The benchmark: ``python -m batchllm.bench``. Not part of the product's import graph."""
