@@ -7,6 +7,7 @@ manifest). Read-only: querying never changes the run directory.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,20 +59,33 @@ def connect(target: str | Path | JobSpec) -> duckdb.DuckDBPyConnection:
     import duckdb  # loaded only when a query is asked for: a run does not need it
 
     run_dir = run_dir_of(target)
-    parts = sorted((run_dir / "results").glob("part-*.parquet"))
-    if not parts:
+    if not any((run_dir / "results").glob("part-*.parquet")):
         raise UserError(f"{run_dir}: no results yet (run the job first)")
     con = duckdb.connect(":memory:")
-    pattern = str(run_dir / "results" / "part-*.parquet").replace("'", "''")
+    pattern = _glob_literal(str(run_dir / "results")) + "/part-*.parquet"
     con.execute(
-        f"create view all_results as select * from read_parquet('{pattern}', union_by_name=true)"
+        "create view all_results as select * from "
+        f"read_parquet('{_sql_string(pattern)}', union_by_name=true)"
     )
+    columns = {row[0] for row in con.execute("describe all_results").fetchall()}
+    # ``seq`` cannot go backwards; directories written before it existed fall back to time
+    latest = "seq desc nulls last, finished_at desc" if "seq" in columns else "finished_at desc"
     con.execute(
         "create view results as select * from all_results "
-        "qualify row_number() over (partition by row_key order by finished_at desc) = 1"
+        f"qualify row_number() over (partition by row_key order by {latest}) = 1"
     )
     con.register("runs", _runs_table(run_dir))
     return con
+
+
+def _glob_literal(path: str) -> str:
+    """``path`` with DuckDB's glob characters bracketed, so a directory named ``runs[1]`` is
+    itself and not a pattern."""
+    return re.sub(r"([\[\]*?{}])", r"[\1]", path)
+
+
+def _sql_string(text: str) -> str:
+    return text.replace("'", "''")
 
 
 def query(target: str | Path | JobSpec, sql: str) -> pa.Table:

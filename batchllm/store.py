@@ -22,6 +22,12 @@ parts, they are merged into parts of up to ``PART_ROWS`` rows: the merged part i
 ``merge.json`` names it and its sources, it is renamed into place, and only then are the sources
 deleted. A merge cut short by a crash is finished (or undone, if its part never landed) when the
 directory is next opened.
+
+Which outcome of a row is the latest never depends on the wall clock (NTP steps, a restored VM or
+another host writing the directory can move it back): every run gets the next number of the
+directory (``run_number`` in the manifest, which only this lock holder appends to) and every
+outcome a ``seq`` column, ``run_number << SEQ_BITS | n`` for the run's n-th outcome. Parts are read
+in run-number order, and the ``results`` view orders by ``seq``.
 """
 
 from __future__ import annotations
@@ -51,6 +57,9 @@ PART_SECONDS = 30.0
 #: small parts a run must leave before they are merged at its end
 MERGE_FROM = 8
 MANIFEST_FORMAT = 1
+#: a run's outcomes are numbered below this many bits of ``seq``; the run's number above them
+SEQ_BITS = 36
+SEQ_FIELD = pa.field("seq", pa.int64())
 
 
 @dataclass(slots=True)
@@ -104,7 +113,7 @@ class Store:
     ) -> None:
         self.path = path
         self.job_name = job_name
-        self.schema = schema
+        self.schema = schema if SEQ_FIELD.name in schema.names else schema.append(SEQ_FIELD)
         self.part_rows = part_rows
         self.part_seconds = part_seconds
         self.results_dir = path / "results"
@@ -114,6 +123,7 @@ class Store:
         self._recover()
         self.run_id = ""
         self._seq = 0
+        self._next_outcome = 0
         self._fd: int | None = None
         self._journal: Path | None = None
         self._rows: list[dict[str, Any]] = []
@@ -128,15 +138,21 @@ class Store:
     # --- writing ---------------------------------------------------------------------------
 
     def begin_run(self, run_id: str, entry: dict[str, Any], fingerprint: str) -> None:
+        runs = self.manifest["runs"]
+        number = 1 + max((run.get("run_number", 0) for run in runs), default=len(runs))
+        number = max(number, len(runs) + 1)
         self.run_id = run_id
+        self._next_outcome = number << SEQ_BITS
         self.manifest["fingerprint"] = fingerprint
-        self.manifest["runs"].append({"run_id": run_id, "fingerprint": fingerprint, **entry})
+        runs.append({"run_id": run_id, "run_number": number, "fingerprint": fingerprint, **entry})
         self.save_manifest()
         self._open_journal()
 
     def write(self, outcome: Outcome) -> None:
         """Record one outcome durably (against a killed process) before it counts as done."""
         row = outcome.to_row()
+        row["seq"] = self._next_outcome
+        self._next_outcome += 1
         assert self._fd is not None, "begin_run() first"
         os.write(self._fd, orjson.dumps(row) + b"\n")
         self._rows.append(row)
@@ -307,8 +323,11 @@ class Store:
 def read_done(run_dir: Path, fingerprint: str | None = None) -> DoneIndex:
     """The done-set of a run directory's parts (read-only: no lock needed)."""
     done = DoneIndex()
-    same_job = _runs_with_fingerprint(run_dir, fingerprint)
-    for part in sorted((run_dir / "results").glob("part-*.parquet")):
+    runs = _manifest_runs(run_dir)
+    same_job = {
+        run["run_id"] for run in runs if fingerprint and run.get("fingerprint") == fingerprint
+    }
+    for part in parts_in_order(run_dir, runs):
         with contextlib.suppress(FileNotFoundError):  # merged away by the run holding the lock
             _mark_part(done, part, same_job)
     return done
@@ -337,12 +356,26 @@ def _mark_part(done: DoneIndex, part: Path, same_job: set[str]) -> None:
                 done.by_input.mark(hash((row_key, input_hash)), status)
 
 
-def _runs_with_fingerprint(run_dir: Path, fingerprint: str | None) -> set[str]:
+def parts_in_order(run_dir: Path, runs: list[dict[str, Any]] | None = None) -> list[Path]:
+    """The run directory's parts, oldest first: by the number of the run that wrote each (its
+    place in the manifest), then by the part's own sequence, never by time."""
+    runs = _manifest_runs(run_dir) if runs is None else runs
+    order = {run["run_id"]: run.get("run_number", index) for index, run in enumerate(runs, 1)}
+    parts = (run_dir / "results").glob("part-*.parquet")
+    return sorted(parts, key=lambda part: (order.get(_run_of(part), 0), part.name))
+
+
+def _manifest_runs(run_dir: Path) -> list[dict[str, Any]]:
     manifest = run_dir / "manifest.json"
-    if fingerprint is None or not manifest.exists():
-        return set()
-    runs = orjson.loads(manifest.read_bytes()).get("runs", [])
-    return {run["run_id"] for run in runs if run.get("fingerprint") == fingerprint}
+    if not manifest.exists():
+        return []
+    runs: list[dict[str, Any]] = orjson.loads(manifest.read_bytes()).get("runs", [])
+    return runs
+
+
+def _run_of(part: Path) -> str:
+    """The run id in a part's name: ``part-RUN-00003`` or ``part-RUN-00001-00009`` -> ``RUN``."""
+    return part.stem.split("-")[1]
 
 
 def _prepare(path: Path) -> int:
