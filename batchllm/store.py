@@ -39,11 +39,13 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import structlog
 
@@ -310,6 +312,7 @@ class Store:
         return manifest
 
     def _recover(self) -> None:
+        """Finish what a killed run left: its merge, its journals, its temp files, its record."""
         self._finish_merge()
         for journal in sorted(self.journal_dir.glob("*.jsonl")):
             part = self.results_dir / f"part-{journal.stem}.parquet"
@@ -318,6 +321,21 @@ class Store:
                 if rows:
                     self._part_from_rows(rows, journal, None)
             journal.unlink(missing_ok=True)
+        # the lock is ours: any temp file is a write cut short by a kill
+        for tmp in [*self.results_dir.glob("*.tmp"), *self.path.glob("*.tmp")]:
+            tmp.unlink(missing_ok=True)
+        self._reconcile_killed_runs()
+
+    def _reconcile_killed_runs(self) -> None:
+        """A run still ``running`` in the manifest was killed (we hold the lock): record it as
+        ``interrupted`` with the counts and cost of the outcomes it saved."""
+        killed = [run for run in self.manifest["runs"] if run.get("status") == "running"]
+        if not killed:
+            return
+        for run in killed:
+            run.update(status="interrupted", **_saved_counts(self.results_dir, run["run_id"]))
+            log.warning("store.run_reconciled", run_id=run["run_id"], ok=run["ok"])
+        self.save_manifest()
 
 
 def read_done(run_dir: Path, fingerprint: str | None = None) -> DoneIndex:
@@ -354,6 +372,24 @@ def _mark_part(done: DoneIndex, part: Path, same_job: set[str]) -> None:
             done.by_request.mark(hash((row_key, request_key)), status)
             if input_hash and run_id in same_job:
                 done.by_input.mark(hash((row_key, input_hash)), status)
+
+
+def _saved_counts(results_dir: Path, run_id: str) -> dict[str, Any]:
+    """What a run's parts hold: outcomes by status, requests sent, cost, the last finish."""
+    counts: dict[str, Any] = {"ok": 0, "failed": 0, "invalid": 0, "sent": 0, "cost_usd": 0.0}
+    last: int | None = None
+    for part in results_dir.glob(f"part-{run_id}-*.parquet"):
+        table = pq.read_table(part, columns=["status", "attempts", "cost_usd", "finished_at"])
+        for status in ("ok", "failed", "invalid"):
+            counts[status] += pc.sum(pc.equal(table["status"], status)).as_py() or 0
+        counts["sent"] += pc.sum(pc.greater(table["attempts"], 0)).as_py() or 0
+        counts["cost_usd"] += pc.sum(table["cost_usd"]).as_py() or 0.0
+        latest = pc.max(table["finished_at"].cast(pa.int64())).as_py()
+        last = latest if last is None or (latest is not None and latest > last) else last
+    counts["cost_usd"] = round(counts["cost_usd"], 8)
+    if last is not None:
+        counts["ended_at"] = datetime.fromtimestamp(last / 1e6, UTC).isoformat()
+    return counts
 
 
 def parts_in_order(run_dir: Path, runs: list[dict[str, Any]] | None = None) -> list[Path]:

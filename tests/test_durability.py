@@ -123,3 +123,36 @@ def test_leftover_journal_becomes_a_part_on_the_next_run(tmp_path: Path, sim_pro
     assert not list((run_dir / "journal").glob("*.jsonl"))
     assert batchllm.query(job, "select count(*) as n from results").to_pylist() == [{"n": 30}]
     os.sync()
+
+
+def test_a_killed_run_is_recorded_as_interrupted_with_its_real_counts(
+    tmp_path: Path, sim_process: str
+) -> None:
+    """After kill -9 the next open marks the killed run ``interrupted`` with the counts and cost
+    of the outcomes it saved, and removes temp files a kill left behind."""
+    job = _job(tmp_path, sim_process, rows=600)
+    proc = _start_run(job)
+    _wait_for(sim_process, ok=150)
+    proc.kill()
+    proc.communicate(timeout=10)
+    orphan = tmp_path / "run" / "results" / "part-x-00001.parquet.tmp"
+    orphan.write_bytes(b"half a part")
+    resumed = subprocess.run(
+        [sys.executable, "-m", "batchllm", "run", str(job)], capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert not orphan.exists()
+    runs = batchllm.query(
+        job, "select run_id, status, ok, failed, sent, cost_usd, ended_at from runs order by run_id"
+    ).to_pylist()
+    killed = runs[0]
+    assert [run["status"] for run in runs] == ["interrupted", "finished"]
+    saved = batchllm.query(
+        job,
+        "select count(*) as ok, sum(cost_usd) as cost from all_results "
+        f"where run_id = '{killed['run_id']}' and status = 'ok'",
+    ).to_pylist()[0]
+    assert killed["ok"] == saved["ok"] >= 150
+    assert killed["sent"] == killed["ok"] and killed["failed"] == 0
+    assert abs(killed["cost_usd"] - saved["cost"]) < 1e-9 and killed["cost_usd"] > 0
+    assert killed["ended_at"] is not None
