@@ -85,6 +85,11 @@ class Interrupted(BatchllmError):
     exit_code = 130
 
 
+class RowError(Exception):
+    """A row that cannot become a request (its template failed on it, or passed its budget):
+    it becomes an error row and the run goes on."""
+
+
 class ProviderError(Exception):
     """One request failed. Subclasses say whether a retry can help."""
 

@@ -24,13 +24,13 @@ from typing import Any
 
 import orjson
 
-from batchllm.errors import BudgetReached, PriceError
+from batchllm.errors import BudgetReached, PriceError, RowError
 from batchllm.job import JobSpec
 from batchllm.outcome import RecentRequests
 from batchllm.pricing import Price, context_window, resolve_price
 from batchllm.progress import money
 from batchllm.providers.base import Usage
-from batchllm.render import Renderer, RowError, estimate_tokens, input_hash
+from batchllm.render import Renderer, estimate_tokens, input_hash
 from batchllm.run.pipeline import arun_job
 from batchllm.source import Source, row_key
 from batchllm.store import read_done

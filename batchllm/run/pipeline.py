@@ -30,6 +30,7 @@ from batchllm.errors import (
     FatalProviderError,
     InputError,
     Interrupted,
+    RowError,
 )
 from batchllm.job import JobSpec
 from batchllm.limits import Limiter, LoopClock
@@ -45,7 +46,7 @@ from batchllm.outcome import (
 from batchllm.preflight import api_key, check_budget, check_copies, check_fields
 from batchllm.pricing import Price, context_window, resolve_price
 from batchllm.providers import make_adapter
-from batchllm.render import Renderer, Request, RowError, input_hash
+from batchllm.render import Renderer, Request, input_hash
 from batchllm.run.batch import BatchMode, BatchSettings, Book, batch_api
 from batchllm.source import DuplicateIds, InputRow, Source, row_key
 from batchllm.store import DoneIndex, Store
@@ -252,6 +253,9 @@ class _Run:
             request = self.renderer.render(key, data, digest)
         except RowError as exc:
             self._fail_row(key, data, digest, str(exc), "render")
+            # a row that failed to render may have spent seconds of its budget without the loop
+            # running: let signals and workers in before the next one
+            await asyncio.sleep(0)
             return
         if done.is_done(key, request.request_key, retry_failed=retry_failed):
             self.tally.reused += 1
