@@ -26,6 +26,10 @@ property of its type, never of its message.
     ├── BadReply                      a 200 whose body is not a usable reply: retry
     ├── AuthFailed, QuotaExhausted    401/403, insufficient_quota: fatal, stop the run
     └── Redirected                    3xx: never followed (the key stays home): fatal
+
+The HTTP statuses a retry can fix are written once, in ``RETRY_STATUSES``, and read the common
+way by ``error_for_status``; each adapter checks its provider's quirks (a spend cap, a bad key
+said in a 400) before falling back on it.
 """
 
 from __future__ import annotations
@@ -149,3 +153,27 @@ class Redirected(ProviderError):
 
     fatal = True
     kind = "redirect"
+
+
+#: statuses a later attempt can fix: timeout, conflict, rate limited, 5xx, overloaded (529)
+RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+
+
+def retryable_status(status: int) -> bool:
+    """Whether a reply with this HTTP status is worth sending again (any 5xx is)."""
+    return status in RETRY_STATUSES or status >= 500
+
+
+def error_for_status(
+    status: int, message: str, *, retry_after_s: float | None = None
+) -> ProviderError:
+    """The common reading of an HTTP error: 401/403 ``AuthFailed``, 429 ``RateLimited``, the
+    other retryable statuses ``ServerError`` (both keep ``retry_after_s``), else
+    ``RequestRejected``."""
+    if status in (401, 403):
+        return AuthFailed(message, status=status)
+    if status == 429:
+        return RateLimited(message, status=status, retry_after_s=retry_after_s)
+    if retryable_status(status):
+        return ServerError(message, status=status, retry_after_s=retry_after_s)
+    return RequestRejected(message, status=status)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from batchllm.errors import AuthFailed, ProviderError, RateLimited, RequestRejected, ServerError
+from batchllm.errors import error_for_status
 from batchllm.providers.base import HttpCall, redact
 
 #: items that ended without a reply; they are sent again in a later batch
@@ -312,14 +312,7 @@ def _json(key: str | None, status: int, body: bytes) -> dict[str, Any]:
             return data
     message = redact(body[:300].decode("utf-8", errors="replace"), key)
     text = f"batch API HTTP {status}: {message}"
-    error: type[ProviderError] = RequestRejected
-    if status in (401, 403):
-        error = AuthFailed
-    elif status == 429:
-        error = RateLimited
-    elif status >= 500 or status in (408, 409):
-        error = ServerError
-    raise error(text, status=status)
+    raise error_for_status(status, text)
 
 
 def _timestamp(value: Any) -> float | None:

@@ -15,7 +15,13 @@ from typing import Any
 import aiohttp
 
 from batchllm import retry
-from batchllm.errors import FatalProviderError, ProviderError, RequestRejected, ServerError
+from batchllm.errors import (
+    FatalProviderError,
+    ProviderError,
+    RequestRejected,
+    ServerError,
+    retryable_status,
+)
 from batchllm.job import JobSpec
 from batchllm.providers.base import HttpCall
 from batchllm.providers.batches import BatchApi
@@ -31,7 +37,7 @@ async def control_call(session: aiohttp.ClientSession, call: HttpCall) -> tuple[
     async for attempt in retry.policy(CONTROL_ATTEMPTS):
         with attempt:
             status, _, body = await send(session, call, CONTROL_TIMEOUT_S)
-            if status == 429 or status >= 500 or status in (408, 409):
+            if retryable_status(status):
                 raise ServerError(f"batch API HTTP {status}", status=status)
     return status, body
 
