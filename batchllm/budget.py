@@ -14,16 +14,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from batchllm.errors import (
+    OverBudget as OverBudget,  # defined with every error; kept importable here
+)
 from batchllm.pricing import Price
 from batchllm.providers.base import Usage
 
 #: the token estimate is about 4 bytes a token; real tokenizers can need more tokens than that
 WORST_INPUT_FACTOR = 1.5
 WORST_INPUT_EXTRA = 16
-
-
-class OverBudget(Exception):
-    """The next request could pass the cap; nothing more is admitted."""
 
 
 @dataclass(slots=True)

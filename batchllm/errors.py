@@ -27,6 +27,11 @@ property of its type, never of its message.
     ├── AuthFailed, QuotaExhausted    401/403, insufficient_quota: fatal, stop the run
     └── Redirected                    3xx: never followed (the key stays home): fatal
 
+    Caught inside batchllm, never seen by a user as they are:
+    RowError                          a row cannot become a request: an error row
+    SchemaProblem                     the reply schema is unusable: a ``JobFileError``
+    OverBudget                        the next request could pass the cap: ``BudgetReached``
+
 The HTTP statuses a retry can fix are written once, in ``RETRY_STATUSES``, and read the common
 way by ``error_for_status``; each adapter checks its provider's quirks (a spend cap, a bad key
 said in a 400) before falling back on it.
@@ -153,6 +158,18 @@ class Redirected(ProviderError):
 
     fatal = True
     kind = "redirect"
+
+
+class RowError(Exception):
+    """A row that cannot become a request (it becomes an error row)."""
+
+
+class SchemaProblem(Exception):
+    """The schema itself is unusable (a job error)."""
+
+
+class OverBudget(Exception):
+    """The next request could pass the cap; nothing more is admitted."""
 
 
 #: statuses a later attempt can fix: timeout, conflict, rate limited, 5xx, overloaded (529)

@@ -18,6 +18,7 @@ import orjson
 from jinja2 import meta
 from jinja2.sandbox import SandboxedEnvironment
 
+from batchllm.errors import RowError as RowError  # defined with every error; kept importable here
 from batchllm.errors import TemplateError
 from batchllm.job import JobSpec
 from batchllm.validate import OutputSchema
@@ -54,10 +55,6 @@ class Request:
         return replace(
             self, messages=self.messages + added, est_input_tokens=self.est_input_tokens + extra
         )
-
-
-class RowError(Exception):
-    """A row that cannot become a request (it becomes an error row)."""
 
 
 def estimate_tokens(text: str) -> int:
@@ -105,7 +102,7 @@ class Renderer:
         except RowError:
             raise
         except Exception as exc:  # a filter or value the template cannot handle: this row only
-            raise RowError(f"template failed on this row: {exc}") from None
+            raise RowError(f"template failed on this row: {exc}") from exc
         return Request(
             row_key=row_key,
             request_key=self._request_key(messages),
@@ -148,7 +145,7 @@ def _compile(
     try:
         parsed = env.parse(source)
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"[prompt] {what}: line {exc.lineno}: {exc.message}") from None
+        raise TemplateError(f"[prompt] {what}: line {exc.lineno}: {exc.message}") from exc
     missing = sorted(meta.find_undeclared_variables(parsed) - set(columns))
     if missing:
         raise TemplateError(

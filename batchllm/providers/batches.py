@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import orjson
 
 from batchllm.errors import error_for_status
+from batchllm.providers import anthropic, openai
 from batchllm.providers.base import HttpCall, redact
 
 #: items that ended without a reply; they are sent again in a later batch
@@ -274,6 +275,16 @@ class AnthropicBatches(_JsonReplies):
             result_refs=(url,) if url else (),
             created_at=_timestamp(data.get("created_at")),
         )
+
+
+def openai_batches(base_url: str | None, api_key: str | None) -> OpenAIBatches:
+    """OpenAI's Batch API for Chat Completions requests (the registry's factory)."""
+    return OpenAIBatches(base_url or openai.DEFAULT_BASE_URL, api_key, "/v1/chat/completions")
+
+
+def anthropic_batches(base_url: str | None, api_key: str | None) -> AnthropicBatches:
+    """Anthropic's Message Batches (the registry's factory)."""
+    return AnthropicBatches(base_url or anthropic.DEFAULT_BASE_URL, api_key, anthropic.API_VERSION)
 
 
 _ERROR_STATUS = {
