@@ -8,10 +8,8 @@ happen where the input and providers live, still before any request is sent.
 
 from __future__ import annotations
 
-import codecs
 import difflib
 import os
-import re
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from batchllm import jobchecks as checks
 from batchllm.errors import JobFileError, SchemaProblem
 from batchllm.jobspec import (
     INPUT_FORMATS,
@@ -36,8 +35,6 @@ from batchllm.jobspec import (
 )
 from batchllm.providers import registry
 from batchllm.validate import OutputSchema
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def read_job(path: Path) -> JobSpec:
@@ -140,9 +137,9 @@ class _Reader:
     def batch(self) -> BatchSpec:
         table = self.section("batch")
         self.check_keys("batch", table, ("poll_s", "max_poll_s", "max_requests"))
-        poll = self.take("batch", table, "poll_s", (int, float), check=_positive)
-        most = self.take("batch", table, "max_poll_s", (int, float), check=_positive)
-        size = self.take("batch", table, "max_requests", int, check=_positive)
+        poll = self.take("batch", table, "poll_s", (int, float), check=checks.positive)
+        most = self.take("batch", table, "max_poll_s", (int, float), check=checks.positive)
+        size = self.take("batch", table, "max_requests", int, check=checks.positive)
         return BatchSpec(
             poll_s=float(poll) if poll is not None else _BATCH.poll_s,
             max_poll_s=float(most) if most is not None else _BATCH.max_poll_s,
@@ -153,20 +150,20 @@ class _Reader:
         table = self.section("job", required=True)
         self.check_keys("job", table, ("name", "description"))
         self.take("job", table, "description", str)
-        return str(self.take("job", table, "name", str, required=True, check=_valid_name))
+        return str(self.take("job", table, "name", str, required=True, check=checks.valid_name))
 
     def input(self) -> InputSpec:
         table = self.section("input", required=True)
         self.check_keys("input", table, ("path", "format", "id_column", "columns", "encoding"))
         path = _normal(self.base / self.take("input", table, "path", str, required=True))
-        fmt = self.take("input", table, "format", str, check=_one_of(INPUT_FORMATS))
-        columns = self.take("input", table, "columns", list, check=_strings) or []
+        fmt = self.take("input", table, "format", str, check=checks.one_of(INPUT_FORMATS))
+        columns = self.take("input", table, "columns", list, check=checks.strings) or []
         return InputSpec(
             path=path,
             format=fmt or _format_from_suffix(path, self),
             id_column=self.take("input", table, "id_column", str),
             columns=tuple(columns),
-            encoding=self.take("input", table, "encoding", str, check=_encoding) or "utf-8",
+            encoding=self.take("input", table, "encoding", str, check=checks.encoding) or "utf-8",
         )
 
     def prompt(self) -> PromptSpec:
@@ -194,9 +191,9 @@ class _Reader:
             ("provider", "name", "base_url", "api_key_env", "params", "native_schema", "mode"),
         )
         provider = self.take(
-            "model", table, "provider", str, required=True, check=_one_of(registry.names())
+            "model", table, "provider", str, required=True, check=checks.one_of(registry.names())
         )
-        base_url = self.take("model", table, "base_url", str, check=_url)
+        base_url = self.take("model", table, "base_url", str, check=checks.url)
         if registry.provider_entry(provider).needs_base_url and base_url is None:
             raise self.fail("[model]", f"provider '{provider}' needs 'base_url'")
         params = self.take("model", table, "params", dict) or {}
@@ -207,14 +204,14 @@ class _Reader:
             provider=provider,
             name=self.take("model", table, "name", str, required=True),
             base_url=base_url.rstrip("/") if base_url else None,
-            api_key_env=self.take("model", table, "api_key_env", str, check=_env_name),
+            api_key_env=self.take("model", table, "api_key_env", str, check=checks.env_name),
             params=MappingProxyType(params),
             native_schema=self.take("model", table, "native_schema", bool) is not False,
             mode=self._mode(table, provider),
         )
 
     def _mode(self, table: Mapping[str, Any], provider: str) -> str:
-        mode = self.take("model", table, "mode", str, check=_one_of(("online", "batch")))
+        mode = self.take("model", table, "mode", str, check=checks.one_of(("online", "batch")))
         batch = registry.batch_names()
         if mode == "batch" and provider not in batch:
             raise self.fail(
@@ -226,7 +223,7 @@ class _Reader:
         table = self.section("output")
         self.check_keys("output", table, ("dir", "schema", "schema_file", "max_repairs"))
         out = self.take("output", table, "dir", str)
-        repairs = self.take("output", table, "max_repairs", int, check=_between(0, 10))
+        repairs = self.take("output", table, "max_repairs", int, check=checks.between(0, 10))
         return OutputSpec(
             dir=_normal(self.base / out if out else self.base / "runs" / name),
             schema=self.checked_schema(table),
@@ -265,12 +262,12 @@ class _Reader:
         self.check_keys(
             "limits", table, ("rpm", "tpm", "concurrency", "max_failure_rate", "max_cost_usd")
         )
-        cap = self.take("limits", table, "max_cost_usd", (int, float), check=_positive)
-        concurrency = self.take("limits", table, "concurrency", int, check=_between(1, 4096))
-        rate = self.take("limits", table, "max_failure_rate", (int, float), check=_fraction)
+        cap = self.take("limits", table, "max_cost_usd", (int, float), check=checks.positive)
+        concurrency = self.take("limits", table, "concurrency", int, check=checks.between(1, 4096))
+        rate = self.take("limits", table, "max_failure_rate", (int, float), check=checks.fraction)
         return LimitsSpec(
-            rpm=self.take("limits", table, "rpm", int, check=_positive),
-            tpm=self.take("limits", table, "tpm", int, check=_positive),
+            rpm=self.take("limits", table, "rpm", int, check=checks.positive),
+            tpm=self.take("limits", table, "tpm", int, check=checks.positive),
             concurrency=concurrency or _LIMITS.concurrency,
             max_failure_rate=float(rate) if rate is not None else _LIMITS.max_failure_rate,
             max_cost_usd=float(cap) if cap is not None else None,
@@ -279,8 +276,8 @@ class _Reader:
     def retry(self) -> RetrySpec:
         table = self.section("retry")
         self.check_keys("retry", table, ("max_attempts", "timeout_s", "resend_stragglers"))
-        attempts = self.take("retry", table, "max_attempts", int, check=_between(1, 100))
-        timeout = self.take("retry", table, "timeout_s", (int, float), check=_positive)
+        attempts = self.take("retry", table, "max_attempts", int, check=checks.between(1, 100))
+        timeout = self.take("retry", table, "timeout_s", (int, float), check=checks.positive)
         return RetrySpec(
             max_attempts=attempts or _RETRY.max_attempts,
             timeout_s=float(timeout) if timeout is not None else _RETRY.timeout_s,
@@ -292,7 +289,7 @@ class _Reader:
         keys = [k for k in PricingSpec.__dataclass_fields__ if k != "allow_unpriced"]
         self.check_keys("pricing", table, (*keys, "allow_unpriced"))
         values = {
-            k: self.take("pricing", table, k, (int, float), check=_not_negative) for k in keys
+            k: self.take("pricing", table, k, (int, float), check=checks.not_negative) for k in keys
         }
         allow = self.take("pricing", table, "allow_unpriced", bool) is True
         prices: dict[str, Any] = {k: float(v) for k, v in values.items() if v is not None}
@@ -307,7 +304,7 @@ class _Reader:
         values: dict[str, Any] = {}
         for key in keys:
             kind: type | tuple[type, ...] = int if key in ("rpm", "tpm", "seed") else (int, float)
-            check = _fraction if key.endswith("_rate") else _not_negative
+            check = checks.fraction if key.endswith("_rate") else checks.not_negative
             value = self.take("simulate", table, key, kind, check=check)
             if value is not None:
                 values[key] = value
@@ -349,54 +346,3 @@ def _format_from_suffix(path: Path, reader: _Reader) -> str:
 def _normal(path: Path) -> Path:
     """``jobs/../runs/x`` as ``runs/x``: shorter in messages, same place."""
     return Path(os.path.normpath(path))
-
-
-def _encoding(value: str) -> str | None:
-    try:
-        codecs.lookup(value)
-    except LookupError:
-        return f"unknown encoding '{value}'"
-    return None
-
-
-def _valid_name(value: str) -> str | None:
-    return None if _NAME.match(value) else "use letters, digits, '-', '_' and '.' only"
-
-
-def _one_of(options: tuple[str, ...]) -> Callable[[str], str | None]:
-    def check(value: str) -> str | None:
-        return None if value in options else f"'{value}' is not one of {', '.join(options)}"
-
-    return check
-
-
-def _strings(value: list[Any]) -> str | None:
-    return None if all(isinstance(v, str) for v in value) else "expected a list of column names"
-
-
-def _url(value: str) -> str | None:
-    return None if value.startswith(("http://", "https://")) else "expected an http(s) URL"
-
-
-def _env_name(value: str) -> str | None:
-    ok = re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value)
-    return None if ok else "expected the NAME of an environment variable, not a key"
-
-
-def _positive(value: float) -> str | None:
-    return None if value > 0 else "must be greater than 0"
-
-
-def _not_negative(value: float) -> str | None:
-    return None if value >= 0 else "must not be negative"
-
-
-def _fraction(value: float) -> str | None:
-    return None if 0 <= value <= 1 else "must be between 0 and 1"
-
-
-def _between(low: int, high: int) -> Callable[[int], str | None]:
-    def check(value: int) -> str | None:
-        return None if low <= value <= high else f"must be between {low} and {high}"
-
-    return check
