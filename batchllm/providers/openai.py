@@ -71,8 +71,8 @@ class OpenAIChat:
             data = orjson.loads(body)
             choice = data["choices"][0]
             message = choice.get("message") or {}
-        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
-            raise BadReply(f"unreadable reply: {body[:200]!r}", status=status) from None
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise BadReply(f"unreadable reply: {body[:200]!r}", status=status) from exc
         if isinstance(data.get("error"), dict | str):
             raise ServerError(error_text(data), status=status)
         text = message.get("content") or ""

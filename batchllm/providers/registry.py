@@ -171,13 +171,16 @@ def resolve(reference: str) -> Any:
 
 @functools.cache
 def _plugins() -> tuple[ProviderEntry, ...]:
-    builtin = {entry.name for entry in BUILTIN}
+    taken = {entry.name: "batchllm" for entry in BUILTIN}
     found: list[ProviderEntry] = []
     for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if taken.get(point.name) == point.value:
+            continue  # the same distribution seen twice on the path (a stale build)
         entry = point.load()
         if not isinstance(entry, ProviderEntry):
             raise TypeError(f"entry point {point.value} is not a batchllm ProviderEntry")
-        if entry.name in builtin:
+        if entry.name in taken:
             raise ValueError(f"entry point {point.value} redefines provider '{entry.name}'")
+        taken[entry.name] = point.value
         found.append(entry)
     return tuple(sorted(found, key=lambda entry: entry.name))
