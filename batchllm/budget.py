@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from batchllm.errors import (
-    OverBudget as OverBudget,  # defined with every error; kept importable here
-)
+from batchllm.errors import OverBudget as OverBudget  # lives in errors; importable here too
 from batchllm.pricing import Price
 from batchllm.providers.base import Usage
 
