@@ -14,16 +14,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from batchllm.errors import OverBudget as OverBudget  # lives in errors; importable here too
 from batchllm.pricing import Price
 from batchllm.providers.base import Usage
 
 #: the token estimate is about 4 bytes a token; real tokenizers can need more tokens than that
 WORST_INPUT_FACTOR = 1.5
 WORST_INPUT_EXTRA = 16
-
-
-class OverBudget(Exception):
-    """The next request could pass the cap; nothing more is admitted."""
 
 
 @dataclass(slots=True)

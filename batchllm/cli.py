@@ -1,9 +1,14 @@
-"""The command line: parse options, call one function, map errors to exit codes."""
+"""The command line: parse options, call one function, map errors to exit codes.
+
+Commands that are not the product (``batchllm simulate``) come from the ``batchllm.commands``
+entry point group, so this module never imports them.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 import click
@@ -15,6 +20,7 @@ from batchllm.progress import ProgressLine, summary_text
 from batchllm.run.pipeline import arun_job
 from batchllm.tally import RunOptions
 
+COMMANDS_GROUP = "batchllm.commands"
 EXIT_CODES = """\b
 Exit codes:
   0    success
@@ -26,7 +32,27 @@ Exit codes:
 """
 
 
-@click.group(epilog=EXIT_CODES)
+class _Commands(click.Group):
+    """The built-in commands, plus those the ``batchllm.commands`` entry point group names
+    (``batchllm simulate`` comes from there), each imported only when it is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_plugins()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        point = _plugins().get(cmd_name)
+        if command is None and point is not None:
+            loaded = point.load()
+            command = loaded if isinstance(loaded, click.Command) else None
+        return command
+
+
+def _plugins() -> dict[str, EntryPoint]:
+    return {point.name: point for point in entry_points(group=COMMANDS_GROUP)}
+
+
+@click.group(cls=_Commands, epilog=EXIT_CODES)
 @click.version_option(__version__, prog_name="batchllm")
 @click.option(
     "--log-format",
@@ -195,62 +221,6 @@ def query_command(target: str, sql: str, fmt: str) -> None:
 
     table = _guard(query, target, sql)
     click.echo(format_table(table, fmt))
-
-
-@main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--rpm", type=int, help="Requests per minute to enforce (429 above it).")
-@click.option("--tpm", type=int, help="Tokens per minute to enforce.")
-@click.option("--latency-ms", default=50.0, show_default=True, type=float)
-@click.option("--jitter-ms", default=20.0, show_default=True, type=float)
-@click.option("--error-rate", default=0.0, type=click.FloatRange(0, 1), help="Share answered 5xx.")
-@click.option("--hang-rate", default=0.0, type=click.FloatRange(0, 1), help="Share never answered.")
-@click.option(
-    "--reset-rate", default=0.0, type=click.FloatRange(0, 1), help="Share of dropped connections."
-)
-@click.option(
-    "--malformed-rate",
-    default=0.0,
-    type=click.FloatRange(0, 1),
-    help="Share of broken JSON replies to schema requests.",
-)
-@click.option("--api-key-env", help="Require the key held in this environment variable.")
-@click.option(
-    "--native-schema/--no-native-schema",
-    default=True,
-    help="Accept json_schema response_format (--no-native-schema: answer it with 400).",
-)
-@click.option(
-    "--batch-delay-s",
-    default=1.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="Seconds a batch takes from creation to its end (Batch APIs).",
-)
-@click.option(
-    "--batch-expire-rate",
-    default=0.0,
-    type=click.FloatRange(0, 1),
-    help="Share of batch items that expire unanswered.",
-)
-@click.option(
-    "--batch-error-rate",
-    default=0.0,
-    type=click.FloatRange(0, 1),
-    help="Share of batch items answered 500.",
-)
-@click.option("--seed", default=0, type=int)
-def simulate(host: str, port: int, api_key_env: str | None, **settings: Any) -> None:
-    """Serve the simulated provider (every wire format batchllm speaks) until interrupted."""
-    import os
-
-    from batchllm.simulate import SimConfig, serve_forever
-
-    api_key = os.environ.get(api_key_env) if api_key_env else None
-    if api_key_env and not api_key:
-        raise click.UsageError(f"the variable {api_key_env} is not set")
-    serve_forever(SimConfig(api_key=api_key, **settings), host, port)
 
 
 def _guard(function: Any, *args: Any) -> Any:

@@ -26,6 +26,15 @@ property of its type, never of its message.
     ├── BadReply                      a 200 whose body is not a usable reply: retry
     ├── AuthFailed, QuotaExhausted    401/403, insufficient_quota: fatal, stop the run
     └── Redirected                    3xx: never followed (the key stays home): fatal
+
+    Caught inside batchllm, never seen by a user as they are:
+    RowError                          a row cannot become a request: an error row
+    SchemaProblem                     the reply schema is unusable: a ``JobFileError``
+    OverBudget                        the next request could pass the cap: ``BudgetReached``
+
+The HTTP statuses a retry can fix are written once, in ``RETRY_STATUSES``, and read the common
+way by ``error_for_status``; each adapter checks its provider's quirks (a spend cap, a bad key
+said in a 400) before falling back on it.
 """
 
 from __future__ import annotations
@@ -83,11 +92,6 @@ class Interrupted(BatchllmError):
     """The run was stopped by a signal after finishing what was in flight."""
 
     exit_code = 130
-
-
-class RowError(Exception):
-    """A row that cannot become a request (its template failed on it, or passed its budget):
-    it becomes an error row and the run goes on."""
 
 
 class ProviderError(Exception):
@@ -154,3 +158,40 @@ class Redirected(ProviderError):
 
     fatal = True
     kind = "redirect"
+
+
+class RowError(Exception):
+    """A row that cannot become a request (its template failed on it, or passed its budget):
+    it becomes an error row and the run goes on."""
+
+
+class SchemaProblem(Exception):
+    """The schema itself is unusable (a job error)."""
+
+
+class OverBudget(Exception):
+    """The next request could pass the cap; nothing more is admitted."""
+
+
+#: statuses a later attempt can fix: timeout, conflict, rate limited, 5xx, overloaded (529)
+RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+
+
+def retryable_status(status: int) -> bool:
+    """Whether a reply with this HTTP status is worth sending again (any 5xx is)."""
+    return status in RETRY_STATUSES or status >= 500
+
+
+def error_for_status(
+    status: int, message: str, *, retry_after_s: float | None = None
+) -> ProviderError:
+    """The common reading of an HTTP error: 401/403 ``AuthFailed``, 429 ``RateLimited``, the
+    other retryable statuses ``ServerError`` (both keep ``retry_after_s``), else
+    ``RequestRejected``."""
+    if status in (401, 403):
+        return AuthFailed(message, status=status)
+    if status == 429:
+        return RateLimited(message, status=status, retry_after_s=retry_after_s)
+    if retryable_status(status):
+        return ServerError(message, status=status, retry_after_s=retry_after_s)
+    return RequestRejected(message, status=status)

@@ -1,538 +1,59 @@
 """The job file: TOML in, a checked, frozen ``JobSpec`` out.
 
-This module owns the job format (sections, keys, types, defaults), resolving paths relative to
-the job file, and the job's fingerprint. It does not open the input or talk to providers; those
-checks happen where the input and providers live, still before any request is sent.
+Owns the two ways in: ``load_job`` (a job file) and ``with_mode`` (``--mode`` on the command
+line), and re-exports the spec values. The values and their defaults are
+``batchllm.jobspec``'s; reading and checking the TOML is ``batchllm.jobfile``'s.
 """
 
 from __future__ import annotations
 
-import codecs
 import dataclasses
-import difflib
-import hashlib
-import os
-import re
-import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any
-
-import orjson
 
 from batchllm.errors import JobFileError
-from batchllm.validate import OutputSchema, SchemaProblem
-
-PROVIDERS = (
-    "simulated",
-    "openai",
-    "openai-responses",
-    "openai-compatible",
-    "azure-openai",
-    "anthropic",
-    "gemini",
+from batchllm.jobfile import read_job
+from batchllm.jobspec import (
+    INPUT_FORMATS,
+    BatchSpec,
+    InputSpec,
+    JobSpec,
+    LimitsSpec,
+    ModelSpec,
+    OutputSpec,
+    PricingSpec,
+    PromptSpec,
+    RetrySpec,
+    SimulateSpec,
 )
-BATCH_PROVIDERS = ("openai", "anthropic", "simulated")
-INPUT_FORMATS = ("csv", "parquet", "jsonl")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+from batchllm.providers.registry import batch_names
 
-
-@dataclass(frozen=True, slots=True)
-class InputSpec:
-    path: Path
-    format: str
-    id_column: str | None = None
-    columns: tuple[str, ...] = ()
-    #: the text encoding of a CSV file (JSON Lines is always UTF-8)
-    encoding: str = "utf-8"
-
-
-@dataclass(frozen=True, slots=True)
-class PromptSpec:
-    template: str
-    system: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ModelSpec:
-    provider: str
-    name: str
-    base_url: str | None = None
-    api_key_env: str | None = None
-    params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    native_schema: bool = True
-    #: "online" (requests one by one, under the rate limits) or "batch" (the provider's batch API)
-    mode: str = "online"
-
-    @property
-    def max_tokens(self) -> int | None:
-        value = self.params.get("max_completion_tokens", self.params.get("max_tokens"))
-        return value if isinstance(value, int) else None
-
-
-@dataclass(frozen=True, slots=True)
-class OutputSpec:
-    dir: Path
-    schema: Mapping[str, Any] | None = None
-    max_repairs: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class LimitsSpec:
-    rpm: int | None = None
-    tpm: int | None = None
-    concurrency: int = 32
-    max_failure_rate: float = 0.0
-    max_cost_usd: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RetrySpec:
-    max_attempts: int = 6
-    timeout_s: float = 60.0
-    #: at the end of a run, give up and resend requests far slower than the rest (stragglers)
-    resend_stragglers: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class BatchSpec:
-    """How batch mode submits and polls."""
-
-    poll_s: float = 30.0
-    max_poll_s: float = 300.0
-    max_requests: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PricingSpec:
-    input_per_mtok: float | None = None
-    output_per_mtok: float | None = None
-    cached_input_per_mtok: float | None = None
-    cache_write_per_mtok: float | None = None
-    #: run even when no price is known (cost then reads 0)
-    allow_unpriced: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class SimulateSpec:
-    latency_ms: float = 50.0
-    jitter_ms: float = 20.0
-    rpm: int | None = None
-    tpm: int | None = None
-    error_rate: float = 0.0
-    hang_rate: float = 0.0
-    reset_rate: float = 0.0
-    malformed_rate: float = 0.0
-    seed: int = 0
-    #: batch mode: seconds a batch takes, and shares of its items that expire or error
-    batch_delay_s: float = 1.0
-    batch_expire_rate: float = 0.0
-    batch_error_rate: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class JobSpec:
-    name: str
-    path: Path
-    input: InputSpec
-    prompt: PromptSpec
-    model: ModelSpec
-    output: OutputSpec
-    limits: LimitsSpec
-    retry: RetrySpec
-    pricing: PricingSpec
-    simulate: SimulateSpec
-    batch: BatchSpec = field(default_factory=BatchSpec)
-
-    @property
-    def output_dir(self) -> Path:
-        return self.output.dir
-
-    @property
-    def fingerprint(self) -> str:
-        """Hash of everything that shapes a request: prompt, model, params, schema."""
-        payload = {
-            "provider": self.model.provider,
-            "model": self.model.name,
-            "params": dict(self.model.params),
-            "system": self.prompt.system,
-            "template": self.prompt.template,
-            "schema": dict(self.output.schema) if self.output.schema else None,
-            "native_schema": self.model.native_schema,
-        }
-        return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
-
-
-# --- reading ---------------------------------------------------------------------------------
+__all__ = [
+    "INPUT_FORMATS",
+    "BatchSpec",
+    "InputSpec",
+    "JobSpec",
+    "LimitsSpec",
+    "ModelSpec",
+    "OutputSpec",
+    "PricingSpec",
+    "PromptSpec",
+    "RetrySpec",
+    "SimulateSpec",
+    "load_job",
+    "with_mode",
+]
 
 
 def with_mode(job: JobSpec, mode: str) -> JobSpec:
     """The job with ``[model] mode`` replaced (``--mode`` on the command line)."""
-    if mode == "batch" and job.model.provider not in BATCH_PROVIDERS:
+    batch = batch_names()
+    if mode == "batch" and job.model.provider not in batch:
         raise JobFileError(
-            f"{job.path}: --mode batch is for {', '.join(BATCH_PROVIDERS)}, "
-            f"not '{job.model.provider}'"
+            f"{job.path}: --mode batch is for {', '.join(batch)}, not '{job.model.provider}'"
         )
     return dataclasses.replace(job, model=dataclasses.replace(job.model, mode=mode))
 
 
 def load_job(path: str | Path) -> JobSpec:
     """Read and check a job file; raises ``JobFileError`` naming the file, section and key."""
-    job_path = Path(path)
-    raw = _read_toml(job_path)
-    return _Reader(job_path, raw).job()
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise JobFileError(f"{path}: job file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise JobFileError(f"{path}: cannot read job file: {exc}") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise JobFileError(f"{path}: invalid TOML: {exc}") from None
-
-
-_SECTIONS = (
-    "job", "input", "prompt", "model", "output", "limits", "retry", "pricing", "simulate", "batch",
-)  # fmt: skip
-
-
-class _Reader:
-    """Walks the parsed TOML once, checking each key as it is taken."""
-
-    def __init__(self, path: Path, raw: dict[str, Any]) -> None:
-        self.path = path
-        self.base = path.parent
-        self.raw = raw
-
-    def fail(self, where: str, message: str) -> JobFileError:
-        return JobFileError(f"{self.path}: {where}: {message}")
-
-    def section(self, name: str, *, required: bool = False) -> dict[str, Any]:
-        value = self.raw.get(name)
-        if value is None:
-            if required:
-                raise JobFileError(f"{self.path}: missing section [{name}]")
-            return {}
-        if not isinstance(value, dict):
-            raise self.fail(f"[{name}]", "must be a table")
-        return value
-
-    def check_keys(self, name: str, table: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
-        for key in table:
-            if key not in allowed:
-                hint = difflib.get_close_matches(key, allowed, n=1)
-                if not name:
-                    also = f" (did you mean [{hint[0]}]?)" if hint else ""
-                    raise JobFileError(f"{self.path}: unknown section [{key}]{also}")
-                also = f" (did you mean '{hint[0]}'?)" if hint else ""
-                raise self.fail(f"[{name}]", f"unknown key '{key}'{also}")
-
-    def take(
-        self,
-        section: str,
-        table: Mapping[str, Any],
-        key: str,
-        kind: type | tuple[type, ...],
-        *,
-        required: bool = False,
-        check: Callable[[Any], str | None] | None = None,
-    ) -> Any:
-        if key not in table:
-            if required:
-                raise self.fail(f"[{section}]", f"missing key '{key}'")
-            return None
-        value = table[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        wrong_bool = isinstance(value, bool) and bool not in kinds
-        if wrong_bool or not isinstance(value, kinds):
-            names = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
-            raise self.fail(f"[{section}] {key}", f"expected {names}, got {value!r}")
-        problem = check(value) if check else None
-        if problem:
-            raise self.fail(f"[{section}] {key}", problem)
-        return value
-
-    def job(self) -> JobSpec:
-        self.check_keys("", self.raw, _SECTIONS)
-        name = self.job_name()
-        model = self.model()
-        return JobSpec(
-            name=name,
-            path=self.path,
-            input=self.input(),
-            prompt=self.prompt(),
-            model=model,
-            output=self.output(name),
-            limits=self.limits(),
-            retry=self.retry(),
-            pricing=self.pricing(),
-            simulate=self.simulate(model.provider),
-            batch=self.batch(),
-        )
-
-    def batch(self) -> BatchSpec:
-        table = self.section("batch")
-        self.check_keys("batch", table, ("poll_s", "max_poll_s", "max_requests"))
-        poll = self.take("batch", table, "poll_s", (int, float), check=_positive)
-        most = self.take("batch", table, "max_poll_s", (int, float), check=_positive)
-        size = self.take("batch", table, "max_requests", int, check=_positive)
-        return BatchSpec(
-            poll_s=float(poll) if poll is not None else _BATCH.poll_s,
-            max_poll_s=float(most) if most is not None else _BATCH.max_poll_s,
-            max_requests=size,
-        )
-
-    def job_name(self) -> str:
-        table = self.section("job", required=True)
-        self.check_keys("job", table, ("name", "description"))
-        self.take("job", table, "description", str)
-        return str(self.take("job", table, "name", str, required=True, check=_valid_name))
-
-    def input(self) -> InputSpec:
-        table = self.section("input", required=True)
-        self.check_keys("input", table, ("path", "format", "id_column", "columns", "encoding"))
-        path = _normal(self.base / self.take("input", table, "path", str, required=True))
-        fmt = self.take("input", table, "format", str, check=_one_of(INPUT_FORMATS))
-        columns = self.take("input", table, "columns", list, check=_strings) or []
-        return InputSpec(
-            path=path,
-            format=fmt or _format_from_suffix(path, self),
-            id_column=self.take("input", table, "id_column", str),
-            columns=tuple(columns),
-            encoding=self.take("input", table, "encoding", str, check=_encoding) or "utf-8",
-        )
-
-    def prompt(self) -> PromptSpec:
-        table = self.section("prompt", required=True)
-        self.check_keys("prompt", table, ("system", "template", "template_file"))
-        template = self.take("prompt", table, "template", str)
-        template_file = self.take("prompt", table, "template_file", str)
-        if (template is None) == (template_file is None):
-            raise self.fail("[prompt]", "give exactly one of 'template' or 'template_file'")
-        if template_file is not None:
-            template = self._read_template(self.base / template_file)
-        return PromptSpec(template=template, system=self.take("prompt", table, "system", str))
-
-    def _read_template(self, path: Path) -> str:
-        try:
-            return path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise self.fail("[prompt] template_file", f"cannot read {path}: {exc}") from None
-
-    def model(self) -> ModelSpec:
-        table = self.section("model", required=True)
-        self.check_keys(
-            "model",
-            table,
-            ("provider", "name", "base_url", "api_key_env", "params", "native_schema", "mode"),
-        )
-        provider = self.take(
-            "model", table, "provider", str, required=True, check=_one_of(PROVIDERS)
-        )
-        base_url = self.take("model", table, "base_url", str, check=_url)
-        if provider in ("openai-compatible", "azure-openai") and base_url is None:
-            raise self.fail("[model]", f"provider '{provider}' needs 'base_url'")
-        params = self.take("model", table, "params", dict) or {}
-        for key in ("model", "messages", "stream"):
-            if key in params:
-                raise self.fail("[model.params]", f"'{key}' is set by batchllm, remove it")
-        return ModelSpec(
-            provider=provider,
-            name=self.take("model", table, "name", str, required=True),
-            base_url=base_url.rstrip("/") if base_url else None,
-            api_key_env=self.take("model", table, "api_key_env", str, check=_env_name),
-            params=MappingProxyType(params),
-            native_schema=self.take("model", table, "native_schema", bool) is not False,
-            mode=self._mode(table, provider),
-        )
-
-    def _mode(self, table: Mapping[str, Any], provider: str) -> str:
-        mode = self.take("model", table, "mode", str, check=_one_of(("online", "batch")))
-        if mode == "batch" and provider not in BATCH_PROVIDERS:
-            raise self.fail(
-                "[model] mode", f"batch mode is for {', '.join(BATCH_PROVIDERS)}, not '{provider}'"
-            )
-        return mode or "online"
-
-    def output(self, name: str) -> OutputSpec:
-        table = self.section("output")
-        self.check_keys("output", table, ("dir", "schema", "schema_file", "max_repairs"))
-        out = self.take("output", table, "dir", str)
-        repairs = self.take("output", table, "max_repairs", int, check=_between(0, 10))
-        return OutputSpec(
-            dir=_normal(self.base / out if out else self.base / "runs" / name),
-            schema=self.checked_schema(table),
-            max_repairs=_OUTPUT.max_repairs if repairs is None else repairs,
-        )
-
-    def schema(self, table: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        inline = self.take("output", table, "schema", dict)
-        schema_file = self.take("output", table, "schema_file", str)
-        if inline is not None and schema_file is not None:
-            raise self.fail("[output]", "give 'schema' or 'schema_file', not both")
-        if schema_file is None:
-            return dict(inline) if inline is not None else None
-        path = self.base / schema_file
-        try:
-            loaded = orjson.loads(path.read_bytes())
-        except OSError as exc:
-            raise self.fail("[output] schema_file", f"cannot read {path}: {exc.strerror}") from None
-        except orjson.JSONDecodeError as exc:
-            raise self.fail("[output] schema_file", f"{path} is not JSON: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise self.fail("[output] schema_file", f"{path} must hold a JSON object")
-        return loaded
-
-    def checked_schema(self, table: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        schema = self.schema(table)
-        if schema is not None:
-            try:
-                OutputSchema(schema)
-            except SchemaProblem as exc:
-                raise self.fail("[output] schema", str(exc)) from None
-        return schema
-
-    def limits(self) -> LimitsSpec:
-        table = self.section("limits")
-        self.check_keys(
-            "limits", table, ("rpm", "tpm", "concurrency", "max_failure_rate", "max_cost_usd")
-        )
-        cap = self.take("limits", table, "max_cost_usd", (int, float), check=_positive)
-        concurrency = self.take("limits", table, "concurrency", int, check=_between(1, 4096))
-        rate = self.take("limits", table, "max_failure_rate", (int, float), check=_fraction)
-        return LimitsSpec(
-            rpm=self.take("limits", table, "rpm", int, check=_positive),
-            tpm=self.take("limits", table, "tpm", int, check=_positive),
-            concurrency=concurrency or _LIMITS.concurrency,
-            max_failure_rate=float(rate) if rate is not None else _LIMITS.max_failure_rate,
-            max_cost_usd=float(cap) if cap is not None else None,
-        )
-
-    def retry(self) -> RetrySpec:
-        table = self.section("retry")
-        self.check_keys("retry", table, ("max_attempts", "timeout_s", "resend_stragglers"))
-        attempts = self.take("retry", table, "max_attempts", int, check=_between(1, 100))
-        timeout = self.take("retry", table, "timeout_s", (int, float), check=_positive)
-        return RetrySpec(
-            max_attempts=attempts or _RETRY.max_attempts,
-            timeout_s=float(timeout) if timeout is not None else _RETRY.timeout_s,
-            resend_stragglers=self.take("retry", table, "resend_stragglers", bool) is not False,
-        )
-
-    def pricing(self) -> PricingSpec:
-        table = self.section("pricing")
-        keys = [k for k in PricingSpec.__dataclass_fields__ if k != "allow_unpriced"]
-        self.check_keys("pricing", table, (*keys, "allow_unpriced"))
-        values = {
-            k: self.take("pricing", table, k, (int, float), check=_not_negative) for k in keys
-        }
-        allow = self.take("pricing", table, "allow_unpriced", bool) is True
-        prices: dict[str, Any] = {k: float(v) for k, v in values.items() if v is not None}
-        return PricingSpec(**prices, allow_unpriced=allow)
-
-    def simulate(self, provider: str) -> SimulateSpec:
-        table = self.section("simulate")
-        if table and provider != "simulated":
-            raise self.fail("[simulate]", "applies only to provider = 'simulated'")
-        keys = SimulateSpec.__dataclass_fields__
-        self.check_keys("simulate", table, tuple(keys))
-        values: dict[str, Any] = {}
-        for key in keys:
-            kind: type | tuple[type, ...] = int if key in ("rpm", "tpm", "seed") else (int, float)
-            check = _fraction if key.endswith("_rate") else _not_negative
-            value = self.take("simulate", table, key, kind, check=check)
-            if value is not None:
-                values[key] = value
-        return SimulateSpec(**values)
-
-
-_OUTPUT = OutputSpec(Path())
-_BATCH = BatchSpec()
-_LIMITS = LimitsSpec()
-_RETRY = RetrySpec()
-_TYPE_NAMES = {
-    str: "a string",
-    int: "an integer",
-    float: "a number",
-    list: "a list",
-    dict: "a table",
-}
-
-
-def _format_from_suffix(path: Path, reader: _Reader) -> str:
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    suffix = suffixes[-1].lstrip(".") if suffixes else ""
-    fmt = {"csv": "csv", "tsv": "csv", "parquet": "parquet", "pq": "parquet"}.get(suffix)
-    fmt = fmt or {"jsonl": "jsonl", "ndjson": "jsonl"}.get(suffix)
-    if fmt is None:
-        raise reader.fail(
-            "[input] path",
-            f"cannot tell the format of '{path.name}' from its extension; "
-            'use .csv, .parquet or .jsonl, or set format = "csv" | "parquet" | "jsonl"',
-        )
-    return fmt
-
-
-def _normal(path: Path) -> Path:
-    """``jobs/../runs/x`` as ``runs/x``: shorter in messages, same place."""
-    return Path(os.path.normpath(path))
-
-
-def _encoding(value: str) -> str | None:
-    try:
-        codecs.lookup(value)
-    except LookupError:
-        return f"unknown encoding '{value}'"
-    return None
-
-
-def _valid_name(value: str) -> str | None:
-    return None if _NAME.match(value) else "use letters, digits, '-', '_' and '.' only"
-
-
-def _one_of(options: tuple[str, ...]) -> Callable[[str], str | None]:
-    def check(value: str) -> str | None:
-        return None if value in options else f"'{value}' is not one of {', '.join(options)}"
-
-    return check
-
-
-def _strings(value: list[Any]) -> str | None:
-    return None if all(isinstance(v, str) for v in value) else "expected a list of column names"
-
-
-def _url(value: str) -> str | None:
-    return None if value.startswith(("http://", "https://")) else "expected an http(s) URL"
-
-
-def _env_name(value: str) -> str | None:
-    ok = re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value)
-    return None if ok else "expected the NAME of an environment variable, not a key"
-
-
-def _positive(value: float) -> str | None:
-    return None if value > 0 else "must be greater than 0"
-
-
-def _not_negative(value: float) -> str | None:
-    return None if value >= 0 else "must not be negative"
-
-
-def _fraction(value: float) -> str | None:
-    return None if 0 <= value <= 1 else "must be between 0 and 1"
-
-
-def _between(low: int, high: int) -> Callable[[int], str | None]:
-    def check(value: int) -> str | None:
-        return None if low <= value <= high else f"must be between {low} and {high}"
-
-    return check
+    return read_job(Path(path))

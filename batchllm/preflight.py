@@ -18,15 +18,16 @@ from batchllm.errors import InputError, MissingKeyError, RunDirError, UserError
 from batchllm.job import JobSpec, load_job
 from batchllm.log import add_secret
 from batchllm.outcome import COLUMN_NAMES
-from batchllm.providers import DEFAULT_KEY_ENV
+from batchllm.providers.registry import provider_entry
 
 
 def api_key(job: JobSpec) -> str | None:
     """The key from the environment variable the job names (or the provider's usual one)."""
     model = job.model
-    if model.provider == "simulated":
+    provider = provider_entry(model.provider)
+    if not provider.takes_key:
         return None
-    env = model.api_key_env or DEFAULT_KEY_ENV.get(model.provider)
+    env = model.api_key_env or provider.key_env
     if env is None:
         return None
     key = os.environ.get(env)

@@ -22,15 +22,8 @@ from genai_prices import calc_price
 from batchllm.errors import PriceError
 from batchllm.job import JobSpec
 from batchllm.providers.base import Usage
+from batchllm.providers.registry import find
 
-#: our provider name -> genai-prices' provider id (others are found by model name alone)
-_PROVIDER_IDS = {
-    "openai": "openai",
-    "openai-responses": "openai",
-    "azure-openai": "azure",
-    "anthropic": "anthropic",
-    "gemini": "google",
-}
 _FIELDS = {
     "input_per_mtok": "input_mtok",
     "output_per_mtok": "output_mtok",
@@ -110,7 +103,7 @@ def context_window(job: JobSpec) -> int | None:
         found = calc_price(
             PriceUsage(input_tokens=1, output_tokens=1),
             model_ref=job.model.name,
-            provider_id=_PROVIDER_IDS.get(job.model.provider),
+            provider_id=_price_id(job),
         )
     except LookupError:
         return None
@@ -124,7 +117,7 @@ def _lookup(job: JobSpec, batch: bool) -> Any:
         return calc_price(
             PriceUsage(input_tokens=1, output_tokens=1),
             model_ref=job.model.name,
-            provider_id=_PROVIDER_IDS.get(job.model.provider),
+            provider_id=_price_id(job),
             price_context=context,
         )
     except LookupError:
@@ -200,3 +193,9 @@ def _source(job: JobSpec, found: Any, batch: bool) -> str:
         f.name for f in fields(job.pricing) if getattr(job.pricing, f.name) not in (None, False)
     ]
     return origin + (f" with [pricing] {', '.join(given)}" if given else "")
+
+
+def _price_id(job: JobSpec) -> str | None:
+    """genai-prices' id of the job's provider; None: find the model by its name alone."""
+    entry = find(job.model.provider)
+    return entry.price_id if entry is not None else None

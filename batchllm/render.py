@@ -17,7 +17,8 @@ import jinja2
 import orjson
 from jinja2 import meta, nodes
 
-from batchllm.errors import RowError, TemplateError
+from batchllm.errors import RowError as RowError  # defined with every error; kept importable here
+from batchllm.errors import TemplateError
 from batchllm.job import JobSpec
 from batchllm.sandbox import BoundedEnvironment
 from batchllm.validate import OutputSchema
@@ -105,7 +106,7 @@ class Renderer:
         except RowError:
             raise
         except Exception as exc:  # a filter or value the template cannot handle: this row only
-            raise RowError(f"template failed on this row: {exc}") from None
+            raise RowError(f"template failed on this row: {exc}") from exc
         return Request(
             row_key=row_key,
             request_key=self._request_key(messages),

@@ -18,14 +18,12 @@ import jsonschema_rs
 import orjson
 import pyarrow as pa
 
+from batchllm.errors import SchemaProblem
+
 INSTRUCTION = (
     "Reply with only a JSON object, no prose and no code fences, that matches this JSON Schema:"
 )
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
-
-
-class SchemaProblem(Exception):
-    """The schema itself is unusable (a job error)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +45,7 @@ class OutputSchema:
             self._validator = jsonschema_rs.validator_for(dict(schema))
         except (jsonschema_rs.ValidationError, ValueError) as exc:
             reason = str(exc).splitlines()[0]
-            raise SchemaProblem(f"not a valid JSON Schema: {reason}") from None
+            raise SchemaProblem(f"not a valid JSON Schema: {reason}") from exc
         if schema.get("type") != "object" or not isinstance(schema.get("properties"), dict):
             raise SchemaProblem('the top level must be {"type": "object", "properties": {...}}')
         self.schema = dict(schema)

@@ -64,7 +64,7 @@ def test_fatal_provider_error_exits_4(job_file: Path, sim: SimServer) -> None:
     [
         ({"job": {"nmae": "x"}}, "[job]: unknown key 'nmae' (did you mean 'name'?)"),
         ({"limits": {"rpm": "fast"}}, "[limits] rpm: expected an integer, got 'fast'"),
-        ({"model": {"provider": "acme"}}, "'acme' is not one of simulated, openai"),
+        ({"model": {"provider": "acme"}}, "'acme' is not one of openai, openai-responses"),
         ({"input": {"path": "missing.csv"}}, "missing.csv: input file not found"),
         (
             {"input": {"id_column": "ticket"}},

@@ -77,3 +77,11 @@ def test_unknown_top_level_table_is_an_error(tmp_path: Path) -> None:
         JobFileError, match=r"job.toml: unknown section \[limit\] \(did you mean \[limits\]\?\)$"
     ):
         load_job(write_job(tmp_path, data))
+
+
+def test_impossible_simulator_settings_are_a_job_error(tmp_path: Path) -> None:
+    """[simulate] rates that cannot add up fail when the job is read, not when the run starts."""
+    data = job_data(None, model={"provider": "simulated", "base_url": None})
+    data["simulate"] = {"error_rate": 0.6, "reset_rate": 0.6}
+    with pytest.raises(JobFileError, match=r"\[simulate\]: error_rate \+ hang_rate \+ reset_rate"):
+        load_job(write_job(tmp_path, data))

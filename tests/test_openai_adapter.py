@@ -9,7 +9,8 @@ import orjson
 import pytest
 
 from batchllm import errors
-from batchllm.providers.openai import OpenAIChat, parse_duration, retry_after
+from batchllm.providers.openai import OpenAIChat
+from batchllm.providers.wire import parse_duration, retry_after
 from batchllm.render import Request
 
 ADAPTER = OpenAIChat("http://127.0.0.1:1/v1", "sk-test-secret-key-0001")

@@ -789,3 +789,18 @@ async def test_a_scripted_fault_can_wait_for_requests_to_pass(
         assert resp.status == 200
     statuses = [(await chat(session, server, ask(f"q{i}")))[0] for i in range(7)]
     assert statuses == [200, 200, 500, 500, 200, 503, 200]
+
+
+def test_simulate_options_come_from_the_settings_and_map_back() -> None:
+    """Every simulator setting has a `batchllm simulate` option with its default, and ``flags``
+    gives the options that rebuild the same settings."""
+    from batchllm.simulate.command import flags, simulate
+
+    def parsed(args: list[str]) -> SimConfig:
+        given = simulate.make_context("simulate", args).params
+        server = ("host", "port", "api_key_env")
+        return SimConfig(**{k: v for k, v in given.items() if k not in server})
+
+    settings = SimConfig(rpm=600, error_rate=0.25, native_schema=False, batch_delay_s=0.5)
+    assert parsed(flags(settings)) == settings
+    assert parsed([]) == SimConfig()

@@ -11,11 +11,12 @@ from click.testing import CliRunner
 
 import batchllm
 from batchllm.cli import main
+from batchllm.errors import SchemaProblem
 from batchllm.providers.openai import OpenAIChat
 from batchllm.render import Request
 from batchllm.run.pipeline import arun_job
 from batchllm.simulate import SimConfig, SimServer
-from batchllm.validate import OutputSchema, SchemaProblem
+from batchllm.validate import OutputSchema
 from conftest import job_data, ticket_rows, write_csv, write_job
 
 SCHEMA = {

@@ -40,7 +40,9 @@ from batchllm.bench.process import (
     simulator,
     tail,
 )
+from batchllm.jobspec import SimulateSpec
 from batchllm.query import query
+from batchllm.simulate.command import flags
 from batchllm.simulate.content import prompt_tokens
 
 #: mean completion tokens of the simulator's plain-text replies under max_tokens = 100 (measured)
@@ -90,13 +92,20 @@ class Scenario:
             schema=REPLY_SCHEMA if self.schema else None,
         )
 
+    def sim_settings(self, tpm: int | None = None) -> SimulateSpec:
+        """The simulator's settings for this scenario (a token limit of ``tpm``, if given)."""
+        return SimulateSpec(
+            latency_ms=self.latency_ms,
+            jitter_ms=self.jitter_ms,
+            error_rate=self.error_rate,
+            hang_rate=self.hang_rate,
+            rpm=self.rpm,
+            tpm=tpm,
+        )
+
     def sim_flags(self, tpm: int | None = None) -> list[str]:
         """The ``batchllm simulate`` options for this scenario."""
-        flags = ["--latency-ms", str(self.latency_ms), "--jitter-ms", str(self.jitter_ms)]
-        flags += ["--error-rate", str(self.error_rate), "--hang-rate", str(self.hang_rate)]
-        flags += ["--rpm", str(self.rpm)] if self.rpm else []
-        flags += ["--tpm", str(tpm)] if tpm else []
-        return flags
+        return flags(self.sim_settings(tpm))
 
 
 SCENARIOS = (

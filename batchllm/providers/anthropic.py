@@ -49,12 +49,11 @@ from batchllm.errors import (
     BadReply,
     ProviderError,
     QuotaExhausted,
-    RateLimited,
-    RequestRejected,
     ServerError,
+    error_for_status,
 )
 from batchllm.providers.base import Completion, HttpCall, RateLimitInfo, Usage, redact
-from batchllm.providers.openai import error_text, int_or_none, json_or_none, retry_after, snippet
+from batchllm.providers.wire import error_text, int_or_none, json_or_none, retry_after, snippet
 from batchllm.render import Request, estimate_tokens
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -68,7 +67,6 @@ _FINISH = {
     "max_tokens": "length",
     "model_context_window_exceeded": "length",
 }
-_RETRY_STATUSES = frozenset({408, 409, 500, 502, 503, 504, 529})
 _SPEND_LIMIT = re.compile(
     r"usage limits?|spend(?:ing)? limit|credit balance is too low", re.IGNORECASE
 )
@@ -141,15 +139,11 @@ class AnthropicMessages:
         data = json_or_none(body)
         message = redact(error_text(data) if data is not None else snippet(body), self._api_key)
         text = f"HTTP {status}: {message}"
-        if status in (401, 402, 403):
+        if status == 402:  # billing: as fatal as a bad key
             return AuthFailed(text, status=status)
         if _spend_capped(status, data, message):
             return QuotaExhausted(text, status=status)
-        if status == 429:
-            return RateLimited(text, status=status, retry_after_s=retry_after(headers))
-        if status in _RETRY_STATUSES or status >= 500:
-            return ServerError(text, status=status, retry_after_s=retry_after(headers))
-        return RequestRejected(text, status=status)
+        return error_for_status(status, text, retry_after_s=retry_after(headers))
 
 
 def parse_usage(raw: Any) -> Usage:

@@ -58,13 +58,24 @@ class RateLimitInfo:
 
 
 class Adapter(Protocol):
+    """One wire format, without I/O. Made by the registry's factory from (base_url, api_key);
+    holds no state that changes between requests, so one adapter serves every worker."""
+
+    #: the wire format's name, as in logs
     name: str
 
-    def build(self, request: Request) -> HttpCall: ...
+    def build(self, request: Request) -> HttpCall:
+        """The HTTP call for ``request``: URL, headers (with the key) and JSON body."""
+        ...
 
-    def parse(self, status: int, headers: Mapping[str, str], body: bytes) -> Completion: ...
+    def parse(self, status: int, headers: Mapping[str, str], body: bytes) -> Completion:
+        """The reply as a ``Completion``; raises the ``ProviderError`` subclass a failed one
+        stands for (``batchllm.errors.error_for_status`` reads the common statuses)."""
+        ...
 
-    def rate_limits(self, headers: Mapping[str, str]) -> RateLimitInfo: ...
+    def rate_limits(self, headers: Mapping[str, str]) -> RateLimitInfo:
+        """What the reply's headers say about the account's limits (empty when nothing)."""
+        ...
 
 
 _KEYLIKE = re.compile(r"\b(sk|key|api)[-_][A-Za-z0-9*_\-.]{4,}", re.IGNORECASE)

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from batchllm.errors import AuthFailed, ProviderError, RateLimited, RequestRejected, ServerError
+from batchllm.errors import error_for_status
+from batchllm.providers import anthropic, openai
 from batchllm.providers.base import HttpCall, redact
 
 #: items that ended without a reply; they are sent again in a later batch
@@ -276,6 +277,16 @@ class AnthropicBatches(_JsonReplies):
         )
 
 
+def openai_batches(base_url: str | None, api_key: str | None) -> OpenAIBatches:
+    """OpenAI's Batch API for Chat Completions requests (the registry's factory)."""
+    return OpenAIBatches(base_url or openai.DEFAULT_BASE_URL, api_key, "/v1/chat/completions")
+
+
+def anthropic_batches(base_url: str | None, api_key: str | None) -> AnthropicBatches:
+    """Anthropic's Message Batches (the registry's factory)."""
+    return AnthropicBatches(base_url or anthropic.DEFAULT_BASE_URL, api_key, anthropic.API_VERSION)
+
+
 _ERROR_STATUS = {
     "invalid_request_error": 400,
     "authentication_error": 401,
@@ -312,14 +323,7 @@ def _json(key: str | None, status: int, body: bytes) -> dict[str, Any]:
             return data
     message = redact(body[:300].decode("utf-8", errors="replace"), key)
     text = f"batch API HTTP {status}: {message}"
-    error: type[ProviderError] = RequestRejected
-    if status in (401, 403):
-        error = AuthFailed
-    elif status == 429:
-        error = RateLimited
-    elif status >= 500 or status in (408, 409):
-        error = ServerError
-    raise error(text, status=status)
+    raise error_for_status(status, text)
 
 
 def _timestamp(value: Any) -> float | None:

@@ -39,12 +39,11 @@ from batchllm.errors import (
     BadReply,
     ProviderError,
     QuotaExhausted,
-    RateLimited,
     RequestRejected,
-    ServerError,
+    error_for_status,
 )
 from batchllm.providers.base import Completion, HttpCall, RateLimitInfo, Usage, redact
-from batchllm.providers.openai import error_text, json_or_none, parse_duration, snippet
+from batchllm.providers.wire import error_text, json_or_none, parse_duration, snippet
 from batchllm.render import Request, estimate_tokens
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
@@ -59,7 +58,6 @@ _TOP_LEVEL = frozenset(
     | {"cachedContent", "cached_content"}
 )
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
-_RETRY_STATUSES = frozenset({408, 409, 500, 502, 503, 504, 529})
 _BAD_KEY = re.compile(r"api key (?:not valid|not found|expired)", re.IGNORECASE)
 _RPC = "type.googleapis.com/google.rpc."
 
@@ -129,11 +127,7 @@ class Gemini:
             return AuthFailed(text, status=status)
         if status == 429 and any("PerDay" in quota for quota in _quota_ids(details)):
             return QuotaExhausted(text, status=status)
-        if status == 429:
-            return RateLimited(text, status=status, retry_after_s=_retry_delay(details))
-        if status in _RETRY_STATUSES or status >= 500:
-            return ServerError(text, status=status, retry_after_s=_retry_delay(details))
-        return RequestRejected(text, status=status)
+        return error_for_status(status, text, retry_after_s=_retry_delay(details))
 
 
 def _split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -31,7 +31,8 @@ import orjson
 
 from batchllm.errors import BadReply, ProviderError, RateLimited, RequestRejected, ServerError
 from batchllm.providers.base import Completion, HttpCall, Usage, redact
-from batchllm.providers.openai import DEFAULT_BASE_URL, OpenAIChat, json_or_none
+from batchllm.providers.openai import DEFAULT_BASE_URL, OpenAIChat
+from batchllm.providers.wire import json_or_none
 from batchllm.render import Request, estimate_tokens
 
 _MAPPED_PARAMS = frozenset({"max_tokens", "max_completion_tokens", "seed"})

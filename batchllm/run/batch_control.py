@@ -1,9 +1,9 @@
 """Batch API calls outside a run: ``batchllm status`` and ``batchllm cancel``, and the one
 retried control call every batch API request goes through.
 
-Owns ``control_call`` (a batch API request, retried when the failure is transient),
-``batch_api`` (the sans-I/O batch API of a provider) and the two commands, which read the book
-and ask the provider; neither changes the book: the next run collects what a cancel left.
+Owns ``control_call`` (a batch API request, retried when the failure is transient) and the two
+commands, which read the book and ask the provider; neither changes the book: the next run
+collects what a cancel left. ``batch_api`` is the provider registry's, re-exported here.
 """
 
 from __future__ import annotations
@@ -15,11 +15,19 @@ from typing import Any
 import aiohttp
 
 from batchllm import retry
-from batchllm.errors import FatalProviderError, ProviderError, RequestRejected, ServerError
+from batchllm.errors import (
+    FatalProviderError,
+    ProviderError,
+    RequestRejected,
+    ServerError,
+    retryable_status,
+)
 from batchllm.job import JobSpec
 from batchllm.providers.base import HttpCall
 from batchllm.providers.batches import BatchApi
 from batchllm.providers.http import send
+from batchllm.providers.registry import batch_api as batch_api  # re-exported for batch mode
+from batchllm.providers.registry import provider_entry
 from batchllm.run.batch_book import Book
 
 CONTROL_TIMEOUT_S = 120.0
@@ -31,7 +39,7 @@ async def control_call(session: aiohttp.ClientSession, call: HttpCall) -> tuple[
     async for attempt in retry.policy(CONTROL_ATTEMPTS):
         with attempt:
             status, _, body = await send(session, call, CONTROL_TIMEOUT_S)
-            if status == 429 or status >= 500 or status in (408, 409):
+            if retryable_status(status):
                 raise ServerError(f"batch API HTTP {status}", status=status)
     return status, body
 
@@ -88,8 +96,8 @@ async def cancel_batches(job: JobSpec, api_key: str | None) -> str:
 
 
 def _control_api(job: JobSpec, api_key: str | None) -> BatchApi | None:
-    """The job's batch API; None for the simulated provider, which lives only inside a run."""
-    if job.model.provider == "simulated":
+    """The job's batch API; None for a provider that lives only inside a run (the simulated)."""
+    if provider_entry(job.model.provider).lives_in_run(job.model.base_url):
         return None
     return batch_api(job.model.provider, job.model.base_url, api_key)
 
@@ -101,18 +109,3 @@ def _control_errors() -> Iterator[None]:
         yield
     except ProviderError as exc:
         raise FatalProviderError(f"{exc.kind}: {exc}") from None
-
-
-def batch_api(provider: str, base_url: str | None, api_key: str | None) -> BatchApi:
-    """The batch API of a provider; batch mode exists for OpenAI and Anthropic."""
-    from batchllm.providers import anthropic
-    from batchllm.providers.batches import AnthropicBatches, OpenAIBatches
-    from batchllm.providers.openai import DEFAULT_BASE_URL
-
-    if provider in ("openai", "simulated"):
-        return OpenAIBatches(base_url or DEFAULT_BASE_URL, api_key, "/v1/chat/completions")
-    if provider == "anthropic":
-        return AnthropicBatches(
-            base_url or anthropic.DEFAULT_BASE_URL, api_key, anthropic.API_VERSION
-        )
-    raise ValueError(f"no batch mode for provider '{provider}'")

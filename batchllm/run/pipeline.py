@@ -45,7 +45,7 @@ from batchllm.outcome import (
 )
 from batchllm.preflight import api_key, check_budget, check_copies, check_fields
 from batchllm.pricing import Price, context_window, resolve_price
-from batchllm.providers import make_adapter
+from batchllm.providers.registry import make_adapter, open_provider
 from batchllm.render import Renderer, Request, input_hash
 from batchllm.run.batch import BatchMode, BatchSettings, Book, batch_api
 from batchllm.source import DuplicateIds, InputRow, Source, row_key
@@ -373,9 +373,7 @@ class _Run:
     @contextlib.asynccontextmanager
     async def _provider(self) -> AsyncIterator[Dispatcher]:
         async with contextlib.AsyncExitStack() as stack:
-            base_url = self.job.model.base_url
-            if self.job.model.provider == "simulated":
-                base_url = await stack.enter_async_context(_simulator(self.job))
+            base_url = await stack.enter_async_context(open_provider(self.job))
             self.base_url = base_url
             adapter = make_adapter(self.job.model.provider, base_url, self.api_key)
             connector = aiohttp.TCPConnector(limit=self.job.limits.concurrency)
@@ -505,33 +503,6 @@ def _next_rows(batches: Iterator[list[InputRow]], limit: int | None) -> list[Inp
 def _duplicate_key(key: str, data: dict[str, Any]) -> str:
     content = orjson.dumps(data, option=orjson.OPT_SORT_KEYS, default=str)
     return f"{key}#dup-{hashlib.blake2b(content, digest_size=6).hexdigest()}"
-
-
-@contextlib.asynccontextmanager
-async def _simulator(job: JobSpec) -> AsyncIterator[str]:
-    from batchllm.simulate import SimConfig, start_server
-
-    spec = job.simulate
-    server = await start_server(
-        SimConfig(
-            rpm=spec.rpm,
-            tpm=spec.tpm,
-            latency_ms=spec.latency_ms,
-            jitter_ms=spec.jitter_ms,
-            error_rate=spec.error_rate,
-            hang_rate=spec.hang_rate,
-            reset_rate=spec.reset_rate,
-            malformed_rate=spec.malformed_rate,
-            seed=spec.seed,
-            batch_delay_s=spec.batch_delay_s,
-            batch_expire_rate=spec.batch_expire_rate,
-            batch_error_rate=spec.batch_error_rate,
-        )
-    )
-    try:
-        yield server.url
-    finally:
-        await server.close()
 
 
 def _copyable(value: Any) -> Any:

@@ -34,17 +34,14 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
 
-from batchllm.simulate.config import mix, unit
+from batchllm.simulate.config import FaultScript, SimConfig, mix, unit
 from batchllm.simulate.formats import ErrorReply, Incoming, WireFormat
 from batchllm.simulate.limits import Rejection
-
-if TYPE_CHECKING:
-    from batchllm.simulate.flow import Provider
 
 #: share of a batch's delay spent validating (OpenAI's ``validating`` status)
 VALIDATE_SHARE = 0.1
@@ -57,6 +54,19 @@ HANG_S = 3600.0
 #: scripted faults that still make the batch; the others refuse the create call
 LOST_REPLY = frozenset({"hang", "reset"})
 _CREATE_429_WAIT_S = 0.05
+
+
+class Provider(Protocol):
+    """What the batch engine uses of the simulated provider (``batchllm.simulate.flow``'s)."""
+
+    config: SimConfig
+    counts: dict[str, int]
+    script: FaultScript
+    closing: asyncio.Event
+
+    def answer_item(
+        self, fmt: WireFormat, incoming: Incoming, fault: str | None
+    ) -> tuple[int, bytes]: ...
 
 
 @dataclass(slots=True)
@@ -233,17 +243,6 @@ class BatchEngine:
         item.status, item.reply = self.provider.answer_item(batch.fmt, incoming, fault)
         item.request_id = request_id
         item.result = "succeeded" if item.status == 200 else "errored"
-
-
-def add_batch_routes(
-    app: web.Application, engine: BatchEngine, formats: Mapping[str, WireFormat]
-) -> None:
-    """Register both Batch APIs on the simulator's app."""
-    from batchllm.simulate.batches_anthropic import AnthropicBatchRoutes
-    from batchllm.simulate.batches_openai import OpenAIBatchRoutes
-
-    OpenAIBatchRoutes(engine, formats).add(app)
-    AnthropicBatchRoutes(engine, formats["/v1/messages"]).add(app)
 
 
 def incoming(request: web.Request, body: bytes = b"") -> Incoming:

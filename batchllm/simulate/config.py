@@ -1,14 +1,18 @@
 """How the simulated provider behaves: its settings, scripted faults and reproducible draws.
 
-Owns ``SimConfig`` (latency, limits, fault rates, key, seed), ``Fault`` and the FIFO that serves
-scripted faults, and ``unit``, the per-request random draw that makes faults and latency a function
-of (seed, request number). The request flow that uses them lives in ``batchllm.simulate.flow``.
+Owns ``SimConfig`` (the job's ``SimulateSpec`` plus key and format switches), ``Fault`` and the
+FIFO that serves scripted faults, and ``unit``, the per-request random draw that makes faults
+and latency a function of (seed, request number). The request flow that uses them lives in
+``batchllm.simulate.flow``.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from batchllm.jobspec import SimulateSpec
 
 FAULT_KINDS = frozenset(
     {"429", "500", "502", "503", "529", "hang", "reset", "401", "403", "400"}
@@ -18,52 +22,27 @@ _MASK64 = (1 << 64) - 1
 
 
 @dataclass(frozen=True, slots=True)
-class SimConfig:
-    """How the simulated provider behaves; rates are fractions of requests (any format).
+class SimConfig(SimulateSpec):
+    """The job's ``[simulate]`` settings (``SimulateSpec``: latency, limits, fault and batch
+    rates, seed, and where each is explained), plus what only a standalone or test simulator
+    sets: the key it requires, whether 429s say when to retry, and structured-output support.
 
-    error_rate splits evenly over 500, 502 and 503 (half the 502s are a Cloudflare HTML page);
-    error, hang and reset rates are exclusive slices of one draw, so their sum is at most 1.
-    malformed_rate is a separate draw that applies to JSON (schema or json_object) replies only.
-    Batch items are drawn apart from online requests: batch_expire_rate and batch_error_rate are
-    exclusive slices of one draw per (seed, custom_id, attempt), where the attempt counts the
+    Batch item fates are drawn per (seed, custom_id, attempt), where the attempt counts the
     batches that carried that custom_id, so a resubmitted item may succeed.
     """
 
-    rpm: int | None = None
-    tpm: int | None = None
-    latency_ms: float = 50.0
-    jitter_ms: float = 20.0
-    error_rate: float = 0.0
-    hang_rate: float = 0.0
-    reset_rate: float = 0.0
-    malformed_rate: float = 0.0
     api_key: str | None = None
     retry_after: bool = True
-    seed: int = 0
-    #: False: answer a native structured-output request with 400, like servers without support
-    native_schema: bool = True
-    #: Batch APIs: seconds from a batch's creation to its end (a cancel ends it sooner)
-    batch_delay_s: float = 1.0
-    #: shares of batch items that expire unanswered, or are answered 500, drawn per attempt
-    batch_expire_rate: float = 0.0
-    batch_error_rate: float = 0.0
+    native_schema: bool = field(
+        default=True,
+        metadata={"help": "Accept json_schema response_format (--no-native-schema: answer 400)."},
+    )
 
-    def __post_init__(self) -> None:
-        rates = (self.error_rate, self.hang_rate, self.reset_rate, self.malformed_rate)
-        if any(not 0.0 <= r <= 1.0 for r in rates):
-            raise ValueError("fault rates must be between 0 and 1")
-        if self.error_rate + self.hang_rate + self.reset_rate > 1.0:
-            raise ValueError("error_rate + hang_rate + reset_rate must not exceed 1")
-        if any(limit is not None and limit < 1 for limit in (self.rpm, self.tpm)):
-            raise ValueError("rpm and tpm must be positive or None")
-        self._check_batch()
-
-    def _check_batch(self) -> None:
-        rates = (self.batch_expire_rate, self.batch_error_rate)
-        if any(not 0.0 <= r <= 1.0 for r in rates) or sum(rates) > 1.0:
-            raise ValueError("batch rates must be between 0 and 1, and their sum at most 1")
-        if self.batch_delay_s < 0:
-            raise ValueError("batch_delay_s must not be negative")
+    @classmethod
+    def from_spec(cls, spec: SimulateSpec, **extra: Any) -> SimConfig:
+        """A job's ``[simulate]`` settings as a ``SimConfig``, with ``extra`` settings."""
+        shared = {f.name: getattr(spec, f.name) for f in fields(SimulateSpec)}
+        return cls(**shared, **extra)
 
 
 @dataclass(frozen=True, slots=True)

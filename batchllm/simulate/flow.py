@@ -46,7 +46,9 @@ from aiohttp import web
 from batchllm.simulate import wire
 from batchllm.simulate.anthropic import AnthropicFormat
 from batchllm.simulate.azure import AzureFormat
-from batchllm.simulate.batches import BatchEngine, add_batch_routes
+from batchllm.simulate.batches import BatchEngine
+from batchllm.simulate.batches_anthropic import AnthropicBatchRoutes
+from batchllm.simulate.batches_openai import OpenAIBatchRoutes
 from batchllm.simulate.config import Fault, FaultScript, SimConfig, mix, unit
 from batchllm.simulate.content import (
     MALFORMED_KINDS,
@@ -133,7 +135,8 @@ class Provider:
         app = web.Application(client_max_size=_MAX_BODY)
         for path, fmt in ROUTES:
             app.router.add_post(path, self._handler(fmt))
-        add_batch_routes(app, self.batches, dict(ROUTES))
+        OpenAIBatchRoutes(self.batches, dict(ROUTES)).add(app)
+        AnthropicBatchRoutes(self.batches, dict(ROUTES)["/v1/messages"]).add(app)
         app.router.add_get("/_sim/stats", self.stats_view)
         app.router.add_post("/_sim/faults", self.faults_view)
         app.router.add_post("/_sim/reset", self.reset_view)

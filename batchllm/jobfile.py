@@ -1,0 +1,348 @@
+"""Reading a job file: TOML in, checked section by section, a ``JobSpec`` out.
+
+Owns the job format's sections and keys, their types and allowed values, resolving paths
+relative to the job file, and the errors that name the file, section and key (with a
+did-you-mean for a misspelt one). It does not open the input or talk to providers; those checks
+happen where the input and providers live, still before any request is sent.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import orjson
+
+from batchllm import jobchecks as checks
+from batchllm.errors import JobFileError, SchemaProblem
+from batchllm.jobspec import (
+    INPUT_FORMATS,
+    BatchSpec,
+    InputSpec,
+    JobSpec,
+    LimitsSpec,
+    ModelSpec,
+    OutputSpec,
+    PricingSpec,
+    PromptSpec,
+    RetrySpec,
+    SimulateSpec,
+)
+from batchllm.providers import registry
+from batchllm.validate import OutputSchema
+
+
+def read_job(path: Path) -> JobSpec:
+    """Read and check the job file at ``path``."""
+    return _Reader(path, read_toml(path)).job()
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise JobFileError(f"{path}: job file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JobFileError(f"{path}: cannot read job file: {exc}") from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise JobFileError(f"{path}: invalid TOML: {exc}") from exc
+
+
+_SECTIONS = (
+    "job", "input", "prompt", "model", "output", "limits", "retry", "pricing", "simulate", "batch",
+)  # fmt: skip
+
+
+class _Reader:
+    """Walks the parsed TOML once, checking each key as it is taken."""
+
+    def __init__(self, path: Path, raw: dict[str, Any]) -> None:
+        self.path = path
+        self.base = path.parent
+        self.raw = raw
+
+    def fail(self, where: str, message: str) -> JobFileError:
+        return JobFileError(f"{self.path}: {where}: {message}")
+
+    def section(self, name: str, *, required: bool = False) -> dict[str, Any]:
+        value = self.raw.get(name)
+        if value is None:
+            if required:
+                raise JobFileError(f"{self.path}: missing section [{name}]")
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(f"[{name}]", "must be a table")
+        return value
+
+    def check_keys(self, name: str, table: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+        for key in table:
+            if key not in allowed:
+                hint = difflib.get_close_matches(key, allowed, n=1)
+                if not name:
+                    also = f" (did you mean [{hint[0]}]?)" if hint else ""
+                    raise JobFileError(f"{self.path}: unknown section [{key}]{also}")
+                also = f" (did you mean '{hint[0]}'?)" if hint else ""
+                raise self.fail(f"[{name}]", f"unknown key '{key}'{also}")
+
+    def take(
+        self,
+        section: str,
+        table: Mapping[str, Any],
+        key: str,
+        kind: type | tuple[type, ...],
+        *,
+        required: bool = False,
+        check: Callable[[Any], str | None] | None = None,
+    ) -> Any:
+        if key not in table:
+            if required:
+                raise self.fail(f"[{section}]", f"missing key '{key}'")
+            return None
+        value = table[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        wrong_bool = isinstance(value, bool) and bool not in kinds
+        if wrong_bool or not isinstance(value, kinds):
+            names = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+            raise self.fail(f"[{section}] {key}", f"expected {names}, got {value!r}")
+        problem = check(value) if check else None
+        if problem:
+            raise self.fail(f"[{section}] {key}", problem)
+        return value
+
+    def job(self) -> JobSpec:
+        self.check_keys("", self.raw, _SECTIONS)
+        name = self.job_name()
+        model = self.model()
+        return JobSpec(
+            name=name,
+            path=self.path,
+            input=self.input(),
+            prompt=self.prompt(),
+            model=model,
+            output=self.output(name),
+            limits=self.limits(),
+            retry=self.retry(),
+            pricing=self.pricing(),
+            simulate=self.simulate(model.provider),
+            batch=self.batch(),
+        )
+
+    def batch(self) -> BatchSpec:
+        table = self.section("batch")
+        self.check_keys("batch", table, ("poll_s", "max_poll_s", "max_requests"))
+        poll = self.take("batch", table, "poll_s", (int, float), check=checks.positive)
+        most = self.take("batch", table, "max_poll_s", (int, float), check=checks.positive)
+        size = self.take("batch", table, "max_requests", int, check=checks.positive)
+        return BatchSpec(
+            poll_s=float(poll) if poll is not None else _BATCH.poll_s,
+            max_poll_s=float(most) if most is not None else _BATCH.max_poll_s,
+            max_requests=size,
+        )
+
+    def job_name(self) -> str:
+        table = self.section("job", required=True)
+        self.check_keys("job", table, ("name", "description"))
+        self.take("job", table, "description", str)
+        return str(self.take("job", table, "name", str, required=True, check=checks.valid_name))
+
+    def input(self) -> InputSpec:
+        table = self.section("input", required=True)
+        self.check_keys("input", table, ("path", "format", "id_column", "columns", "encoding"))
+        path = _normal(self.base / self.take("input", table, "path", str, required=True))
+        fmt = self.take("input", table, "format", str, check=checks.one_of(INPUT_FORMATS))
+        columns = self.take("input", table, "columns", list, check=checks.strings) or []
+        return InputSpec(
+            path=path,
+            format=fmt or _format_from_suffix(path, self),
+            id_column=self.take("input", table, "id_column", str),
+            columns=tuple(columns),
+            encoding=self.take("input", table, "encoding", str, check=checks.encoding) or "utf-8",
+        )
+
+    def prompt(self) -> PromptSpec:
+        table = self.section("prompt", required=True)
+        self.check_keys("prompt", table, ("system", "template", "template_file"))
+        template = self.take("prompt", table, "template", str)
+        template_file = self.take("prompt", table, "template_file", str)
+        if (template is None) == (template_file is None):
+            raise self.fail("[prompt]", "give exactly one of 'template' or 'template_file'")
+        if template_file is not None:
+            template = self._read_template(self.base / template_file)
+        return PromptSpec(template=template, system=self.take("prompt", table, "system", str))
+
+    def _read_template(self, path: Path) -> str:
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise self.fail("[prompt] template_file", f"cannot read {path}: {exc}") from exc
+
+    def model(self) -> ModelSpec:
+        table = self.section("model", required=True)
+        self.check_keys(
+            "model",
+            table,
+            ("provider", "name", "base_url", "api_key_env", "params", "native_schema", "mode"),
+        )
+        provider = self.take(
+            "model", table, "provider", str, required=True, check=checks.one_of(registry.names())
+        )
+        base_url = self.take("model", table, "base_url", str, check=checks.url)
+        if registry.provider_entry(provider).needs_base_url and base_url is None:
+            raise self.fail("[model]", f"provider '{provider}' needs 'base_url'")
+        params = self.take("model", table, "params", dict) or {}
+        for key in ("model", "messages", "stream"):
+            if key in params:
+                raise self.fail("[model.params]", f"'{key}' is set by batchllm, remove it")
+        return ModelSpec(
+            provider=provider,
+            name=self.take("model", table, "name", str, required=True),
+            base_url=base_url.rstrip("/") if base_url else None,
+            api_key_env=self.take("model", table, "api_key_env", str, check=checks.env_name),
+            params=MappingProxyType(params),
+            native_schema=self.take("model", table, "native_schema", bool) is not False,
+            mode=self._mode(table, provider),
+        )
+
+    def _mode(self, table: Mapping[str, Any], provider: str) -> str:
+        mode = self.take("model", table, "mode", str, check=checks.one_of(("online", "batch")))
+        batch = registry.batch_names()
+        if mode == "batch" and provider not in batch:
+            raise self.fail(
+                "[model] mode", f"batch mode is for {', '.join(batch)}, not '{provider}'"
+            )
+        return mode or "online"
+
+    def output(self, name: str) -> OutputSpec:
+        table = self.section("output")
+        self.check_keys("output", table, ("dir", "schema", "schema_file", "max_repairs"))
+        out = self.take("output", table, "dir", str)
+        repairs = self.take("output", table, "max_repairs", int, check=checks.between(0, 10))
+        return OutputSpec(
+            dir=_normal(self.base / out if out else self.base / "runs" / name),
+            schema=self.checked_schema(table),
+            max_repairs=_OUTPUT.max_repairs if repairs is None else repairs,
+        )
+
+    def schema(self, table: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        inline = self.take("output", table, "schema", dict)
+        schema_file = self.take("output", table, "schema_file", str)
+        if inline is not None and schema_file is not None:
+            raise self.fail("[output]", "give 'schema' or 'schema_file', not both")
+        if schema_file is None:
+            return dict(inline) if inline is not None else None
+        path = self.base / schema_file
+        try:
+            loaded = orjson.loads(path.read_bytes())
+        except OSError as exc:
+            raise self.fail("[output] schema_file", f"cannot read {path}: {exc.strerror}") from exc
+        except orjson.JSONDecodeError as exc:
+            raise self.fail("[output] schema_file", f"{path} is not JSON: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise self.fail("[output] schema_file", f"{path} must hold a JSON object")
+        return loaded
+
+    def checked_schema(self, table: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        schema = self.schema(table)
+        if schema is not None:
+            try:
+                OutputSchema(schema)
+            except SchemaProblem as exc:
+                raise self.fail("[output] schema", str(exc)) from exc
+        return schema
+
+    def limits(self) -> LimitsSpec:
+        table = self.section("limits")
+        self.check_keys(
+            "limits", table, ("rpm", "tpm", "concurrency", "max_failure_rate", "max_cost_usd")
+        )
+        cap = self.take("limits", table, "max_cost_usd", (int, float), check=checks.positive)
+        concurrency = self.take("limits", table, "concurrency", int, check=checks.between(1, 4096))
+        rate = self.take("limits", table, "max_failure_rate", (int, float), check=checks.fraction)
+        return LimitsSpec(
+            rpm=self.take("limits", table, "rpm", int, check=checks.positive),
+            tpm=self.take("limits", table, "tpm", int, check=checks.positive),
+            concurrency=concurrency or _LIMITS.concurrency,
+            max_failure_rate=float(rate) if rate is not None else _LIMITS.max_failure_rate,
+            max_cost_usd=float(cap) if cap is not None else None,
+        )
+
+    def retry(self) -> RetrySpec:
+        table = self.section("retry")
+        self.check_keys("retry", table, ("max_attempts", "timeout_s", "resend_stragglers"))
+        attempts = self.take("retry", table, "max_attempts", int, check=checks.between(1, 100))
+        timeout = self.take("retry", table, "timeout_s", (int, float), check=checks.positive)
+        return RetrySpec(
+            max_attempts=attempts or _RETRY.max_attempts,
+            timeout_s=float(timeout) if timeout is not None else _RETRY.timeout_s,
+            resend_stragglers=self.take("retry", table, "resend_stragglers", bool) is not False,
+        )
+
+    def pricing(self) -> PricingSpec:
+        table = self.section("pricing")
+        keys = [k for k in PricingSpec.__dataclass_fields__ if k != "allow_unpriced"]
+        self.check_keys("pricing", table, (*keys, "allow_unpriced"))
+        values = {
+            k: self.take("pricing", table, k, (int, float), check=checks.not_negative) for k in keys
+        }
+        allow = self.take("pricing", table, "allow_unpriced", bool) is True
+        prices: dict[str, Any] = {k: float(v) for k, v in values.items() if v is not None}
+        return PricingSpec(**prices, allow_unpriced=allow)
+
+    def simulate(self, provider: str) -> SimulateSpec:
+        table = self.section("simulate")
+        if table and provider != "simulated":
+            raise self.fail("[simulate]", "applies only to provider = 'simulated'")
+        keys = SimulateSpec.__dataclass_fields__
+        self.check_keys("simulate", table, tuple(keys))
+        values: dict[str, Any] = {}
+        for key in keys:
+            kind: type | tuple[type, ...] = int if key in ("rpm", "tpm", "seed") else (int, float)
+            check = checks.fraction if key.endswith("_rate") else checks.not_negative
+            value = self.take("simulate", table, key, kind, check=check)
+            if value is not None:
+                values[key] = value
+        try:
+            return SimulateSpec(**values)
+        except ValueError as exc:
+            raise self.fail("[simulate]", str(exc)) from exc
+
+
+_OUTPUT = OutputSpec(Path())
+_BATCH = BatchSpec()
+_LIMITS = LimitsSpec()
+_RETRY = RetrySpec()
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    list: "a list",
+    dict: "a table",
+}
+
+
+def _format_from_suffix(path: Path, reader: _Reader) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    suffix = suffixes[-1].lstrip(".") if suffixes else ""
+    fmt = {"csv": "csv", "tsv": "csv", "parquet": "parquet", "pq": "parquet"}.get(suffix)
+    fmt = fmt or {"jsonl": "jsonl", "ndjson": "jsonl"}.get(suffix)
+    if fmt is None:
+        raise reader.fail(
+            "[input] path",
+            f"cannot tell the format of '{path.name}' from its extension; "
+            'use .csv, .parquet or .jsonl, or set format = "csv" | "parquet" | "jsonl"',
+        )
+    return fmt
+
+
+def _normal(path: Path) -> Path:
+    """``jobs/../runs/x`` as ``runs/x``: shorter in messages, same place."""
+    return Path(os.path.normpath(path))

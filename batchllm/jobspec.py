@@ -1,0 +1,180 @@
+"""The job as batchllm holds it: frozen specs, checked and with every default filled in.
+
+Owns the spec values (``JobSpec`` and its sections), their defaults and the job's fingerprint.
+Reading and checking a job file is ``batchllm.jobfile``'s; these values are what it returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import orjson
+
+INPUT_FORMATS = ("csv", "parquet", "jsonl")
+
+
+@dataclass(frozen=True, slots=True)
+class InputSpec:
+    path: Path
+    format: str
+    id_column: str | None = None
+    columns: tuple[str, ...] = ()
+    #: the text encoding of a CSV file (JSON Lines is always UTF-8)
+    encoding: str = "utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class PromptSpec:
+    template: str
+    system: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    provider: str
+    name: str
+    base_url: str | None = None
+    api_key_env: str | None = None
+    params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    native_schema: bool = True
+    #: "online" (requests one by one, under the rate limits) or "batch" (the provider's batch API)
+    mode: str = "online"
+
+    @property
+    def max_tokens(self) -> int | None:
+        value = self.params.get("max_completion_tokens", self.params.get("max_tokens"))
+        return value if isinstance(value, int) else None
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSpec:
+    dir: Path
+    schema: Mapping[str, Any] | None = None
+    max_repairs: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsSpec:
+    rpm: int | None = None
+    tpm: int | None = None
+    concurrency: int = 32
+    max_failure_rate: float = 0.0
+    max_cost_usd: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySpec:
+    max_attempts: int = 6
+    timeout_s: float = 60.0
+    #: at the end of a run, give up and resend requests far slower than the rest (stragglers)
+    resend_stragglers: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSpec:
+    """How batch mode submits and polls."""
+
+    poll_s: float = 30.0
+    max_poll_s: float = 300.0
+    max_requests: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PricingSpec:
+    input_per_mtok: float | None = None
+    output_per_mtok: float | None = None
+    cached_input_per_mtok: float | None = None
+    cache_write_per_mtok: float | None = None
+    #: run even when no price is known (cost then reads 0)
+    allow_unpriced: bool = False
+
+
+def _setting(default: Any, help: str) -> Any:
+    """A ``SimulateSpec`` field: its default, and the help of its command-line option."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True, slots=True)
+class SimulateSpec:
+    """How the simulated provider behaves: ``[simulate]``, ``batchllm simulate``'s options and
+    the simulator's own settings all come from these fields and defaults.
+
+    Rates are fractions of requests. error_rate splits evenly over 500, 502 and 503; error,
+    hang and reset rates are exclusive slices of one draw, so their sum is at most 1;
+    malformed_rate is a separate draw that applies to JSON (schema or json_object) replies only.
+    batch_expire_rate and batch_error_rate are exclusive slices of one draw per batch item.
+    """
+
+    latency_ms: float = _setting(50.0, "Mean reply latency in milliseconds.")
+    jitter_ms: float = _setting(20.0, "Spread of the latency in milliseconds.")
+    rpm: int | None = _setting(None, "Requests per minute to enforce (429 above it).")
+    tpm: int | None = _setting(None, "Tokens per minute to enforce.")
+    error_rate: float = _setting(0.0, "Share answered 5xx.")
+    hang_rate: float = _setting(0.0, "Share never answered.")
+    reset_rate: float = _setting(0.0, "Share of dropped connections.")
+    malformed_rate: float = _setting(0.0, "Share of broken JSON replies to schema requests.")
+    seed: int = _setting(0, "Seed of every random draw (faults, latency, replies).")
+    batch_delay_s: float = _setting(
+        1.0, "Seconds a batch takes from creation to its end (Batch APIs)."
+    )
+    batch_expire_rate: float = _setting(0.0, "Share of batch items that expire unanswered.")
+    batch_error_rate: float = _setting(0.0, "Share of batch items answered 500.")
+
+    def __post_init__(self) -> None:
+        problem = self.problem()
+        if problem is not None:
+            raise ValueError(problem)
+
+    def problem(self) -> str | None:
+        """What makes these settings impossible, or None."""
+        rates = (self.error_rate, self.hang_rate, self.reset_rate, self.malformed_rate)
+        if any(not 0.0 <= r <= 1.0 for r in rates):
+            return "fault rates must be between 0 and 1"
+        if self.error_rate + self.hang_rate + self.reset_rate > 1.0:
+            return "error_rate + hang_rate + reset_rate must not exceed 1"
+        if any(limit is not None and limit < 1 for limit in (self.rpm, self.tpm)):
+            return "rpm and tpm must be positive or None"
+        batch = (self.batch_expire_rate, self.batch_error_rate)
+        if any(not 0.0 <= r <= 1.0 for r in batch) or sum(batch) > 1.0:
+            return "batch rates must be between 0 and 1, and their sum at most 1"
+        if self.batch_delay_s < 0:
+            return "batch_delay_s must not be negative"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    name: str
+    path: Path
+    input: InputSpec
+    prompt: PromptSpec
+    model: ModelSpec
+    output: OutputSpec
+    limits: LimitsSpec
+    retry: RetrySpec
+    pricing: PricingSpec
+    simulate: SimulateSpec
+    batch: BatchSpec = field(default_factory=BatchSpec)
+
+    @property
+    def output_dir(self) -> Path:
+        return self.output.dir
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of everything that shapes a request: prompt, model, params, schema."""
+        payload = {
+            "provider": self.model.provider,
+            "model": self.model.name,
+            "params": dict(self.model.params),
+            "system": self.prompt.system,
+            "template": self.prompt.template,
+            "schema": dict(self.output.schema) if self.output.schema else None,
+            "native_schema": self.model.native_schema,
+        }
+        return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
