@@ -75,32 +75,20 @@ class JobRun:
         progress: ProgressHook | None = None,
         seams: Seams | None = None,
     ) -> None:
-        # Everything that can be checked is checked here, before any request.
         self.job, self.options, self.progress = job, options, progress
         self.seams = seams or Seams()
-        self.source = Source(job.input)
-        self.schema = OutputSchema(job.output.schema) if job.output.schema else None
-        self.renderer = Renderer(job, self.source.columns, self.schema)
-        self.copy_columns = check_copies(job)
-        fields = self.schema.columns() if self.schema else []
-        check_fields(job, [name for name, _ in fields])
-        self.price = resolve_price(job)
-        cap = check_budget(job, options.max_cost_usd)
-        self.budget = self.seams.budget or LocalBudget(cap, self.price)
-        self.api_key = api_key(job)
-        copied = [(c, self.source.copy_type(c)) for c in self.copy_columns]
-        self.store = Store(job.output_dir, job.name, results_schema(copied, fields))
+        self._preflight()
         # Sortable by start time, so later parts win when outcomes are read back in name order.
         self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         self.tally = Tally()
         self.stop = Stop()
         self.queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=job.limits.concurrency * 4)
-        batch = job.model.mode == "batch"
+        online = job.model.mode != "batch"
         self.ledger = Ledger(
             self.store,
             self.tally,
             self.stop,
-            outage_rows=None if batch else outage_rows(job.limits.concurrency),
+            outage_rows=outage_rows(job.limits.concurrency) if online else None,
         )
         self.admission = Admission(
             job, options, self.source, self.renderer, self.queue,
@@ -111,6 +99,22 @@ class JobRun:
         self.context: RunContext | None = None
         self.dispatcher: Dispatcher | None = None
         self.workers: Workers | None = None
+
+    def _preflight(self) -> None:
+        """Everything that can be checked, checked before any request; the run directory opened."""
+        job = self.job
+        self.source = Source(job.input)
+        self.schema = OutputSchema(job.output.schema) if job.output.schema else None
+        self.renderer = Renderer(job, self.source.columns, self.schema)
+        self.copy_columns = check_copies(job)
+        fields = self.schema.columns() if self.schema else []
+        check_fields(job, [name for name, _ in fields])
+        self.price = resolve_price(job)
+        cap = check_budget(job, self.options.max_cost_usd)
+        self.budget = self.seams.budget or LocalBudget(cap, self.price)
+        self.api_key = api_key(job)
+        copied = [(c, self.source.copy_type(c)) for c in self.copy_columns]
+        self.store = Store(job.output_dir, job.name, results_schema(copied, fields))
 
     async def execute(self) -> RunSummary:
         try:

@@ -1,7 +1,8 @@
 """Rate limiting for the simulated provider, enforced the way OpenAI does it (providers.md §13).
 
-Owns the token buckets, the admission decision and what they say about the account: ``state()``
-for any wire format's headers, ``headers()`` for OpenAI's ``x-ratelimit-*``.
+Owns the admission decision and what the buckets (``batchllm.bucket``'s, the same the run's limiter
+uses) say about the account: ``state()`` for any wire format's headers, ``headers()`` for OpenAI's
+``x-ratelimit-*``.
 Each configured dimension (requests, tokens) has a minute bucket (capacity = limit) and a
 per-second bucket (capacity = limit/60), both refilling continuously at limit/60 per second. A
 request is admitted when every bucket holds at least min(cost, capacity), so one request larger
