@@ -8,8 +8,7 @@ The Python API is what the CLI calls::
     table = batchllm.query(job, "select status, count(*) from results group by 1")
 """
 
-__version__ = "0.1.0"
-
+from batchllm._version import __version__
 from batchllm.errors import (
     BatchllmError,
     BudgetReached,

@@ -1,4 +1,10 @@
-"""The cost cap: reserve each request's worst case before it is sent, settle to the real cost.
+"""The cost cap: the ``Budget`` seam and ``LocalBudget``, its in-process implementation.
+
+``Budget`` is what a run needs of its cap: ``reserve`` a request's worst case before it is sent,
+``settle`` it to the real cost, and read what was spent and whether the cap stopped admission. A
+budget shared by several processes fits behind the same calls.
+
+``LocalBudget``: reserve each request's worst case before it is sent, settle to the real cost.
 
 A request is admitted only while spent + reserved + its own worst case stays within the cap, so
 the run's spend never exceeds it, whatever the concurrency, retries or repairs. When only the
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Protocol
 
 from batchllm.errors import OverBudget as OverBudget  # lives in errors; importable here too
 from batchllm.pricing import Price
@@ -31,41 +38,81 @@ class Hold:
     settled: bool = False
 
 
-class Budget:
+class Budget(Protocol):
+    """The run's cost cap, shared by all its requests."""
+
+    async def reserve(self, est_input_tokens: int, max_tokens: int) -> Hold:
+        """Hold one request's worst case, waiting for holds in flight; else ``OverBudget``."""
+        ...
+
+    def settle(self, hold: Hold, cost_usd: float) -> None:
+        """Release the hold and count what the request really cost."""
+        ...
+
+    @property
+    def cap_usd(self) -> float | None: ...
+
+    @property
+    def spent_usd(self) -> float: ...
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether the cap has stopped admission for good."""
+        ...
+
+
+class LocalBudget:
+    """The cost cap of one process; ``cap_usd=None`` admits everything."""
+
     def __init__(self, cap_usd: float | None, price: Price) -> None:
-        self.cap_usd = cap_usd
-        self.price = price
-        self.spent_usd = 0.0
-        self.reserved_usd = 0.0
-        self.exhausted = False
+        self._cap_usd = cap_usd
+        self._price = price
+        self._spent_usd = 0.0
+        self._reserved_usd = 0.0
+        self._exhausted = False
         self._settled: asyncio.Event | None = None
+
+    @property
+    def cap_usd(self) -> float | None:
+        return self._cap_usd
+
+    @property
+    def spent_usd(self) -> float:
+        return self._spent_usd
+
+    @property
+    def reserved_usd(self) -> float:
+        """Worst cases held by requests in flight."""
+        return self._reserved_usd
+
+    @property
+    def exhausted(self) -> bool:
+        return self._exhausted
 
     def worst_case(self, est_input_tokens: int, max_tokens: int) -> float:
         input_tokens = int(est_input_tokens * WORST_INPUT_FACTOR) + WORST_INPUT_EXTRA
-        return self.price.cost(Usage(input_tokens=input_tokens, output_tokens=max_tokens))
+        return self._price.cost(Usage(input_tokens=input_tokens, output_tokens=max_tokens))
 
     async def reserve(self, est_input_tokens: int, max_tokens: int) -> Hold:
-        """Hold the worst case of one request, waiting for holds in flight; else ``OverBudget``."""
-        if self.cap_usd is None:
+        if self._cap_usd is None:
             return Hold(0.0)
         usd = self.worst_case(est_input_tokens, max_tokens)
-        while self.spent_usd + self.reserved_usd + usd > self.cap_usd:
-            if self.exhausted or self.spent_usd + usd > self.cap_usd:
-                self.exhausted = True
+        while self._spent_usd + self._reserved_usd + usd > self._cap_usd:
+            if self._exhausted or self._spent_usd + usd > self._cap_usd:
+                self._exhausted = True
                 raise OverBudget
             if self._settled is None:
                 self._settled = asyncio.Event()
             await self._settled.wait()
-        self.reserved_usd += usd
+        self._reserved_usd += usd
         return Hold(usd)
 
     def settle(self, hold: Hold, cost_usd: float) -> None:
-        """Release the hold and count what the request really cost."""
         if hold.settled:
             return
         hold.settled = True
-        self.reserved_usd -= hold.usd
-        self.spent_usd += cost_usd
+        self._reserved_usd -= hold.usd
+        self._spent_usd += cost_usd
         if self._settled is not None:
             self._settled.set()
             self._settled = None

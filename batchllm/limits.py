@@ -1,15 +1,19 @@
-"""Admission under requests-per-minute and tokens-per-minute limits.
+"""Admission under requests-per-minute and tokens-per-minute limits: the ``Limiter`` seam.
 
-One ``Limiter`` admits every request of a run, first come first served. Each limit is a
-continuously refilling bucket (rate = limit / 60 per second) holding at most a quarter of a
-second of quota, so a minute's quota never goes out in a burst: providers enforce per-minute
-limits over windows of about a second. A request is admitted when both buckets hold its cost (or,
-for a cost larger than a bucket, when the bucket is full); its token cost is the estimated input
-plus ``max_tokens``, as providers count it, and ``settle`` gives back what the reply did not use.
+``Limiter`` is what the dispatcher needs of admission: ``reserve`` a request's share of the limits
+(waiting for its turn), ``settle`` it to what the reply used, ``observe`` the provider's rate-limit
+headers and report a 429 with ``rate_limited``. Nothing else crosses it, so a limiter shared by
+several processes (a lease client of one counter) fits without changing the dispatcher.
 
-Waiting costs nothing: waiters are futures in a FIFO queue and one timer wakes the head when it
-can go. A 429 ``pause``s admission for everyone; ``observe`` keeps the limits in step with the
-provider's rate-limit headers (and learns them when the job file gives none).
+``LocalLimiter`` is the in-process implementation. One admits every request of a run, first come
+first served. Each limit is a continuously refilling bucket (rate = limit / 60 per second) holding
+at most a quarter of a second of quota, so a minute's quota never goes out in a burst: providers
+enforce per-minute limits over windows of about a second. A request is admitted when both buckets
+hold its cost (or, for a cost larger than a bucket, when the bucket is full); its token cost is the
+estimated input plus ``max_tokens``, as providers count it, and ``settle`` gives back what the reply
+did not use. Waiting costs nothing: waiters are futures in a FIFO queue and one timer wakes the
+head when it can go. A 429 pauses admission for everyone; ``observe`` keeps the limits in step with
+the provider's rate-limit headers (and learns them when the job file gives none).
 
 It does not retry, send, or know about providers' header names.
 """
@@ -22,10 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from batchllm.bucket import Bucket
 from batchllm.errors import RequestTooLarge
 from batchllm.providers.base import RateLimitInfo
 
 BURST_S = 0.25
+#: how long everyone waits after a 429 that says nothing about when to come back
+DEFAULT_429_PAUSE_S = 1.0
 #: waits shorter than this are rounding noise, not a reason to arm a timer
 _EPSILON_S = 1e-6
 
@@ -35,6 +42,8 @@ class TimerHandle(Protocol):
 
 
 class Clock(Protocol):
+    """Monotonic time and timers: the event loop's in a run, a fake one in tests."""
+
     def now(self) -> float: ...
 
     def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle: ...
@@ -54,129 +63,161 @@ class LoopClock:
 
 
 @dataclass(slots=True)
-class Bucket:
-    """A refilling bucket of one quantity; the level may go below zero after a large debit."""
+class Grant:
+    """What one admission reserved; hand it back to ``Limiter.settle`` once."""
 
-    per_minute: float
-    level: float
-    stamp: float
-
-    @property
-    def rate(self) -> float:
-        return self.per_minute / 60.0
-
-    @property
-    def capacity(self) -> float:
-        return max(self.rate * BURST_S, 1.0)
-
-    def refill(self, now: float) -> None:
-        self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
-        self.stamp = now
-
-    def delay(self, cost: float) -> float:
-        """Seconds until ``cost`` can be taken (a cost above capacity waits for a full bucket)."""
-        need = min(cost, self.capacity)
-        return 0.0 if self.level >= need else (need - self.level) / self.rate
-
-
-@dataclass(slots=True)
-class Permit:
-    """What one admission reserved; hand it back to ``Limiter.settle``."""
-
+    requests: int
     tokens: int
     settled: bool = False
 
 
+class Limiter(Protocol):
+    """Admission of a run's requests under its rate limits, shared by all its workers."""
+
+    async def reserve(self, requests: int, tokens: int) -> Grant:
+        """Wait for this request's turn; ``RequestTooLarge`` if it can never fit."""
+        ...
+
+    def settle(self, grant: Grant, used_tokens: int) -> None:
+        """Replace the reservation with what the request really used."""
+        ...
+
+    def observe(self, info: RateLimitInfo) -> None:
+        """Follow the provider's own count of what is left."""
+        ...
+
+    def rate_limited(self, retry_after_s: float | None) -> None:
+        """The provider answered 429: hold everyone back (``retry_after_s``, if it said)."""
+        ...
+
+    @property
+    def paused_s(self) -> float:
+        """Total time admission has been paused (429s, low remaining quota)."""
+        ...
+
+    @property
+    def rate_limited_count(self) -> int:
+        """429s reported so far."""
+        ...
+
+
+class _Limit:
+    """One limit (per minute) and its bucket."""
+
+    __slots__ = ("bucket", "per_minute")
+
+    def __init__(self, per_minute: float, clock: Callable[[], float]) -> None:
+        self.per_minute = per_minute
+        self.bucket = Bucket(_capacity(per_minute), per_minute / 60.0, clock)
+
+    def lower_to(self, per_minute: float) -> None:
+        self.per_minute = min(self.per_minute, per_minute)
+        self.bucket.resize(_capacity(self.per_minute), self.per_minute / 60.0)
+
+
 @dataclass(slots=True)
 class _Waiter:
+    requests: int
     tokens: int
     future: asyncio.Future[None] = field(repr=False)
 
 
-class Limiter:
-    """FIFO admission under RPM and TPM; ``None`` means not limited (or not yet learned)."""
+class LocalLimiter:
+    """FIFO admission under RPM and TPM in this process; ``None`` means not limited (or not yet
+    learned)."""
 
     def __init__(self, rpm: int | None, tpm: int | None, clock: Clock) -> None:
-        self.clock = clock
-        now = clock.now()
-        self.requests = _bucket(rpm, now)
-        self.tokens = _bucket(tpm, now)
-        self.paused_until = now
-        #: total time admission has been paused (429s, low remaining quota), for the run's record
-        self.paused_s = 0.0
+        self._clock = clock
+        self._requests = _limit(rpm, clock)
+        self._tokens = _limit(tpm, clock)
+        self._paused_until = clock.now()
+        self._paused_s = 0.0
+        self._limited = 0
         self._queue: deque[_Waiter] = deque()
         self._timer: TimerHandle | None = None
         self._timer_at = 0.0
 
     @property
+    def rpm(self) -> float | None:
+        return None if self._requests is None else self._requests.per_minute
+
+    @property
+    def tpm(self) -> float | None:
+        return None if self._tokens is None else self._tokens.per_minute
+
+    @property
     def waiting(self) -> int:
         return len(self._queue)
 
-    async def acquire(self, tokens: int) -> Permit:
-        """Wait for this request's turn; raises ``RequestTooLarge`` if it can never fit."""
-        if self.tokens is not None and tokens > self.tokens.per_minute:
+    @property
+    def paused_s(self) -> float:
+        return self._paused_s
+
+    @property
+    def rate_limited_count(self) -> int:
+        return self._limited
+
+    async def reserve(self, requests: int, tokens: int) -> Grant:
+        if self._tokens is not None and tokens > self._tokens.per_minute:
             raise RequestTooLarge(
                 f"request needs {tokens} tokens, more than the whole limit of "
-                f"{int(self.tokens.per_minute)} tokens per minute"
+                f"{int(self._tokens.per_minute)} tokens per minute"
             )
-        if not self._queue and self._ready(tokens, self.clock.now()) <= _EPSILON_S:
-            self._take(tokens)
-            return Permit(tokens)
+        if not self._queue and self._ready(requests, tokens) <= _EPSILON_S:
+            self._take(requests, tokens)
+            return Grant(requests, tokens)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Waiter(tokens, future))
+        self._queue.append(_Waiter(requests, tokens, future))
         if len(self._queue) == 1:
             self._pump()
         await future
-        return Permit(tokens)
+        return Grant(requests, tokens)
 
-    def settle(self, permit: Permit, used_tokens: int) -> None:
-        """Replace the reservation with what the request really used."""
-        if permit.settled:
+    def settle(self, grant: Grant, used_tokens: int) -> None:
+        if grant.settled:
             return
-        permit.settled = True
-        if self.tokens is None:
+        grant.settled = True
+        if self._tokens is None:
             return
-        self.tokens.refill(self.clock.now())
-        self.tokens.level = min(
-            self.tokens.capacity, self.tokens.level + permit.tokens - used_tokens
-        )
-        if used_tokens < permit.tokens:
+        self._tokens.bucket.add(grant.tokens - used_tokens)
+        if used_tokens < grant.tokens:
             self._pump()
 
+    def rate_limited(self, retry_after_s: float | None) -> None:
+        self._limited += 1
+        self.pause(retry_after_s or DEFAULT_429_PAUSE_S)
+
     def pause(self, seconds: float) -> None:
-        """Stop admitting anyone for ``seconds`` (a 429's Retry-After)."""
-        now = self.clock.now()
+        """Stop admitting anyone for ``seconds``."""
+        now = self._clock.now()
         until = now + seconds
-        if until > self.paused_until:
-            self.paused_s += until - max(self.paused_until, now)
-            self.paused_until = until
+        if until > self._paused_until:
+            self._paused_s += until - max(self._paused_until, now)
+            self._paused_until = until
         self._rearm()
 
     def observe(self, info: RateLimitInfo) -> None:
-        """Follow the provider's own count: learn or lower the limits, slow down when it is low."""
-        now = self.clock.now()
-        self.requests = _follow(self.requests, info.limit_requests, now)
-        self.tokens = _follow(self.tokens, info.limit_tokens, now)
+        """Learn or lower the limits from the provider's; slow down when little is left."""
+        self._requests = _follow(self._requests, info.limit_requests, self._clock)
+        self._tokens = _follow(self._tokens, info.limit_tokens, self._clock)
         wait = max(
-            _shortfall(self.requests, info.remaining_requests),
-            _shortfall(self.tokens, info.remaining_tokens),
+            _shortfall(self._requests, info.remaining_requests),
+            _shortfall(self._tokens, info.remaining_tokens),
         )
         if wait > 0:
             self.pause(wait)
 
-    def _ready(self, tokens: int, now: float) -> float:
-        wait = max(0.0, self.paused_until - now)
-        for bucket, cost in ((self.requests, 1), (self.tokens, tokens)):
-            if bucket is not None:
-                bucket.refill(now)
-                wait = max(wait, bucket.delay(cost))
+    def _ready(self, requests: int, tokens: int) -> float:
+        wait = max(0.0, self._paused_until - self._clock.now())
+        for limit, cost in ((self._requests, requests), (self._tokens, tokens)):
+            if limit is not None:
+                wait = max(wait, limit.bucket.wait_s(cost))
         return wait
 
-    def _take(self, tokens: int) -> None:
-        if self.requests is not None:
-            self.requests.level -= 1
-        if self.tokens is not None:
-            self.tokens.level -= tokens
+    def _take(self, requests: int, tokens: int) -> None:
+        for limit, cost in ((self._requests, requests), (self._tokens, tokens)):
+            if limit is not None:
+                limit.bucket.add(-cost)
 
     def _pump(self) -> None:
         # Called by the timer, or early by a settle: either way the pending timer is spent or
@@ -189,11 +230,11 @@ class Limiter:
             if head.future.done():
                 self._queue.popleft()
                 continue
-            wait = self._ready(head.tokens, self.clock.now())
+            wait = self._ready(head.requests, head.tokens)
             if wait > _EPSILON_S:
-                self._arm(self.clock.now() + wait)
+                self._arm(self._clock.now() + wait)
                 return
-            self._take(head.tokens)
+            self._take(head.requests, head.tokens)
             self._queue.popleft()
             head.future.set_result(None)
 
@@ -203,7 +244,7 @@ class Limiter:
                 return
             self._timer.cancel()
         self._timer_at = when
-        self._timer = self.clock.call_at(when, self._pump)
+        self._timer = self._clock.call_at(when, self._pump)
 
     def _rearm(self) -> None:
         if self._timer is not None:
@@ -213,26 +254,26 @@ class Limiter:
             self._pump()
 
 
-def _bucket(per_minute: int | None, now: float) -> Bucket | None:
-    if per_minute is None:
-        return None
-    bucket = Bucket(float(per_minute), 0.0, now)
-    bucket.level = bucket.capacity
-    return bucket
+def _capacity(per_minute: float) -> float:
+    return max(per_minute / 60.0 * BURST_S, 1.0)
 
 
-def _follow(bucket: Bucket | None, limit: int | None, now: float) -> Bucket | None:
-    if limit is None or limit <= 0:
-        return bucket
-    if bucket is None:
-        return _bucket(limit, now)
-    bucket.per_minute = min(bucket.per_minute, float(limit))
-    bucket.level = min(bucket.level, bucket.capacity)
-    return bucket
+def _limit(per_minute: int | None, clock: Clock) -> _Limit | None:
+    return None if per_minute is None else _Limit(float(per_minute), clock.now)
 
 
-def _shortfall(bucket: Bucket | None, remaining: int | None) -> float:
+def _follow(limit: _Limit | None, per_minute: int | None, clock: Clock) -> _Limit | None:
+    if per_minute is None or per_minute <= 0:
+        return limit
+    if limit is None:
+        return _limit(per_minute, clock)
+    limit.lower_to(float(per_minute))
+    return limit
+
+
+def _shortfall(limit: _Limit | None, remaining: int | None) -> float:
     """How long to wait when the provider has less left than one second of our own traffic."""
-    if bucket is None or remaining is None:
+    if limit is None or remaining is None:
         return 0.0
-    return max(0.0, bucket.rate - remaining) / bucket.rate
+    rate = limit.bucket.rate
+    return max(0.0, rate - remaining) / rate

@@ -1,16 +1,27 @@
-"""What became of one row: the ``Outcome`` value and the results table's columns."""
+"""What became of one row: the ``Outcome`` value, the results table's columns, and the one place
+outcomes are built from replies and errors (``Outcomes``), for online and batch runs alike.
+
+A new result column is a field of ``Outcome``, an entry of ``COLUMNS``, and its value set here.
+It does not send requests, check replies or store anything.
+"""
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pyarrow as pa
 
+from batchllm.providers.base import Usage
+
 if TYPE_CHECKING:
+    from batchllm.pricing import Price
+    from batchllm.providers.base import Completion
     from batchllm.render import Request
+    from batchllm.validate import Checked, OutputSchema
 
 OK = "ok"
 FAILED = "failed"
@@ -164,3 +175,109 @@ def row_failure(
         error=error,
         copied=copied,
     )
+
+
+def total_usage(usages: Iterable[Usage]) -> Usage:
+    """Usage summed over a row's replies (its first answer and any repairs)."""
+    items = list(usages)
+    return Usage(
+        input_tokens=sum(u.input_tokens for u in items),
+        output_tokens=sum(u.output_tokens for u in items),
+        cached_tokens=sum(u.cached_tokens for u in items),
+        cache_write_tokens=sum(u.cache_write_tokens for u in items),
+        reasoning_tokens=sum(u.reasoning_tokens for u in items),
+        estimated=any(u.estimated for u in items),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcomes:
+    """Builds a run's outcomes: replies priced at ``price``, typed by ``schema``."""
+
+    run_id: str
+    price: Price
+    schema: OutputSchema | None = None
+
+    def answered(
+        self,
+        request: Request,
+        copied: dict[str, Any],
+        replies: Sequence[Completion],
+        checked: Checked | None,
+        *,
+        attempts: int,
+        latency_ms: float | None = None,
+        first_cost: float | None = None,
+    ) -> Outcome:
+        """A row that got replies (its answer, then any repairs); ``checked``: the last reply
+        against the schema. ``first_cost``: what the first reply cost when it was priced
+        elsewhere (a batch reply repaired online)."""
+        last = replies[-1]
+        usage = total_usage(reply.usage for reply in replies)
+        costs = [self.price.cost(reply.usage) for reply in replies]
+        if first_cost is not None:
+            costs[0] = first_cost
+        problem = checked if checked is not None and checked.value is None else None
+        return Outcome(
+            row_key=request.row_key,
+            request_key=request.request_key,
+            input_hash=request.input_hash or None,
+            run_id=self.run_id,
+            status=OK if problem is None else INVALID,
+            finished_at=now_us(),
+            output=last.text,
+            finish_reason=last.finish_reason,
+            error_type=_problem_kind(problem),
+            error=problem.error if problem is not None else None,
+            attempts=attempts,
+            repairs=len(replies) - 1,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cached_tokens=usage.cached_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            usage_estimated=usage.estimated,
+            cost_usd=sum(costs),
+            repair_cost_usd=sum(costs[1:]),
+            latency_ms=None if latency_ms is None else round(latency_ms, 3),
+            model=last.model or request.model,
+            provider_request_id=last.request_id,
+            copied=copied,
+            fields=self._fields(checked),
+        )
+
+    def failed(
+        self, request: Request, copied: dict[str, Any], error: str, kind: str, attempts: int
+    ) -> Outcome:
+        """A row whose request got no usable reply."""
+        return Outcome(
+            row_key=request.row_key,
+            request_key=request.request_key,
+            input_hash=request.input_hash or None,
+            run_id=self.run_id,
+            status=FAILED,
+            finished_at=now_us(),
+            error_type=kind,
+            error=error,
+            attempts=attempts,
+            model=request.model,
+            copied=copied,
+            fields=self.schema.fields(None) if self.schema else {},
+        )
+
+    def check(self, reply: Completion) -> Checked | None:
+        """The reply against the schema; None without one."""
+        if self.schema is None:
+            return None
+        return self.schema.check(reply.text, reply.finish_reason)
+
+    def _fields(self, checked: Checked | None) -> dict[str, Any]:
+        if self.schema is None:
+            return {}
+        return self.schema.fields(checked.value if checked else None)
+
+
+def _problem_kind(problem: Checked | None) -> str | None:
+    if problem is None:
+        return None
+    return "truncated" if problem.truncated else "invalid_output"

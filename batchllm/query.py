@@ -19,27 +19,7 @@ from batchllm.errors import UserError
 if TYPE_CHECKING:
     import duckdb
 from batchllm.job import JobSpec, load_job
-
-_RUN_COLUMNS = (
-    "run_id",
-    "kind",
-    "status",
-    "started_at",
-    "ended_at",
-    "rows",
-    "reused",
-    "sent",
-    "ok",
-    "failed",
-    "invalid",
-    "cost_usd",
-    "rate_limited",
-    "rate_limit_wait_s",
-    "stragglers_resent",
-    "limit",
-    "price_source",
-    "batchllm_version",
-)
+from batchllm.run.record import RunRecord
 
 
 def run_dir_of(target: str | Path | JobSpec) -> Path:
@@ -119,17 +99,13 @@ def _runs_table(run_dir: Path) -> pa.Table:
     runs: list[dict[str, Any]] = []
     if manifest_path.exists():
         runs = orjson.loads(manifest_path.read_bytes()).get("runs", [])
-    columns = {name: [run.get(name) for run in runs] for name in _RUN_COLUMNS}
+    schema = RunRecord.arrow_schema()
     return pa.table(
-        {name: pa.array(values, type=_run_type(name)) for name, values in columns.items()}
+        {
+            field.name: pa.array([run.get(field.name) for run in runs], field.type)
+            for field in schema
+        }
     )
-
-
-def _run_type(name: str) -> pa.DataType:
-    counts = ("rows", "reused", "sent", "ok", "failed", "invalid", "rate_limited", "limit")
-    if name in (*counts, "stragglers_resent"):
-        return pa.int64()
-    return pa.float64() if name in ("cost_usd", "rate_limit_wait_s") else pa.string()
 
 
 def _csv(table: pa.Table) -> str:

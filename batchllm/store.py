@@ -126,6 +126,7 @@ class Store:
         self.run_id = ""
         self._seq = 0
         self._next_outcome = 0
+        self._run_number = 0
         self._fd: int | None = None
         self._journal: Path | None = None
         self._rows: list[dict[str, Any]] = []
@@ -144,9 +145,10 @@ class Store:
         number = 1 + max((run.get("run_number", 0) for run in runs), default=len(runs))
         number = max(number, len(runs) + 1)
         self.run_id = run_id
+        self._run_number = number
         self._next_outcome = number << SEQ_BITS
         self.manifest["fingerprint"] = fingerprint
-        runs.append({"run_id": run_id, "run_number": number, "fingerprint": fingerprint, **entry})
+        runs.append({**entry, "run_id": run_id, "run_number": number, "fingerprint": fingerprint})
         self.save_manifest()
         self._open_journal()
 
@@ -177,7 +179,7 @@ class Store:
             await asyncio.to_thread(self._merge_small_parts)
         except (OSError, pa.ArrowException) as exc:  # merging only tidies: the parts are whole
             log.warning("store.merge_failed", error=str(exc))
-        self.manifest["runs"][-1].update(entry)
+        self.manifest["runs"][-1].update({**entry, "run_number": self._run_number})
         self.save_manifest()
 
     async def flush(self) -> None:

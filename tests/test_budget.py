@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 import batchllm
-from batchllm.budget import Budget, OverBudget
+from batchllm.budget import LocalBudget, OverBudget
 from batchllm.cli import main
 from batchllm.pricing import Price
 from batchllm.run.pipeline import RunOptions, arun_job
@@ -32,7 +32,7 @@ def _sim_spend(server: SimServer) -> float:
 
 async def test_reservations_wait_for_settlement_then_stop_for_good() -> None:
     """Reservations fill the cap, a waiter gets in when one settles cheap, and stops when spent."""
-    budget = Budget(0.001, PRICE)
+    budget = LocalBudget(0.001, PRICE)
     worst = budget.worst_case(100, 200)
     holds = [await budget.reserve(100, 200) for _ in range(int(0.001 // worst))]
     waiter = asyncio.ensure_future(budget.reserve(100, 200))

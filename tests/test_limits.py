@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from batchllm.errors import RequestTooLarge
-from batchllm.limits import Limiter, Permit
+from batchllm.limits import Grant, LocalLimiter
 from batchllm.providers.base import RateLimitInfo
 
 
@@ -64,11 +64,13 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
-def _start(limiter: Limiter, tokens: int, admitted: list[int], tag: int) -> asyncio.Task[Permit]:
-    async def go() -> Permit:
-        permit = await limiter.acquire(tokens)
+def _start(
+    limiter: LocalLimiter, tokens: int, admitted: list[int], tag: int
+) -> asyncio.Task[Grant]:
+    async def go() -> Grant:
+        grant = await limiter.reserve(1, tokens)
         admitted.append(tag)
-        return permit
+        return grant
 
     return asyncio.ensure_future(go())
 
@@ -76,7 +78,7 @@ def _start(limiter: Limiter, tokens: int, admitted: list[int], tag: int) -> asyn
 async def test_requests_are_spread_over_time_not_burst() -> None:
     """600 RPM lets through a quarter second of quota at once, then 10 requests a second."""
     clock = FakeClock()
-    limiter = Limiter(rpm=600, tpm=None, clock=clock)
+    limiter = LocalLimiter(rpm=600, tpm=None, clock=clock)
     admitted: list[int] = []
     tasks = [_start(limiter, 1, admitted, i) for i in range(40)]
     await _settle()
@@ -92,9 +94,9 @@ async def test_requests_are_spread_over_time_not_burst() -> None:
 async def test_admission_is_first_come_first_served() -> None:
     """A large request queued first goes before small ones queued after it."""
     clock = FakeClock()
-    limiter = Limiter(rpm=None, tpm=6000, clock=clock)  # 100 tokens/s, bucket of 25
+    limiter = LocalLimiter(rpm=None, tpm=6000, clock=clock)  # 100 tokens/s, bucket of 25
     admitted: list[int] = []
-    await limiter.acquire(25)  # empty the bucket
+    await limiter.reserve(1, 25)  # empty the bucket
     big = _start(limiter, 500, admitted, 0)
     small = [_start(limiter, 1, admitted, i) for i in range(1, 4)]
     await _settle()
@@ -108,8 +110,8 @@ async def test_admission_is_first_come_first_served() -> None:
 async def test_settle_gives_back_unused_tokens() -> None:
     """Settling for fewer tokens than reserved lets the next request in sooner."""
     clock = FakeClock()
-    limiter = Limiter(rpm=None, tpm=6000, clock=clock)
-    permit = await limiter.acquire(200)  # bucket now at 25 - 200 = -175
+    limiter = LocalLimiter(rpm=None, tpm=6000, clock=clock)
+    permit = await limiter.reserve(1, 200)  # bucket now at 25 - 200 = -175
     admitted: list[int] = []
     waiter = _start(limiter, 10, admitted, 1)
     await clock.advance(0.5)
@@ -123,8 +125,8 @@ async def test_settle_gives_back_unused_tokens() -> None:
 async def test_settle_charges_extra_use() -> None:
     """A reply that used more than reserved takes the difference from the bucket."""
     clock = FakeClock()
-    limiter = Limiter(rpm=None, tpm=6000, clock=clock)
-    permit = await limiter.acquire(10)
+    limiter = LocalLimiter(rpm=None, tpm=6000, clock=clock)
+    permit = await limiter.reserve(1, 10)
     limiter.settle(permit, used_tokens=310)
     admitted: list[int] = []
     waiter = _start(limiter, 10, admitted, 1)
@@ -138,7 +140,7 @@ async def test_settle_charges_extra_use() -> None:
 async def test_pause_stops_everyone_until_it_ends() -> None:
     """A 429 pause holds every waiter, not just the request that got it."""
     clock = FakeClock()
-    limiter = Limiter(rpm=6000, tpm=None, clock=clock)
+    limiter = LocalLimiter(rpm=6000, tpm=None, clock=clock)
     limiter.pause(2.0)
     admitted: list[int] = []
     tasks = [_start(limiter, 1, admitted, i) for i in range(5)]
@@ -152,31 +154,31 @@ async def test_pause_stops_everyone_until_it_ends() -> None:
 
 async def test_a_request_larger_than_the_minute_budget_fails_at_once() -> None:
     """A request that could never be admitted raises instead of waiting forever."""
-    limiter = Limiter(rpm=None, tpm=1000, clock=FakeClock())
+    limiter = LocalLimiter(rpm=None, tpm=1000, clock=FakeClock())
     with pytest.raises(RequestTooLarge, match="more than the whole limit"):
-        await limiter.acquire(1001)
+        await limiter.reserve(1, 1001)
 
 
 async def test_limits_are_learned_from_headers() -> None:
     """With no limits configured, the provider's limit headers set them."""
     clock = FakeClock()
-    limiter = Limiter(rpm=None, tpm=None, clock=clock)
+    limiter = LocalLimiter(rpm=None, tpm=None, clock=clock)
     limiter.observe(RateLimitInfo(limit_requests=600, limit_tokens=60000))
-    assert limiter.requests is not None and limiter.requests.per_minute == 600
-    assert limiter.tokens is not None and limiter.tokens.per_minute == 60000
+    assert limiter.rpm == 600
+    assert limiter.tpm == 60000
 
 
 async def test_a_lower_provider_limit_wins_over_the_configured_one() -> None:
     """When the provider says the limit is lower than configured, the limiter follows it."""
-    limiter = Limiter(rpm=6000, tpm=None, clock=FakeClock())
+    limiter = LocalLimiter(rpm=6000, tpm=None, clock=FakeClock())
     limiter.observe(RateLimitInfo(limit_requests=600))
-    assert limiter.requests is not None and limiter.requests.per_minute == 600
+    assert limiter.rpm == 600
 
 
 async def test_low_remaining_quota_slows_admission() -> None:
     """When the provider has less than a second of quota left, admission waits for it."""
     clock = FakeClock()
-    limiter = Limiter(rpm=600, tpm=None, clock=clock)  # 10 requests a second
+    limiter = LocalLimiter(rpm=600, tpm=None, clock=clock)  # 10 requests a second
     limiter.observe(RateLimitInfo(limit_requests=600, remaining_requests=0))
     admitted: list[int] = []
     task = _start(limiter, 1, admitted, 1)
@@ -190,7 +192,7 @@ async def test_low_remaining_quota_slows_admission() -> None:
 async def test_waiting_arms_one_timer_however_many_wait() -> None:
     """Thousands of waiters cost one timer, not a polling loop each."""
     clock = FakeClock()
-    limiter = Limiter(rpm=60, tpm=None, clock=clock)
+    limiter = LocalLimiter(rpm=60, tpm=None, clock=clock)
     admitted: list[int] = []
     tasks = [_start(limiter, 1, admitted, i) for i in range(2000)]
     await _settle()
@@ -204,8 +206,8 @@ async def test_waiting_arms_one_timer_however_many_wait() -> None:
 async def test_cancelled_waiters_do_not_block_the_queue() -> None:
     """A waiter that gave up is skipped; the ones behind it still get their turn."""
     clock = FakeClock()
-    limiter = Limiter(rpm=60, tpm=None, clock=clock)  # one a second
-    await limiter.acquire(1)
+    limiter = LocalLimiter(rpm=60, tpm=None, clock=clock)  # one a second
+    await limiter.reserve(1, 1)
     admitted: list[int] = []
     first = _start(limiter, 1, admitted, 1)
     second = _start(limiter, 1, admitted, 2)
@@ -219,8 +221,8 @@ async def test_cancelled_waiters_do_not_block_the_queue() -> None:
 async def test_settling_while_others_wait_keeps_a_single_timer() -> None:
     """A settle wakes the queue without leaving the old timer armed (no chains of wake-ups)."""
     clock = FakeClock()
-    limiter = Limiter(rpm=None, tpm=6000, clock=clock)
-    permits = [await limiter.acquire(25)]
+    limiter = LocalLimiter(rpm=None, tpm=6000, clock=clock)
+    permits = [await limiter.reserve(1, 25)]
     admitted: list[int] = []
     tasks = [_start(limiter, 50, admitted, i) for i in range(20)]
     await _settle()

@@ -11,9 +11,9 @@ whose id was not recorded is found again by its tag (OpenAI batch metadata) or b
 creation time (Anthropic), and polled instead of resubmitted. Submitted batches are polled with
 backoff; their items are parsed by the online adapter into the same outcomes as an online run,
 priced at the batch price. Expired, cancelled and retryable errored items go out again in a later
-batch, up to ``max_attempts``; replies that fail the schema are repaired online. The files and
-the book are ``batch_book``'s; the control call, ``status`` and ``cancel`` are
-``batch_control``'s.
+batch, up to ``max_attempts``; replies that fail the schema are repaired online. Turning items
+into outcomes is ``batch_collect``'s; the files and the book are ``batch_book``'s; the control
+call, ``status`` and ``cancel`` are ``batch_control``'s.
 """
 
 from __future__ import annotations
@@ -22,37 +22,28 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import orjson
 import structlog
 
 from batchllm.dispatch import Dispatcher
 from batchllm.errors import FatalProviderError, ProviderError, RequestRejected
-from batchllm.outcome import (
-    FAILED,
-    INVALID,
-    OK,
-    Outcome,
-    RecentRequests,
-    now_us,
-    shared_outcome,
-)
+from batchllm.outcome import OK, Outcome, Outcomes, RecentRequests, shared_outcome
 from batchllm.pricing import Price
-from batchllm.providers.base import Adapter, Completion, HttpCall
-from batchllm.providers.batches import UNFINISHED, BatchApi, BatchState, ItemResult
+from batchllm.providers.base import HttpCall
+from batchllm.providers.batches import BatchApi, BatchState, ItemResult
 from batchllm.render import Request
-from batchllm.run.batch_book import Book, request_from, request_json
+from batchllm.run.batch_book import Book, Pending, request_json
+from batchllm.run.batch_collect import Collector
 from batchllm.run.batch_control import batch_api, batch_status, cancel_batches, control_call
-from batchllm.validate import OutputSchema
+from batchllm.run.context import RunContext
+from batchllm.run.workers import Item
 
 log = structlog.get_logger("batchllm")
 #: how far a batch's creation time may be from our record of preparing it, to be recognised
 FIND_WINDOW_S = 600.0
-#: schema repairs of one batch's replies sent at once (online, under the job's limits)
-REPAIR_WORKERS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,42 +54,26 @@ class BatchSettings:
     max_requests: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class _Repair:
-    """A batch reply that failed the schema, to be re-asked online."""
-
-    request: Request
-    row: dict[str, Any]
-    completion: Completion
-    outcome: Outcome
-
-
-@dataclass(slots=True)
-class _Pending:
-    """Requests gathered for the next batch."""
-
-    entries: list[bytes]
-    rows: list[bytes]
-    size: int = 0
-
-
 class BatchMode:
+    """Sends the run's admitted requests as provider batches and records their outcomes."""
+
     def __init__(
         self,
+        context: RunContext,
+        *,
         api: BatchApi,
-        adapter: Adapter,
-        session: aiohttp.ClientSession,
         book: Book,
         record: Callable[[Outcome], None],
         repairer: Dispatcher,
         price: Price,
         settings: BatchSettings,
-        run_id: str,
-        schema: OutputSchema | None,
     ) -> None:
-        self.api, self.adapter, self.session, self.book = api, adapter, session, book
-        self.record, self.repairer, self.price = record, repairer, price
-        self.settings, self.run_id, self.schema = settings, run_id, schema
+        self.api, self.adapter, self.book = api, context.adapter, book
+        self.session, self.record, self.settings = context.session, record, settings
+        outcomes = Outcomes(context.run_id, price, context.schema)
+        self.collector = Collector(
+            context.adapter, outcomes, repairer, settings.max_attempts, record
+        )
         self.max_requests = min(settings.max_requests or api.max_requests, api.max_requests)
         #: requests submitted in batches created by this run
         self.sent = 0
@@ -112,7 +87,7 @@ class BatchMode:
         for (_, key), tag in self.in_flight.items():
             self._remember(key, tag)  # a new row asking one of these requests joins that batch
 
-    async def run(self, queue: asyncio.Queue[tuple[Request, dict[str, Any]] | None]) -> None:
+    async def run(self, queue: asyncio.Queue[Item | None]) -> None:
         """Follow the batches left open by an earlier run, and batch everything in ``queue``.
 
         Interrupted, the batches stay with the provider and in the book; a failing batch API
@@ -128,10 +103,10 @@ class BatchMode:
 
     async def _batch(
         self,
-        queue: asyncio.Queue[tuple[Request, dict[str, Any]] | None],
+        queue: asyncio.Queue[Item | None],
         group: asyncio.TaskGroup,
     ) -> None:
-        pending = _Pending([], [])
+        pending = Pending([], [])
         seen: set[str] = set()
         while (item := await queue.get()) is not None:
             request, copied = item
@@ -141,7 +116,7 @@ class BatchMode:
             if request.request_key not in seen:
                 if self._full(pending, entry):
                     group.create_task(self._follow(self._prepare(pending, keys=seen)))
-                    pending, seen = _Pending([], []), set()
+                    pending, seen = Pending([], []), set()
                 pending.entries.append(entry)
                 pending.size += len(entry) + 1
                 seen.add(request.request_key)
@@ -173,13 +148,13 @@ class BatchMode:
                             "request": request_json(request)})  # fmt: skip
         return entry, row
 
-    def _full(self, pending: _Pending, entry: bytes) -> bool:
+    def _full(self, pending: Pending, entry: bytes) -> bool:
         too_many = len(pending.entries) >= self.max_requests
         return bool(pending.entries) and (
             too_many or pending.size + len(entry) > self.api.max_bytes
         )
 
-    def _prepare(self, pending: _Pending, attempt: int = 1, keys: Iterable[str] = ()) -> str:
+    def _prepare(self, pending: Pending, attempt: int = 1, keys: Iterable[str] = ()) -> str:
         """Write a batch's requests and rows, and book it as prepared; its tag. ``keys``: the
         request keys it holds, remembered for identical requests that come later."""
         tag = f"b{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}"
@@ -261,16 +236,8 @@ class BatchMode:
         items = await self._items(state)
         lines = self.book.rows(tag)
         rows = [orjson.loads(line) for line in lines]
-        settled: dict[str, Outcome | None] = {}
-        repairs: list[_Repair] = []
-        for row in rows:
-            key = row["custom_id"]
-            if key not in settled:
-                found = self._outcome(row, items.get(key), entry["attempt"], state.error)
-                repairs += [found] if isinstance(found, _Repair) else []
-                settled[key] = found.outcome if isinstance(found, _Repair) else found
-        settled.update(await self._repair(repairs))
-        again = self._record_rows(tag, lines, rows, settled)
+        settled = await self.collector.settle(rows, items, entry["attempt"], state.error)
+        again = self.collector.record_rows(self.book.entries(tag), lines, rows, settled)
         entry.update(state="done", status=state.status)
         self.book.save()
         log.info("batch.done", tag=tag, batch_id=state.id, status=state.status,
@@ -292,107 +259,6 @@ class BatchMode:
             for found in self.api.parse_results((await self._call(call))[1]):
                 items[found.custom_id] = found
         return items
-
-    def _record_rows(
-        self,
-        tag: str,
-        lines: list[bytes],
-        rows: list[dict[str, Any]],
-        settled: dict[str, Outcome | None],
-    ) -> _Pending:
-        """Record each row's outcome (rows sharing a request share its reply, paid once); the
-        requests to send again, with their rows."""
-        entries = {orjson.loads(line)["custom_id"]: line for line in self.book.entries(tag)}
-        again = _Pending([], [])
-        seen: set[str] = set()
-        for line, row in zip(lines, rows, strict=True):
-            key = row["custom_id"]
-            outcome = settled[key]
-            if outcome is None:
-                again.entries += [] if key in seen else [entries[key]]
-                again.rows.append(line)
-            else:
-                self.record(_shared(outcome, row) if key in seen else outcome)
-            seen.add(key)
-        return again
-
-    def _outcome(
-        self, row: dict[str, Any], item: ItemResult | None, attempt: int, refused: str | None
-    ) -> Outcome | _Repair | None:
-        """A row's outcome, a reply to repair online, or None when its request goes out again;
-        ``refused``: why the provider failed the whole batch, if it did."""
-        request = request_from(row["request"])
-        last = attempt >= self.settings.max_attempts
-        if item is None or item.kind in UNFINISHED:
-            if not last:
-                return None
-            kind = "missing" if item is None else "canceled" if "cancel" in item.kind else "expired"
-            kind = "failed" if item is None and refused else kind
-            error = f"batch item {kind} on its last attempt ({attempt})"
-            error += f": the provider failed the batch: {refused}" if refused else ""
-            return self._failed(request, row, error, f"batch_{kind}", attempt)
-        try:
-            completion = self.adapter.parse(item.status, {}, item.body)
-        except ProviderError as exc:
-            if exc.fatal:
-                raise FatalProviderError(f"{exc.kind}: {exc}") from None
-            if exc.retryable and not last:
-                return None
-            return self._failed(request, row, str(exc), exc.kind, attempt)
-        return self._finished(request, row, completion, attempt)
-
-    async def _repair(self, repairs: list[_Repair]) -> dict[str, Outcome]:
-        """Re-ask online for the replies that failed the schema, a few at a time."""
-        repaired: dict[str, Outcome] = {}
-        todo = iter(repairs)
-
-        async def worker() -> None:
-            for job in todo:  # one iterator shared by the workers: each takes the next
-                found = await self.repairer.repair(job.request, job.row["copied"], job.completion)
-                repaired[job.request.request_key] = _merge(job.outcome, found)
-
-        async with asyncio.TaskGroup() as group:
-            for _ in range(min(len(repairs), REPAIR_WORKERS)):
-                group.create_task(worker())
-        return repaired
-
-    def _finished(
-        self, request: Request, row: dict[str, Any], completion: Completion, attempt: int
-    ) -> Outcome | _Repair:
-        cost = self.price.cost(completion.usage)
-        checked = (
-            self.schema.check(completion.text, completion.finish_reason) if self.schema else None
-        )
-        outcome = Outcome(
-            row_key=request.row_key, request_key=request.request_key,
-            input_hash=request.input_hash or None, run_id=self.run_id,
-            status=OK if checked is None or checked.value is not None else INVALID,
-            finished_at=now_us(), output=completion.text, finish_reason=completion.finish_reason,
-            attempts=attempt, input_tokens=completion.usage.input_tokens,
-            output_tokens=completion.usage.output_tokens,
-            cached_tokens=completion.usage.cached_tokens,
-            cache_write_tokens=completion.usage.cache_write_tokens,
-            reasoning_tokens=completion.usage.reasoning_tokens,
-            usage_estimated=completion.usage.estimated, cost_usd=cost, model=completion.model,
-            provider_request_id=completion.request_id, copied=row["copied"],
-            fields=self.schema.fields(checked.value if checked else None) if self.schema else {},
-        )  # fmt: skip
-        if checked is None or checked.value is not None:
-            return outcome
-        kind = "truncated" if checked.truncated else "invalid_output"
-        outcome = replace(outcome, error_type=kind, error=checked.error)
-        return _Repair(request, row, completion, outcome) if self.repairer.max_repairs else outcome
-
-    def _failed(
-        self, request: Request, row: dict[str, Any], error: str, kind: str, attempt: int
-    ) -> Outcome:
-        return Outcome(
-            row_key=request.row_key, request_key=request.request_key,
-            input_hash=request.input_hash or None, run_id=self.run_id, status=FAILED,
-            finished_at=now_us(), error_type=kind, error=error, attempts=attempt,
-            model=request.model, copied=row["copied"],
-            fields=self.schema.fields(None) if self.schema else {},
-        )  # fmt: skip
 
     async def _call(self, call: HttpCall) -> tuple[int, bytes]:
         return await control_call(self.session, call)
@@ -416,27 +282,6 @@ def _leaves(group: BaseExceptionGroup[Exception]) -> Iterator[Exception]:
             yield from _leaves(exc)
         else:
             yield exc
-
-
-def _shared(earlier: Outcome, row: dict[str, Any]) -> Outcome:
-    """The outcome of the same request for another row of the batch: same answer, no cost."""
-    return shared_outcome(earlier, request_from(row["request"]), row["copied"])
-
-
-def _merge(batch: Outcome, repaired: Outcome) -> Outcome:
-    """The batch reply's usage and cost (batch price) plus the online repairs' (their own)."""
-    return replace(
-        repaired,
-        attempts=batch.attempts + repaired.attempts,
-        input_tokens=batch.input_tokens + repaired.input_tokens,
-        output_tokens=batch.output_tokens + repaired.output_tokens,
-        cached_tokens=batch.cached_tokens + repaired.cached_tokens,
-        cache_write_tokens=batch.cache_write_tokens + repaired.cache_write_tokens,
-        reasoning_tokens=batch.reasoning_tokens + repaired.reasoning_tokens,
-        usage_estimated=batch.usage_estimated or repaired.usage_estimated,
-        cost_usd=batch.cost_usd + repaired.cost_usd,
-        repair_cost_usd=repaired.cost_usd,
-    )
 
 
 __all__: Sequence[str] = [

@@ -10,12 +10,22 @@ saved atomically after each step. Submitting, polling and collecting belong to
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from batchllm.render import Request
+
+
+@dataclass(slots=True)
+class Pending:
+    """Requests gathered for the next batch (provider entries), with their rows."""
+
+    entries: list[bytes]
+    rows: list[bytes]
+    size: int = 0
 
 
 class Book:

@@ -1,7 +1,8 @@
 """Rate limiting for the simulated provider, enforced the way OpenAI does it (providers.md §13).
 
-Owns the token buckets, the admission decision and what they say about the account: ``state()``
-for any wire format's headers, ``headers()`` for OpenAI's ``x-ratelimit-*``.
+Owns the admission decision and what the buckets (``batchllm.bucket``'s, the same the run's limiter
+uses) say about the account: ``state()`` for any wire format's headers, ``headers()`` for OpenAI's
+``x-ratelimit-*``.
 Each configured dimension (requests, tokens) has a minute bucket (capacity = limit) and a
 per-second bucket (capacity = limit/60), both refilling continuously at limit/60 per second. A
 request is admitted when every bucket holds at least min(cost, capacity), so one request larger
@@ -18,7 +19,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-_EPSILON = 1e-9
+from batchllm.bucket import Bucket
 
 
 def go_duration(seconds: float) -> str:
@@ -44,35 +45,8 @@ def openai_headers(quotas: Sequence[QuotaState]) -> dict[str, str]:
     return found
 
 
-class TokenBucket:
-    """A continuously refilling bucket whose level may go negative; ``clock`` returns seconds."""
-
-    __slots__ = ("_clock", "_level", "_stamp", "capacity", "rate")
-
-    def __init__(self, capacity: float, rate: float, clock: Callable[[], float]) -> None:
-        self.capacity = capacity
-        self.rate = rate
-        self._clock = clock
-        self._level = capacity
-        self._stamp = clock()
-
-    def level(self) -> float:
-        now = self._clock()
-        self._level = min(self.capacity, self._level + (now - self._stamp) * self.rate)
-        self._stamp = now
-        return self._level
-
-    def wait_s(self, cost: float) -> float:
-        """Seconds until the level reaches min(cost, capacity); 0.0 when it already has."""
-        deficit = min(cost, self.capacity) - self.level()
-        return deficit / self.rate if deficit > _EPSILON else 0.0
-
-    def add(self, amount: float) -> None:
-        """Credit (positive) or debit (negative) the bucket, never above capacity."""
-        self._level = min(self.capacity, self.level() + amount)
-
-    def full_in_s(self) -> float:
-        return (self.capacity - self.level()) / self.rate
+#: the simulator's name for the shared bucket (``batchllm.bucket``)
+TokenBucket = Bucket
 
 
 class _Quota:
@@ -82,8 +56,8 @@ class _Quota:
 
     def __init__(self, limit: int, clock: Callable[[], float]) -> None:
         self.limit = limit
-        self.minute = TokenBucket(limit, limit / 60, clock)
-        self.second = TokenBucket(limit / 60, limit / 60, clock)
+        self.minute = Bucket(limit, limit / 60, clock)
+        self.second = Bucket(limit / 60, limit / 60, clock)
 
     def wait_s(self, cost: int) -> float:
         return max(self.minute.wait_s(cost), self.second.wait_s(cost))

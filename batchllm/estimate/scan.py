@@ -1,0 +1,87 @@
+"""The estimate's scan: the whole input streamed once, every row rendered and counted.
+
+Rows already done in the run directory are skipped; the rest are counted with their input tokens
+(estimated at ~4 bytes a token) and the distinct requests among them, while a uniform random sample
+of rows is kept for the pilot. It sends nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from batchllm.errors import RowError
+from batchllm.job import JobSpec
+from batchllm.outcome import RecentRequests
+from batchllm.pricing import context_window
+from batchllm.render import Renderer, input_hash
+from batchllm.source import Source, row_key
+from batchllm.store import read_done
+from batchllm.validate import OutputSchema
+
+
+@dataclass(slots=True)
+class Scan:
+    rows: int = 0
+    #: rows not done yet, and of those the distinct requests (identical ones are sent once)
+    to_do: int = 0
+    to_send: int = 0
+    est_tokens: int = 0
+    sample: list[tuple[str, dict[str, Any], int]] | None = None
+
+
+def scan(job: JobSpec, sample_size: int, limit: int | None) -> Scan:
+    source = Source(job.input)
+    schema = OutputSchema(job.output.schema) if job.output.schema else None
+    renderer = Renderer(job, source.columns, schema)
+    done = read_done(job.output_dir, job.fingerprint)
+    scan, rng = Scan(), random.Random(0)
+    reservoir: list[tuple[str, dict[str, Any], int]] = []
+    recent: RecentRequests[None] = RecentRequests()
+    # Duplicate ids are not looked for: a table of every id would grow with the input, and
+    # counting a refused duplicate as a request errs on the safe side.
+    window = context_window(job)
+    items = itertools.chain.from_iterable(source.rows())
+    for item in itertools.islice(items, limit):  # reading stops at the limit
+        scan.rows += 1
+        row = item.data
+        key = item.key or row_key(row, job.input.id_column)
+        if item.problem is not None:
+            continue  # an error row, never sent
+        if done.is_done_input(key, input_hash(row), retry_failed=False):
+            continue
+        try:
+            request = renderer.render(key, row)
+        except RowError:
+            continue
+        if done.is_done(key, request.request_key, retry_failed=False):
+            continue
+        scan.to_do += 1
+        if (window and request.est_input_tokens > window) or _seen(recent, request.request_key):
+            continue  # too large to send (an error row), or it shares an identical request's reply
+        scan.to_send += 1
+        scan.est_tokens += request.est_input_tokens
+        _keep(reservoir, sample_size, scan.to_send, (key, row, request.est_input_tokens), rng)
+    rng.shuffle(reservoir)
+    scan.sample = reservoir
+    return scan
+
+
+def _seen(recent: RecentRequests[None], request_key: str) -> bool:
+    """Whether the run would share an earlier identical request's reply (same window as a run)."""
+    if request_key in recent:
+        return True
+    recent.put(request_key, None)
+    return False
+
+
+def _keep(reservoir: list[Any], size: int, seen: int, item: Any, rng: random.Random) -> None:
+    """Reservoir sampling: every to-do row has the same chance to be in the sample."""
+    if len(reservoir) < size:
+        reservoir.append(item)
+        return
+    slot = rng.randrange(seen)
+    if slot < size:
+        reservoir[slot] = item
