@@ -7,7 +7,6 @@ batch run and an online run of one job can be compared row by row; ``batches``, 
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
 import re
@@ -389,7 +388,7 @@ async def test_openai_batch_api_answers_each_line_as_chat_would(server: SimServe
         assert isinstance(created["created_at"], int) and created["output_file_id"] is None
         listed = await _get(http, f"{server.url}/batches?limit=5")
         assert listed["data"][0]["metadata"] == {"batchllm_tag": "t-1"}
-        await asyncio.sleep(0.15)
+        await server.batch_ended(created["id"])
         ended = await _get(http, f"{server.url}/batches/{created['id']}")
         assert (ended["status"], ended["request_counts"]) == (
             "completed", {"total": 2, "completed": 1, "failed": 1}
@@ -425,7 +424,7 @@ async def test_openai_batch_with_a_bad_line_fails_validation(server: SimServer) 
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {KEY}"}) as http:
         lines = [_line("a", ASK), _line("b", ASK, url="/v1/embeddings")]
         created = await _create(http, server, await _upload(http, server, lines))
-        await asyncio.sleep(0.15)
+        await server.batch_ended(created["id"])
         failed = await _get(http, f"{server.url}/batches/{created['id']}")
     assert failed["status"] == "failed"
     assert [(e["code"], e["line"]) for e in failed["errors"]["data"]] == [("mismatched_url", 2)]
@@ -450,7 +449,7 @@ async def test_anthropic_message_batches_keep_everything_processing_until_the_en
             created = await resp.json()
         assert created["processing_status"] == "in_progress" and created["results_url"] is None
         assert created["request_counts"]["processing"] == 2 and created["created_at"].endswith("Z")
-        await asyncio.sleep(0.15)
+        await server.batch_ended(created["id"])
         ended = await _get(http, f"{base}/{created['id']}")
         results = [
             orjson.loads(line) for line in (await _get(http, ended["results_url"])).splitlines()
@@ -464,7 +463,7 @@ async def test_anthropic_message_batches_keep_everything_processing_until_the_en
             long = await resp.json()
         async with http.post(f"{base}/{long['id']}/cancel") as resp:
             assert (await resp.json())["processing_status"] == "canceling"
-        await asyncio.sleep(0.3)
+        await server.batch_ended(long["id"])
         cancelled = await _get(http, f"{base}/{long['id']}")
         listed = await _get(http, f"{base}?limit=1")
     assert ended["processing_status"] == "ended" and ended["ended_at"].endswith("Z")

@@ -62,11 +62,13 @@ async def test_the_pilot_is_kept_and_never_paid_twice(tmp_path: Path, sim: SimSe
     summary = await arun_job(job)
     assert summary.reused == found.pilot_rows
     assert sim.stats()["requests"] == 300
-    kinds = batchllm.query(job, "select kind, count(*) as n from runs group by 1 order by 1")
-    assert kinds.to_pylist() == [
-        {"kind": "pilot", "n": kinds.to_pylist()[0]["n"]},
-        {"kind": "run", "n": 1},
-    ]
+    kinds = batchllm.query(
+        job, "select kind, count(*) as n, sum(sent) as sent from runs group by 1 order by 1"
+    ).to_pylist()
+    pilot, run = kinds
+    assert (pilot["kind"], run["kind"]) == ("pilot", "run")
+    assert pilot["n"] >= 1 and pilot["sent"] == found.pilot_rows
+    assert (run["n"], run["sent"]) == (1, 300 - found.pilot_rows)
 
 
 async def test_without_a_pilot_the_estimate_is_the_worst_case(

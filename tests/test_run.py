@@ -257,8 +257,9 @@ async def test_limits_left_out_are_learned_from_headers(tmp_path: Path, sims) ->
 async def test_second_run_on_a_locked_directory_is_refused(tmp_path: Path, sim: SimServer) -> None:
     """While one run holds the run directory, another refuses with a clear error."""
     job = _job(tmp_path, sim, rows=200, limits={"rpm": 600, "concurrency": 2})
-    first = asyncio.ensure_future(arun_job(job))
-    await asyncio.sleep(0.3)
+    started = asyncio.Event()
+    first = asyncio.ensure_future(arun_job(job, progress=lambda _: started.set()))
+    await started.wait()  # the progress hook first ticks once the run holds its directory
     with pytest.raises(batchllm.UserError, match="another batchllm run"):
         await arun_job(job)
     first.cancel()

@@ -33,15 +33,16 @@ def _resent(job: batchllm.JobSpec) -> int:
 async def test_a_request_hung_at_the_end_is_resent_before_its_timeout(
     tmp_path: Path, sim: SimServer
 ) -> None:
-    """A hung request among the last rows is resent after ~1 s instead of its 2 s timeout."""
+    """A hung request among the last rows is resent as a straggler (after its 1 s floor), not
+    left to its 2 s timeout."""
     sim.script([Fault("hang", after=97)])
     job = _job(tmp_path, sim, rows=100)
     summary = await arun_job(job)
     assert (summary.ok, summary.failed) == (100, 0)
     [row] = _retried(job)
     assert row["attempts"] == 2
-    assert 1000 <= row["latency_ms"] < 2000
-    assert _resent(job) == 1
+    assert row["latency_ms"] >= 1000  # given up no sooner than the 1 s floor
+    assert _resent(job) == 1  # as a straggler, not after its 2 s timeout (that is no resend)
     assert "stragglers resent: 1" in report_text(build_report(job))
     stats = sim.stats()
     assert (stats["requests"], stats["hangs"], stats["duplicates"]) == (101, 1, 0)

@@ -76,6 +76,11 @@ class SimServer:
         of any random fault."""
         self._provider.script.add(faults)
 
+    async def batch_ended(self, batch_id: str) -> None:
+        """Wait until the batch ``batch_id`` (of any batch API) has ended, cancelled or not;
+        only from the loop the server runs in."""
+        await self._provider.batches.batches[batch_id].finished.wait()
+
     async def close(self) -> None:
         """Stop serving; hanging requests are released (their sockets dropped) first."""
         if self._closed:

@@ -102,6 +102,8 @@ class SimBatch:
     cancelled_at: float | None = None
     ended_at: float | None = None
     timer: asyncio.TimerHandle | None = None
+    #: set when the batch ends (tests wait on it instead of sleeping)
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def ended(self) -> bool:
@@ -232,6 +234,7 @@ class BatchEngine:
             else:
                 self._execute(batch, item)
         batch.ended_at = _now()
+        batch.finished.set()
 
     def _execute(self, batch: SimBatch, item: BatchItem) -> None:
         key = f"{batch.id}/{item.custom_id}".encode()
