@@ -6,6 +6,11 @@ The Python API is what the CLI calls::
     job = batchllm.load_job("jobs/ticket_triage.toml")
     summary = batchllm.run_job(job, batchllm.RunOptions(limit=100))
     table = batchllm.query(job, "select status, count(*) from results group by 1")
+    found = await batchllm.aestimate(job)           # cost and time before spending
+
+Subpackages show the data flow's other parts, each with a small face of its own: ``run`` (the
+run's lifecycle), ``providers`` (the registry of providers), ``estimate``, ``simulate`` (the
+simulated provider, not part of a run's import graph) and ``bench``.
 """
 
 from batchllm._version import __version__
@@ -16,6 +21,7 @@ from batchllm.errors import (
     Interrupted,
     UserError,
 )
+from batchllm.estimate import Estimate, aestimate
 from batchllm.job import JobSpec, load_job
 from batchllm.query import query
 from batchllm.run.pipeline import arun_job, run_job
@@ -24,6 +30,7 @@ from batchllm.tally import RunOptions, RunSummary
 __all__ = [
     "BatchllmError",
     "BudgetReached",
+    "Estimate",
     "FatalProviderError",
     "Interrupted",
     "JobSpec",
@@ -31,6 +38,7 @@ __all__ = [
     "RunSummary",
     "UserError",
     "__version__",
+    "aestimate",
     "arun_job",
     "load_job",
     "query",

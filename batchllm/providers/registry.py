@@ -139,6 +139,7 @@ def provider_entry(name: str) -> ProviderEntry:
 
 
 def make_adapter(provider: str, base_url: str | None, api_key: str | None) -> Adapter:
+    """The adapter of the provider named ``provider`` (see ``ProviderEntry.make_adapter``)."""
     return provider_entry(provider).make_adapter(base_url, api_key)
 
 
