@@ -109,7 +109,8 @@ class _Reader:
         kinds = kind if isinstance(kind, tuple) else (kind,)
         wrong_bool = isinstance(value, bool) and bool not in kinds
         if wrong_bool or not isinstance(value, kinds):
-            names = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+            named = [k for k in kinds if not (k is int and float in kinds)]  # a number is either
+            names = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in named)
             raise self.fail(f"[{section}] {key}", f"expected {names}, got {value!r}")
         problem = check(value) if check else None
         if problem:
@@ -324,6 +325,7 @@ _TYPE_NAMES = {
     float: "a number",
     list: "a list",
     dict: "a table",
+    bool: "true or false",
 }
 
 
