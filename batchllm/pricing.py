@@ -189,8 +189,11 @@ def _source(job: JobSpec, found: Any, batch: bool) -> str:
         return "job file [pricing]"
     origin = f"genai-prices {genai_prices.__version__}: {found.provider.id}/{found.model.id}"
     origin += " (batch)" if batch else ""
+    # ``is``, not ``in``: a price of 0.0 is an override (and 0.0 == False)
     given = [
-        f.name for f in fields(job.pricing) if getattr(job.pricing, f.name) not in (None, False)
+        f.name
+        for f in fields(job.pricing)
+        if getattr(job.pricing, f.name) is not None and getattr(job.pricing, f.name) is not False
     ]
     return origin + (f" with [pricing] {', '.join(given)}" if given else "")
 
