@@ -227,14 +227,20 @@ def cancel(job_file: str) -> None:
 @click.argument("target")
 @click.argument("sql")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
-def query_command(target: str, sql: str, fmt: str) -> None:
+@click.option(
+    "--allow-writes",
+    is_flag=True,
+    help="Run statements other than SELECT too (COPY ... TO for exports).",
+)
+def query_command(target: str, sql: str, fmt: str, allow_writes: bool) -> None:
     """SQL over a job's results (TARGET: the job file or its run directory).
 
-    Views: results (latest outcome per row), all_results (every outcome), runs.
+    Views: results (latest outcome per row), all_results (every outcome), runs. Read-only:
+    only SELECT runs unless --allow-writes is given.
     """
     from batchllm.query import format_table, query
 
-    table = _guard(query, target, sql)
+    table = _guard(lambda: query(target, sql, allow_writes=allow_writes))
     click.echo(format_table(table, fmt))
 
 

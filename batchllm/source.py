@@ -337,20 +337,28 @@ class DuplicateIds:
         self._seen = HashSet64()
 
     def problem(self, key: str) -> str | None:
-        """Why the row with ``key`` cannot be sent, if its id was seen before in this read."""
+        """Why the row with ``key`` cannot be sent, if its id was seen before in this read
+        (a content hash, ``h:``, is no id: identical rows share one result)."""
         if self._column is None or key.startswith("h:") or self._seen.add(hash(key)):
             return None
         return f"duplicate id '{key}' in column '{self._column}': not sent"
 
 
-def row_key(row: dict[str, Any], id_column: str | None) -> str:
-    """The row's identity across runs: its id, or a hash of its whole content.
+#: how keys batchllm makes begin (content hashes, unreadable lines), and the escape of an id
+_INTERNAL_PREFIXES = ("h:", "line:", "\\")
 
-    Without an id column, rows with identical content share one key (and one result).
+
+def row_key(row: dict[str, Any], id_column: str | None) -> str:
+    """The row's identity across runs: its id, or a hash of its whole content (``h:...``).
+
+    Without an id column, rows with identical content share one key (and one result). An id
+    that begins like a key batchllm makes (``h:``, ``line:``) is escaped with a backslash, so
+    ids and content hashes never meet; every other id is its own key, unchanged.
     """
     if id_column is not None:
         value = row.get(id_column)
         if value is not None and value != "":
-            return str(value)
+            text = str(value)
+            return "\\" + text if text.startswith(_INTERNAL_PREFIXES) else text
     content = orjson.dumps(row, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
     return "h:" + hashlib.blake2b(content, digest_size=12).hexdigest()

@@ -162,3 +162,45 @@ def test_validate_probe_passes_against_a_working_server(tmp_path: Path, sim: Sim
     assert stats["requests"] == 1 and 0 < stats["completion_tokens"] <= 16
     events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert not [e for e in events if e.get("level") == "error"]
+
+
+# --- user ids and content hashes never share a namespace ------------------------------------
+
+
+async def test_ids_that_look_like_content_hashes_are_still_checked_for_duplicates(
+    tmp_path: Path, sim: SimServer
+) -> None:
+    """Two rows with the id ``h:42`` are a duplicate (one sent, one error row); an ordinary
+    id keeps its key, an id with an internal prefix is escaped."""
+    rows = [
+        {"id": "h:42", "text": "first"},
+        {"id": "h:42", "text": "second"},
+        {"id": "T1", "text": "third"},
+    ]
+    write_csv(tmp_path / "input.csv", rows)
+    job = batchllm.load_job(write_job(tmp_path, job_data(sim.url)))
+    summary = await arun_job(job)
+    assert (summary.sent, summary.ok, summary.failed) == (2, 2, 1)
+    keys = batchllm.query(job, "select row_key, status from results order by row_key")
+    found = {(r["row_key"].split("#")[0], r["status"]) for r in keys.to_pylist()}
+    assert found == {("T1", "ok"), ("\\h:42", "ok"), ("\\h:42", "failed")}
+    assert (await arun_job(job)).sent == 0
+
+
+# --- query is read-only unless asked ----------------------------------------------------------
+
+
+def test_query_refuses_writes_unless_allowed(tmp_path: Path, sim: SimServer) -> None:
+    """COPY ... TO is refused by default (exit 2, nothing written) and runs with
+    --allow-writes; SELECT runs either way."""
+    job = _job_file(tmp_path, sim, rows=5)
+    assert _cli("run", str(job))[0] == 0
+    target = tmp_path / "export.csv"
+    copy = f"copy (select row_key from results) to '{target}'"
+    code, _, err = _cli("query", str(job), copy)
+    assert code == 2 and "read-only" in err and "--allow-writes" in err
+    assert not target.exists()
+    code, _, err = _cli("query", "--allow-writes", str(job), copy)
+    assert code == 0, err
+    assert len(target.read_text().splitlines()) == 6
+    assert _cli("query", str(job), "select count(*) from results")[0] == 0
