@@ -204,3 +204,15 @@ def test_query_refuses_writes_unless_allowed(tmp_path: Path, sim: SimServer) -> 
     assert code == 0, err
     assert len(target.read_text().splitlines()) == 6
     assert _cli("query", str(job), "select count(*) from results")[0] == 0
+
+
+def test_twenty_identical_400s_before_any_success_stop_the_run(
+    tmp_path: Path, sim: SimServer
+) -> None:
+    """A 400 may be a row's own, so it takes 20 alike with no success to stop the run."""
+    job = _job_file(tmp_path, sim, rows=100, limits={"concurrency": 1})
+    sim.script([Fault("400", count=100)])
+    code, _, err = _cli("run", str(job))
+    assert code == 4
+    assert "refused the first 20 requests alike (HTTP 400" in err.strip().splitlines()[-1]
+    assert sim.stats()["requests"] == 20

@@ -34,8 +34,11 @@ _OUTAGE_KINDS = frozenset(
     {"server_error", "timeout", "connection_error", "rate_limited", "bad_reply"}
 )
 
-#: identical refusals (same HTTP status and kind) with no success that mean a wrong model or URL
-REFUSED_ROWS = 5
+#: identical refusals (same HTTP status and kind) with no success that mean a wrong model or URL:
+#: a 404 says the address or model does not exist; other refusals (a 400) may be a row's own
+#: (a prompt too long), so more of them are needed
+REFUSED_ROWS = {"404": 5}
+REFUSED_ROWS_OTHER = 20
 _HTTP_STATUS = re.compile(r"^HTTP (\d{3})\b")
 
 #: what the queue carries: a request and the input columns copied into its row
@@ -141,7 +144,7 @@ class Ledger:
         previous, count = self._refusals
         count = count + 1 if signature == previous else 1
         self._refusals = (signature, count)
-        if count == REFUSED_ROWS:
+        if count == REFUSED_ROWS.get(signature[1] or "", REFUSED_ROWS_OTHER):
             self._stop.stop_for(
                 FatalProviderError(
                     f"{self.endpoint or 'the provider'} refused the first {count} requests "
