@@ -24,10 +24,14 @@ COMMANDS_GROUP = "batchllm.commands"
 EXIT_CODES = """\b
 Exit codes:
   0    success
-  1    finished, but failed rows above --max-failure-rate
-  2    usage, job-file or input error (nothing was sent)
+  1    finished, but failed rows in the results above --max-failure-rate
+       (rows failed in earlier runs count too)
+  2    usage, job-file or input error (also an input unreadable mid-run:
+       the replies received before it are saved)
   3    budget reached
-  4    fatal provider error (bad key, exhausted quota, provider down)
+  4    fatal provider error (bad key, exhausted quota, provider down,
+       every request refused alike: wrong model or base_url)
+  5    storage error (the run directory cannot be written: disk full)
   130  interrupted (run the same command again to resume)
 """
 
@@ -117,8 +121,10 @@ def run(
     allowed = job.limits.max_failure_rate if max_failure_rate is None else max_failure_rate
     if summary.failure_rate > allowed:
         click.echo(
-            f"error: {summary.failed + summary.invalid:,} rows failed or invalid "
-            f"({summary.failure_rate:.1%}), above the "
+            f"error: {summary.unresolved:,} rows failed or invalid "
+            f"({summary.failure_rate:.1%} of the rows with results"
+            + (f", {summary.reused_failed:,} from earlier runs" if summary.reused_failed else "")
+            + "), above the "
             f"allowed {allowed:.1%}; `batchllm run {job_file} --retry-failed` sends them again",
             err=True,
         )
@@ -170,20 +176,29 @@ def report(target: str, as_json: bool) -> None:
 
 @main.command(epilog=EXIT_CODES)
 @click.argument("job_file", type=click.Path(dir_okay=False))
-def validate(job_file: str) -> None:
+@click.option(
+    "--probe",
+    is_flag=True,
+    help="Also send one real request (first row, small max_tokens): exit 4 if it is refused.",
+)
+def validate(job_file: str, probe: bool) -> None:
     """Check JOB_FILE without spending: job file, input, template, schema, price, key, run dir.
 
-    Every problem is listed at once; exit 0 when there is none, 2 otherwise.
+    Every problem is listed at once; exit 0 when there is none, 2 otherwise. With --probe, one
+    request is sent after the checks pass; a refused or failed probe (unknown model, wrong
+    base_url, bad key) exits 4. Nothing is written to the run directory.
     """
-    from batchllm.preflight import validate_job
+    from batchllm import preflight
 
-    job, problems = validate_job(job_file)
+    job, problems = preflight.validate_job(job_file)
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     if problems:
         sys.exit(2)
     assert job is not None
     click.echo(f"{job_file}: ok ({job.input.path}, {job.model.provider}/{job.model.name})")
+    if probe:
+        click.echo(_guard(asyncio.run, preflight.probe(job)))
 
 
 @main.command()
@@ -212,14 +227,20 @@ def cancel(job_file: str) -> None:
 @click.argument("target")
 @click.argument("sql")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
-def query_command(target: str, sql: str, fmt: str) -> None:
+@click.option(
+    "--allow-writes",
+    is_flag=True,
+    help="Run statements other than SELECT too (COPY ... TO for exports).",
+)
+def query_command(target: str, sql: str, fmt: str, allow_writes: bool) -> None:
     """SQL over a job's results (TARGET: the job file or its run directory).
 
-    Views: results (latest outcome per row), all_results (every outcome), runs.
+    Views: results (latest outcome per row), all_results (every outcome), runs. Read-only:
+    only SELECT runs unless --allow-writes is given.
     """
     from batchllm.query import format_table, query
 
-    table = _guard(query, target, sql)
+    table = _guard(lambda: query(target, sql, allow_writes=allow_writes))
     click.echo(format_table(table, fmt))
 
 

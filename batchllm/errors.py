@@ -13,7 +13,8 @@ property of its type, never of its message.
     │   ├── MissingKeyError           the API key variable is not set
     │   └── RunDirError               run directory locked, foreign or not writable
     ├── BudgetReached (3)             the cost cap stopped admission
-    ├── FatalProviderError (4)        retrying cannot help: bad key, exhausted quota
+    ├── FatalProviderError (4)        retrying cannot help: bad key, exhausted quota, wrong model
+    ├── StorageError (5)              the run directory cannot be written (disk full, I/O error)
     └── Interrupted (130)             Ctrl-C / SIGTERM; the run can be resumed
 
     ProviderError                     one request failed; ``retryable`` says what to do
@@ -86,6 +87,13 @@ class FatalProviderError(BatchllmError):
     """The provider refused in a way no retry can fix (bad key, exhausted quota)."""
 
     exit_code = 4
+
+
+class StorageError(BatchllmError):
+    """The run directory cannot be written (a full disk, an I/O error): the run stops; what
+    reached the disk is kept and the next run resumes from it."""
+
+    exit_code = 5
 
 
 class Interrupted(BatchllmError):

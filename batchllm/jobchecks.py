@@ -7,6 +7,7 @@ Owns the rules a value must follow (names, URLs, encodings, ranges, choices); th
 from __future__ import annotations
 
 import codecs
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -47,15 +48,26 @@ def env_name(value: str) -> str | None:
 
 
 def positive(value: float) -> str | None:
+    if not math.isfinite(value):
+        return f"must be a finite number greater than 0, not {value}"
     return None if value > 0 else "must be greater than 0"
 
 
 def not_negative(value: float) -> str | None:
+    if not math.isfinite(value):
+        return f"must be a finite number, not {value}"
     return None if value >= 0 else "must not be negative"
 
 
 def fraction(value: float) -> str | None:
     return None if 0 <= value <= 1 else "must be between 0 and 1"
+
+
+def delimiter(value: str) -> str | None:
+    """One character other than a quote or a line break (TOML writes a tab as ``"\t"``)."""
+    if len(value) != 1 or value in '"\r\n':
+        return 'expected one character, such as ",", ";" or "\\t" (a tab)'
+    return None
 
 
 def between(low: int, high: int) -> Callable[[int], str | None]:

@@ -155,16 +155,20 @@ class _Reader:
 
     def input(self) -> InputSpec:
         table = self.section("input", required=True)
-        self.check_keys("input", table, ("path", "format", "id_column", "columns", "encoding"))
+        keys = ("path", "format", "id_column", "columns", "encoding", "delimiter")
+        self.check_keys("input", table, keys)
         path = _normal(self.base / self.take("input", table, "path", str, required=True))
         fmt = self.take("input", table, "format", str, check=checks.one_of(INPUT_FORMATS))
         columns = self.take("input", table, "columns", list, check=checks.strings) or []
+        tsv = ".tsv" in [suffix.lower() for suffix in path.suffixes]
+        delimiter = self.take("input", table, "delimiter", str, check=checks.delimiter)
         return InputSpec(
             path=path,
             format=fmt or _format_from_suffix(path, self),
             id_column=self.take("input", table, "id_column", str),
             columns=tuple(columns),
             encoding=self.take("input", table, "encoding", str, check=checks.encoding) or "utf-8",
+            delimiter=delimiter or ("\t" if tsv else ","),
         )
 
     def prompt(self) -> PromptSpec:

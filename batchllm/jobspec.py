@@ -26,6 +26,8 @@ class InputSpec:
     columns: tuple[str, ...] = ()
     #: the text encoding of a CSV file (JSON Lines is always UTF-8)
     encoding: str = "utf-8"
+    #: the field separator of a CSV file ("," by default, a tab for .tsv files)
+    delimiter: str = ","
 
 
 @dataclass(frozen=True, slots=True)

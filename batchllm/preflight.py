@@ -1,24 +1,38 @@
 """Checks that cost nothing: everything a run verifies before its first request.
 
 ``run`` calls them one by one and stops at the first problem; ``validate_job`` (``batchllm
-validate``) calls them all and reports every problem at once. None of them sends a request.
+validate``) calls them all and reports every problem at once. None of them sends a request;
+``probe`` (``batchllm validate --probe``) is the one check that does: one request, one row, a
+small reply, its outcome shown and never stored.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from batchllm.errors import InputError, MissingKeyError, RunDirError, UserError
+from batchllm.errors import (
+    FatalProviderError,
+    InputError,
+    MissingKeyError,
+    RunDirError,
+    UserError,
+)
 from batchllm.job import JobSpec, load_job
 from batchllm.log import add_secret
 from batchllm.outcome import COLUMN_NAMES
 from batchllm.providers.registry import provider_entry
+
+if TYPE_CHECKING:
+    from batchllm.outcome import Outcome
+    from batchllm.render import Request
 
 
 def api_key(job: JobSpec) -> str | None:
@@ -132,4 +146,84 @@ def _attempt(problems: list[str], check: Callable[..., Any], *args: Any) -> Any:
         return check(*args)
     except UserError as exc:
         problems.append(str(exc))
+        return None
+
+
+#: the most a probe's reply may be, in tokens (it only shows that the provider answers)
+PROBE_MAX_TOKENS = 16
+
+
+async def probe(job: JobSpec) -> str:
+    """Send one real request (the input's first usable row, a small ``max_tokens``, one
+    attempt) and say what came back; a refusal (unknown model, wrong URL) or any failure is a
+    ``FatalProviderError`` naming the URL and the server's message."""
+    from batchllm.budget import LocalBudget
+    from batchllm.dispatch import Dispatcher
+    from batchllm.outcome import FAILED
+    from batchllm.pricing import resolve_price
+    from batchllm.run.assemble import connect
+    from batchllm.run.context import Seams
+    from batchllm.validate import OutputSchema
+
+    small = _probe_job(job)
+    schema = OutputSchema(small.output.schema) if small.output.schema else None
+    request = _first_request(small, schema)
+    price = resolve_price(small)
+    async with connect(
+        small, run_id="probe", api_key=api_key(small), price=price,
+        budget=LocalBudget(None, price), sink=_Discard(), schema=schema, seams=Seams(),
+    ) as context:  # fmt: skip
+        outcome = await Dispatcher(context).process(request, {})
+        where = str(getattr(context.adapter, "url", context.base_url) or job.model.provider)
+    if outcome.status == FAILED:
+        raise FatalProviderError(
+            f"probe: {where} answered {outcome.error}; check base_url (does it end in /v1?) "
+            "and the model name"
+        )
+    return f"probe ok: {where} answered ({outcome.output_tokens} tokens, {outcome.status})"
+
+
+def _probe_job(job: JobSpec) -> JobSpec:
+    """The job with one attempt per request and a small reply cap (where the job sets one)."""
+    params = dict(job.model.params)
+    for name in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
+        if isinstance(params.get(name), int):
+            params[name] = min(params[name], PROBE_MAX_TOKENS)
+    model = dataclasses.replace(job.model, params=MappingProxyType(params))
+    retry = dataclasses.replace(job.retry, max_attempts=1, resend_stragglers=False)
+    return dataclasses.replace(job, model=model, retry=retry)
+
+
+def _first_request(job: JobSpec, schema: Any) -> Request:
+    """The request of the input's first row that can be read and rendered."""
+    from batchllm.errors import RowError
+    from batchllm.render import Renderer, input_hash
+    from batchllm.source import Source, row_key
+
+    source = Source(job.input)
+    renderer = Renderer(job, source.columns, schema)
+    problem = "the input has no usable row"
+    for rows in source.rows():
+        for row in rows:
+            if row.problem is not None:
+                problem = row.problem
+                continue
+            try:
+                key = row.key or row_key(row.data, job.input.id_column)
+                return renderer.render(key, row.data, input_hash(row.data))
+            except RowError as exc:
+                problem = str(exc)
+    raise InputError(f"{job.input.path}: nothing to probe with: {problem}")
+
+
+class _Discard:
+    """A sink for a probe: its outcome is shown, never stored."""
+
+    def begin_run(self, run_id: str, entry: dict[str, Any], fingerprint: str) -> None:
+        return None
+
+    def write(self, outcome: Outcome) -> None:
+        return None
+
+    async def finish_run(self, entry: dict[str, Any]) -> None:
         return None

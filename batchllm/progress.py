@@ -51,11 +51,21 @@ def summary_text(summary: RunSummary) -> str:
     lines = [
         f"{summary.job}: {summary.rows:,} rows: {summary.ok:,} ok, {summary.failed:,} failed, "
         + (f"{summary.invalid:,} invalid, " if summary.invalid else "")
-        + f"{summary.reused:,} already done",
+        + f"{summary.reused:,} already done"
+        + (
+            f" ({summary.reused_failed:,} of them failed or invalid)"
+            if summary.reused_failed
+            else ""
+        ),
         f"tokens: {summary.input_tokens:,} in ({summary.cached_tokens:,} cached), "
         f"{summary.output_tokens:,} out; cost {money(summary.cost_usd)} ({summary.price_source})",
         f"wall {_duration(summary.wall_s)} ({rate:,.0f} rows/s); results in {summary.run_dir}",
     ]
+    if summary.unresolved:
+        lines.append(
+            f"{summary.unresolved:,} rows failed or invalid in the results; "
+            "--retry-failed sends them again"
+        )
     return "\n".join(lines)
 
 

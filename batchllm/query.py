@@ -2,7 +2,9 @@
 
 Views: ``results`` (the current answer for every row: the latest outcome per ``row_key``),
 ``all_results`` (every outcome ever written, for history), and ``runs`` (one row per run from the
-manifest). Read-only: querying never changes the run directory.
+manifest). Read-only unless asked: only SELECT (and EXPLAIN) statements run, so a query cannot
+write files (``COPY ... TO``, ``EXPORT``) or attach databases; ``allow_writes`` lets every statement
+run (exports). The connection is in memory: the run directory itself is never opened for writing.
 """
 
 from __future__ import annotations
@@ -68,12 +70,19 @@ def _sql_string(text: str) -> str:
     return text.replace("'", "''")
 
 
-def query(target: str | Path | JobSpec, sql: str) -> pa.Table:
-    """Run ``sql`` over the run directory and return the result as an Arrow table."""
+#: the statements a read-only query may hold
+_READING = frozenset({"SELECT", "EXPLAIN"})
+
+
+def query(target: str | Path | JobSpec, sql: str, *, allow_writes: bool = False) -> pa.Table:
+    """Run ``sql`` over the run directory and return the result as an Arrow table;
+    ``allow_writes``: let statements other than SELECT run (``COPY ... TO`` for exports)."""
     import duckdb
 
     con = connect(target)
     try:
+        if not allow_writes:
+            _check_reading(con, sql)
         relation = con.sql(sql)
         if relation is None:
             return pa.table({})
@@ -82,6 +91,16 @@ def query(target: str | Path | JobSpec, sql: str) -> pa.Table:
         raise UserError(f"query failed: {str(exc).splitlines()[0]}") from None
     finally:
         con.close()
+
+
+def _check_reading(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    for statement in con.extract_statements(sql):
+        kind = statement.type.name
+        if kind not in _READING:
+            raise UserError(
+                f"query is read-only: a {kind} statement is not run; to write files "
+                "(COPY ... TO), pass --allow-writes"
+            )
 
 
 def format_table(table: pa.Table, fmt: str) -> str:

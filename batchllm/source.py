@@ -13,7 +13,11 @@ or a cell that is not valid text in the file's encoding, comes out as a row with
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import io
+import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +44,7 @@ _PRIMITIVE = (
     pa.types.is_floating,
     pa.types.is_boolean,
 )
+_ROW_IN_BLOCK = re.compile(r"\s*in row \d+\s*$")
 _READ_ERRORS = (pa.ArrowInvalid, OSError, UnicodeDecodeError, LookupError)
 
 
@@ -74,7 +79,8 @@ class Source:
         """Yield the input as lists of rows, the unusable ones carrying their problem."""
         skipped = _Skipped()
         for batch in self._read(batch_rows, skipped):
-            yield _bad_rows(skipped.drain()) + [self._row(data) for data in batch.to_pylist()]
+            rows = [self._row(data, skipped.lossy) for data in batch.to_pylist()]
+            yield _bad_rows(skipped.drain()) + rows
         tail = _bad_rows(skipped.drain())
         if tail:
             yield tail
@@ -97,6 +103,7 @@ class Source:
     def _read(self, batch_rows: int, skipped: _Skipped) -> Iterator[pa.RecordBatch]:
         """One pass over the input. A row longer than the read block stops the reader; the pass
         then starts again with larger blocks and skips the rows it has already given."""
+        _quiet_unreadable_lines()
         given = 0
         block = _BLOCK
         while True:
@@ -107,16 +114,24 @@ class Source:
                     yield batch
                 return
             except _READ_ERRORS as exc:
-                block = self._larger_block(block, exc, f"cannot parse {self.spec.format} input")
+                if _unreadable_ragged_line(exc) and not skipped.lossy:
+                    skipped.lossy = True  # read again; that line becomes an error row
+                    continue
+                failed = f"cannot parse {self.spec.format} input after its first {given:,} rows"
+                block = self._larger_block(block, exc, failed)
 
     def _larger_block(self, block: int, exc: BaseException, failed: str) -> int:
         """The block to read again with after ``exc``: larger, when a row was longer than the
         block; otherwise the read has failed for good (``InputError``, saying ``failed``)."""
         if _straddles(exc) and block < _MAX_BLOCK:
             return block * 8
-        raise InputError(f"{self.path}: {failed}: {exc}") from None
+        # pyarrow numbers rows within its block, which says nothing about where in the file
+        reason = _ROW_IN_BLOCK.sub("", str(exc))
+        raise InputError(f"{self.path}: {failed}: {reason}") from None
 
-    def _row(self, data: dict[str, Any]) -> InputRow:
+    def _row(self, data: dict[str, Any], lossy: bool = False) -> InputRow:
+        """``lossy``: the file was read with bytes that are not UTF-8 replaced by U+FFFD (a
+        ragged line held some), so a cell with U+FFFD is taken as one that held such bytes."""
         problem = None
         for name, value in data.items():
             if isinstance(value, bytes):
@@ -128,6 +143,11 @@ class Source:
                         f"column '{name}' is not valid UTF-8 (byte 0x{value[exc.start]:02x} at "
                         f"{exc.start}); if the file is in another encoding, set [input] encoding"
                     )
+                if lossy and "\ufffd" in data[name]:
+                    problem = problem or (
+                        f"column '{name}' is not valid UTF-8; if the file is in another "
+                        "encoding, set [input] encoding"
+                    )
             elif isinstance(value, dict | list):
                 data[name] = orjson.dumps(value, default=str).decode()
         return InputRow(data, problem)
@@ -138,14 +158,19 @@ class Source:
                 return pq.ParquetFile(self.path).schema_arrow
             except _READ_ERRORS as exc:
                 raise InputError(f"{self.path}: cannot read as parquet: {exc}") from None
+        _quiet_unreadable_lines()
         block = _BLOCK
+        skipped = _Skipped()
         while True:
             try:
-                reader = self._open_stream(block, _Skipped())
+                reader = self._open_stream(block, skipped)
                 schema: pa.Schema = reader.schema
                 reader.close()
                 return schema
             except _READ_ERRORS as exc:
+                if _unreadable_ragged_line(exc) and not skipped.lossy:
+                    skipped.lossy = True
+                    continue
                 block = self._larger_block(block, exc, f"cannot read as {self.spec.format}")
 
     def _check_columns(self) -> None:
@@ -174,7 +199,9 @@ class Source:
         return iter(self._open_stream(block, skipped, typed=True))
 
     def _open_stream(self, block: int, skipped: _Skipped, *, typed: bool = False) -> Any:
-        stream = pa.input_stream(str(self.path), compression="detect")
+        stream: Any = pa.input_stream(str(self.path), compression="detect")
+        if skipped.lossy:
+            stream = io.BufferedReader(_LossyUtf8(stream), buffer_size=1 << 16)
         if self.spec.format == "jsonl":
             return pa_json.open_json(stream, read_options=pa_json.ReadOptions(block_size=block))
         # Cells are read as bytes and decoded per row, so one bad cell fails one row, not the file.
@@ -188,7 +215,9 @@ class Source:
             stream,
             read_options=pa_csv.ReadOptions(block_size=block, encoding=self.spec.encoding),
             parse_options=pa_csv.ParseOptions(
-                newlines_in_values=True, invalid_row_handler=skipped.skip
+                delimiter=self.spec.delimiter,
+                newlines_in_values=True,
+                invalid_row_handler=skipped.skip,
             ),
             convert_options=convert,
         )
@@ -197,13 +226,16 @@ class Source:
 class _Skipped:
     """The CSV lines one pass skipped for a wrong number of fields, each kept once even when
     the pass starts again (a later block may have been parsed before a read failed). A line
-    is remembered by its hash only: 16 bytes at most, however long and many the lines."""
+    is remembered by its hash only: 16 bytes at most, however long and many the lines.
+    ``lossy``: the pass reads the file with bytes that are not UTF-8 replaced, because pyarrow
+    cannot hand such a skipped line to the handler."""
 
-    __slots__ = ("_lines", "_seen")
+    __slots__ = ("_lines", "_seen", "lossy")
 
     def __init__(self) -> None:
         self._lines: list[str] = []
         self._seen = HashSet64()
+        self.lossy = False
 
     def skip(self, row: Any) -> str:
         text = str(row.text)
@@ -225,6 +257,53 @@ def _bad_rows(lines: list[str]) -> list[InputRow]:
         )
         for text in lines
     ]
+
+
+class _LossyUtf8(io.RawIOBase):
+    """A byte stream with every byte that is not UTF-8 replaced by U+FFFD."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            chunk = self._stream.read(1 << 16)
+            self._pending = self._decoder.decode(chunk, final=not chunk).encode()
+            if not chunk:
+                break
+        count = min(len(buffer), len(self._pending))
+        buffer[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        return count
+
+
+def _quiet_unreadable_lines() -> None:
+    """Wrap the unraisable-exception hook (once, whoever set it) so that it drops the
+    UnicodeDecodeError pyarrow meets before it can call ``_Skipped.skip``: that read is done
+    again, lossy, and the line becomes an error row; everything else is passed on."""
+    hook = sys.unraisablehook
+    if getattr(hook, "_batchllm_quiet", False):
+        return
+
+    def report(unraisable: Any) -> None:
+        handler = getattr(unraisable.object, "__self__", None)
+        if isinstance(handler, _Skipped) and isinstance(unraisable.exc_value, UnicodeDecodeError):
+            return
+        hook(unraisable)
+
+    report._batchllm_quiet = True  # type: ignore[attr-defined]  # a marker on the function
+    sys.unraisablehook = report
+
+
+def _unreadable_ragged_line(exc: BaseException) -> bool:
+    """Whether pyarrow failed to hand a ragged CSV line to the handler (it decodes the line
+    first, and a line that is not UTF-8 fails there): it then reports the wrong field count."""
+    return isinstance(exc, pa.ArrowInvalid) and str(exc).startswith("CSV parse error: Expected")
 
 
 def _straddles(exc: BaseException) -> bool:
@@ -258,20 +337,28 @@ class DuplicateIds:
         self._seen = HashSet64()
 
     def problem(self, key: str) -> str | None:
-        """Why the row with ``key`` cannot be sent, if its id was seen before in this read."""
+        """Why the row with ``key`` cannot be sent, if its id was seen before in this read
+        (a content hash, ``h:``, is no id: identical rows share one result)."""
         if self._column is None or key.startswith("h:") or self._seen.add(hash(key)):
             return None
         return f"duplicate id '{key}' in column '{self._column}': not sent"
 
 
-def row_key(row: dict[str, Any], id_column: str | None) -> str:
-    """The row's identity across runs: its id, or a hash of its whole content.
+#: how keys batchllm makes begin (content hashes, unreadable lines), and the escape of an id
+_INTERNAL_PREFIXES = ("h:", "line:", "\\")
 
-    Without an id column, rows with identical content share one key (and one result).
+
+def row_key(row: dict[str, Any], id_column: str | None) -> str:
+    """The row's identity across runs: its id, or a hash of its whole content (``h:...``).
+
+    Without an id column, rows with identical content share one key (and one result). An id
+    that begins like a key batchllm makes (``h:``, ``line:``) is escaped with a backslash, so
+    ids and content hashes never meet; every other id is its own key, unchanged.
     """
     if id_column is not None:
         value = row.get(id_column)
         if value is not None and value != "":
-            return str(value)
+            text = str(value)
+            return "\\" + text if text.startswith(_INTERNAL_PREFIXES) else text
     content = orjson.dumps(row, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
     return "h:" + hashlib.blake2b(content, digest_size=12).hexdigest()

@@ -49,7 +49,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import structlog
 
-from batchllm.errors import RunDirError
+from batchllm.errors import RunDirError, StorageError
 from batchllm.outcome import OK, TERMINAL, Outcome
 
 log = structlog.get_logger("batchllm")
@@ -158,7 +158,13 @@ class Store:
         row["seq"] = self._next_outcome
         self._next_outcome += 1
         assert self._fd is not None, "begin_run() first"
-        os.write(self._fd, orjson.dumps(row) + b"\n")
+        line = orjson.dumps(row) + b"\n"
+        try:
+            written = os.write(self._fd, line)
+        except OSError as exc:
+            raise self._unwritable(self.journal_dir, exc) from None
+        if written < len(line):  # a full disk takes part of a line: it is dropped when read
+            raise self._unwritable(self.journal_dir, OSError(28, "No space left on device"))
         self._rows.append(row)
         if (
             len(self._rows) >= self.part_rows
@@ -174,36 +180,60 @@ class Store:
             os.close(self._fd)
             self._journal.unlink(missing_ok=True)
         self._fd = None
-        await self.flush()
+        try:
+            await self.flush()
+        except StorageError:
+            with contextlib.suppress(StorageError):
+                self._end_run({**entry, "status": "storage_error"})
+            raise
         try:
             await asyncio.to_thread(self._merge_small_parts)
         except (OSError, pa.ArrowException) as exc:  # merging only tidies: the parts are whole
             log.warning("store.merge_failed", error=str(exc))
+        self._end_run(entry)
+
+    def _end_run(self, entry: dict[str, Any]) -> None:
         self.manifest["runs"][-1].update({**entry, "run_number": self._run_number})
         self.save_manifest()
 
     async def flush(self) -> None:
         """Wait until every part handed to a background write is on disk."""
         if self._writing is not None:
-            await self._writing
+            try:
+                await self._writing
+            except OSError as exc:  # the journal stays: the next open makes it a part
+                raise self._unwritable(self.results_dir, exc) from None
 
     def close(self) -> None:
         if self._fd is not None:
-            os.fsync(self._fd)
+            with contextlib.suppress(OSError):  # a full disk: the journal keeps what it has
+                os.fsync(self._fd)
             os.close(self._fd)
             self._fd = None
         os.close(self._lock_fd)
 
     def save_manifest(self) -> None:
-        _atomic_write(
-            self.path / "manifest.json", orjson.dumps(self.manifest, option=orjson.OPT_INDENT_2)
-        )
+        data = orjson.dumps(self.manifest, option=orjson.OPT_INDENT_2)
+        try:
+            _atomic_write(self.path / "manifest.json", data)
+        except OSError as exc:
+            raise self._unwritable(self.path, exc) from None
 
     def _open_journal(self) -> None:
         self._seq += 1
         self._journal = self.journal_dir / f"{self.run_id}-{self._seq:05d}.jsonl"
-        self._fd = os.open(self._journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            self._fd = os.open(self._journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise self._unwritable(self.journal_dir, exc) from None
         self._cut_at = time.monotonic()
+
+    @staticmethod
+    def _unwritable(directory: Path, exc: OSError) -> StorageError:
+        return StorageError(
+            f"{directory}: cannot write results: {exc.strerror or exc}; what was saved is kept: "
+            "make room and run the same command again to resume"
+        )
 
     def _cut(self, *, reopen: bool = True) -> None:
         """Hand the journal's rows to a background part write and start a new journal."""

@@ -33,6 +33,8 @@ class Tally:
 
     rows: int = 0
     reused: int = 0
+    #: reused rows whose result (from an earlier run) is failed or invalid
+    reused_failed: int = 0
     sent: int = 0
     ok: int = 0
     failed: int = 0
@@ -80,12 +82,20 @@ class RunSummary:
     cost_usd: float
     wall_s: float
     price_source: str
+    #: rows done in an earlier run whose result is failed or invalid (``--retry-failed``)
+    reused_failed: int = 0
+
+    @property
+    def unresolved(self) -> int:
+        """Rows of the input whose result is failed or invalid: this run's and earlier ones'."""
+        return self.failed + self.invalid + self.reused_failed
 
     @property
     def failure_rate(self) -> float:
-        """Share of the rows finished in this run that failed or stayed invalid."""
-        finished = self.ok + self.failed + self.invalid
-        return (self.failed + self.invalid) / finished if finished else 0.0
+        """Share of the input's rows with a result whose result is failed or invalid, counting
+        rows done in earlier runs (a re-run does not hide earlier failures)."""
+        finished = self.ok + self.failed + self.invalid + self.reused
+        return self.unresolved / finished if finished else 0.0
 
 
 ProgressHook = Callable[[Tally], None]

@@ -156,3 +156,45 @@ def test_a_killed_run_is_recorded_as_interrupted_with_its_real_counts(
     assert killed["sent"] == killed["ok"] and killed["failed"] == 0
     assert abs(killed["cost_usd"] - saved["cost"]) < 1e-9 and killed["cost_usd"] > 0
     assert killed["ended_at"] is not None
+
+
+def test_sigterm_during_the_end_of_run_merge_exits_130_and_leaves_no_temp_file(
+    tmp_path: Path,
+) -> None:
+    """A SIGTERM while the run's small parts are merged lets the merge end cleanly: exit 130,
+    no ``.tmp`` part left, every row in the results once."""
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "batchllm", "simulate", "--port", "0", "--latency-ms", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert sim.stdout is not None
+    base_url = sim.stdout.readline().strip().rsplit(" ", 1)[-1]
+    try:
+        write_csv(tmp_path / "input.csv", ticket_rows(600))
+        job = write_job(tmp_path, job_data(base_url, limits={"concurrency": 16}))
+        env = {**os.environ, "BATCHLLM_PART_SECONDS": "0.000001"}  # a part per outcome
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "batchllm", "--log-format", "json", "run", str(job)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        results = tmp_path / "run" / "results"
+        deadline = time.monotonic() + 120
+        while not list(results.glob("part-*-*-*.parquet.tmp")):  # the merged part being written
+            assert proc.poll() is None and time.monotonic() < deadline, "no merge seen"
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err
+        assert not list(results.glob("*.tmp")) and not (tmp_path / "run" / "merge.json").exists()
+        counts = batchllm.query(
+            job, "select count(*) as n, count(distinct row_key) as k from results"
+        )
+        assert counts.to_pylist() == [{"n": 600, "k": 600}]
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        sim.communicate(timeout=10)

@@ -203,3 +203,32 @@ async def test_counting_rows_in_a_thread_while_reading_keeps_each_bad_line_once(
     bad = [row for row in read if row.problem is not None]
     assert await counting == len(read) == 200_000
     assert len(bad) == len({row.key for row in bad}) == 40
+
+
+@pytest.mark.parametrize(
+    ("delimiter", "name", "toml"),
+    [(";", "input.csv", ";"), ("\t", "input.csv", "\t"), ("\t", "input.tsv", None)],
+)
+async def test_a_delimiter_reads_semicolon_and_tab_separated_files(
+    tmp_path: Path, sim: SimServer, delimiter: str, name: str, toml: str | None
+) -> None:
+    """[input] delimiter reads ';' and tab separated files ("\\t" in TOML); .tsv is tab."""
+    lines = ["id;text".replace(";", delimiter)] + [
+        f"T{i}{delimiter}ticket, number {i}" for i in range(5)
+    ]
+    (tmp_path / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    job = batchllm.load_job(
+        write_job(tmp_path, job_data(sim.url, input={"path": name, "delimiter": toml}))
+    )
+    summary = await arun_job(job)
+    assert (summary.ok, summary.failed) == (5, 0)
+    ids = batchllm.query(job, "select id from results order by id").column(0).to_pylist()
+    assert ids == [f"T{i}" for i in range(5)]
+
+
+def test_a_delimiter_of_more_than_one_character_is_a_job_error(tmp_path: Path) -> None:
+    """delimiter = ";;" is refused with the key named."""
+    (tmp_path / "input.csv").write_text("id,text\n1,a\n", encoding="utf-8")
+    job = write_job(tmp_path, job_data(None, input={"delimiter": ";;"}))
+    with pytest.raises(batchllm.UserError, match=r"\[input\] delimiter"):
+        batchllm.load_job(job)

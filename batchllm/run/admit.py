@@ -1,7 +1,8 @@
 """Admission: which rows of the input become requests on the queue, and which do not.
 
 A row is not sent when it is a repeated id or cannot be read (an error row, unless an earlier run
-reported it already), is done in the run directory (reused), belongs to a batch an earlier run
+reported it already), is done in the run directory (reused; counted apart when its result there
+failed, so the run's summary says what the results hold), belongs to a batch an earlier run
 submitted (its result is on the way), cannot be rendered, or is larger than the model's context
 window (error rows). Everything else is rendered and queued with the input columns its result
 keeps. Identical requests are the workers' business (they share one reply), not admission's.
@@ -91,7 +92,7 @@ class Admission:
             return
         retry_failed = self._options.retry_failed
         if done.is_done_input(key, digest, retry_failed=retry_failed):
-            self._tally.reused += 1
+            self._reuse(not done.is_done_input(key, digest, retry_failed=True))
             return
         try:
             request = self._renderer.render(key, data, digest)
@@ -102,7 +103,7 @@ class Admission:
             await asyncio.sleep(0)
             return
         if done.is_done(key, request.request_key, retry_failed=retry_failed):
-            self._tally.reused += 1
+            self._reuse(not done.is_done(key, request.request_key, retry_failed=True))
         elif (key, request.request_key) in self.in_batch:
             self._tally.in_batch += 1  # its batch is already submitted: its result is on the way
         elif self._window and request.est_input_tokens > self._window:
@@ -120,9 +121,14 @@ class Admission:
         if problem.startswith("duplicate id"):
             key = _duplicate_key(key, data)
         if done.is_done_input(key, digest, retry_failed=False):
-            self._tally.reused += 1  # reported by an earlier run already
+            self._reuse(failed=True)  # reported by an earlier run already
         else:
             self._fail_row(key, data, digest, problem, "input")
+
+    def _reuse(self, failed: bool) -> None:
+        """A row done in an earlier run; ``failed``: its result there is failed or invalid."""
+        self._tally.reused += 1
+        self._tally.reused_failed += failed
 
     def _fail_row(self, key: str, data: dict[str, Any], digest: str, error: str, kind: str) -> None:
         self._record(row_failure(self._run_id, key, self._copied(data), error, kind, digest))

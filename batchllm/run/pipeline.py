@@ -12,15 +12,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 
 from batchllm.budget import LocalBudget
 from batchllm.dispatch import Dispatcher
-from batchllm.errors import BudgetReached, FatalProviderError, InputError, Interrupted
+from batchllm.errors import (
+    BatchllmError,
+    BudgetReached,
+    FatalProviderError,
+    InputError,
+    Interrupted,
+    StorageError,
+    UserError,
+)
 from batchllm.job import JobSpec
 from batchllm.outcome import RECENT_REQUESTS, results_schema
 from batchllm.preflight import api_key, check_budget, check_copies, check_fields
@@ -99,6 +109,8 @@ class JobRun:
         self.context: RunContext | None = None
         self.dispatcher: Dispatcher | None = None
         self.workers: Workers | None = None
+        #: SIGINT/SIGTERM received so far
+        self.interrupts = 0
 
     def _preflight(self) -> None:
         """Everything that can be checked, checked before any request; the run directory opened."""
@@ -114,22 +126,43 @@ class JobRun:
         self.budget = self.seams.budget or LocalBudget(cap, self.price)
         self.api_key = api_key(job)
         copied = [(c, self.source.copy_type(c)) for c in self.copy_columns]
-        self.store = Store(job.output_dir, job.name, results_schema(copied, fields))
+        self.store = Store(
+            job.output_dir, job.name, results_schema(copied, fields), **part_settings()
+        )
 
     async def execute(self) -> RunSummary:
+        # Signals are handled until the run directory is closed: one during the end-of-run merge
+        # lets it finish (or leave nothing half-written) and exits 130 rather than dying.
+        with self._signals():
+            try:
+                done = (
+                    DoneIndex()
+                    if self.options.fresh
+                    else self.store.load_done(self.job.fingerprint)
+                )
+                self.store.begin_run(
+                    self.run_id, self._record("running").as_entry(), self.job.fingerprint
+                )
+                log.info(
+                    "run.start", job=self.job.name, run_id=self.run_id, dir=str(self.store.path)
+                )
+                record = await self._finish(await self._run(done))
+            finally:
+                self.store.close()
+        return await self._conclude(record)
+
+    async def _finish(self, status: str) -> RunRecord:
+        """Save what is left of the run and its record; a full disk here is the run's problem."""
+        record = self._record(status)
         try:
-            done = DoneIndex() if self.options.fresh else self.store.load_done(self.job.fingerprint)
-            self.store.begin_run(
-                self.run_id, self._record("running").as_entry(), self.job.fingerprint
-            )
-            log.info("run.start", job=self.job.name, run_id=self.run_id, dir=str(self.store.path))
-            status = await self._run(done)
-            record = self._record(status)
             await self.store.finish_run(record.as_entry())
-        finally:
-            self.store.close()
-        if self.stop.fatal is not None:
-            raise self.stop.fatal
+        except StorageError as exc:
+            self.stop.halt(exc)
+            record = self._record("storage_error")
+        return record
+
+    async def _conclude(self, record: RunRecord) -> RunSummary:
+        """The summary of a finished run, or the error that says why it stopped."""
         summary = record.summary(self.job.name, str(self.store.path), self.tally)
         log.info(
             "run.finish",
@@ -140,9 +173,13 @@ class JobRun:
             cost_usd=round(summary.cost_usd, 6),
             wall_s=round(summary.wall_s, 3),
         )
-        if status == "budget":
+        if self.stop.fatal is not None:
+            raise self.stop.fatal
+        if self.stop.problem is not None:
+            raise _with_saved(self.stop.problem, summary)
+        if record.status == "budget":
             raise BudgetReached(await self._budget_message(summary))
-        if status == "interrupted":
+        if record.status == "interrupted" or self.interrupts:
             raise Interrupted(
                 f"interrupted: {summary.ok + summary.failed + summary.invalid} rows saved in "
                 f"{summary.run_dir}; run the same command again to resume"
@@ -150,22 +187,34 @@ class JobRun:
         return summary
 
     async def _run(self, done: DoneIndex) -> str:
-        with self._signals():
-            async with connect(
-                self.job, run_id=self.run_id, api_key=self.api_key, price=self.price,
-                budget=self.budget, sink=self.store, schema=self.schema, seams=self.seams,
-            ) as context:  # fmt: skip
-                self.context = context
-                self.dispatcher = Dispatcher(context)
-                if self.job.model.mode == "batch":
-                    await self._work_batch(context, self.dispatcher, done)
-                else:
-                    await self._work(self.dispatcher, done)
+        async with connect(
+            self.job, run_id=self.run_id, api_key=self.api_key, price=self.price,
+            budget=self.budget, sink=self.store, schema=self.schema, seams=self.seams,
+        ) as context:  # fmt: skip
+            self.context = context
+            self.ledger.endpoint = str(getattr(context.adapter, "url", context.base_url) or "")
+            self.dispatcher = Dispatcher(context)
+            if self.job.model.mode == "batch":
+                await self._work_batch(context, self.dispatcher, done)
+            else:
+                await self._work(self.dispatcher, done)
         if self.stop.fatal is not None:
             return "fatal"
+        if self.stop.problem is not None:
+            return "storage_error" if isinstance(self.stop.problem, StorageError) else "input_error"
         if self.budget.exhausted:
             return "budget"
         return "interrupted" if self.stop.stopping else "finished"
+
+    async def _produce(self, done: DoneIndex, ends: int) -> None:
+        """Admit the input; an input that cannot be read on (or a run directory that cannot be
+        written) stops admission, and what is in flight finishes and is saved."""
+        try:
+            await self.admission.produce(done, ends)
+        except (InputError, StorageError) as exc:
+            self.stop.halt(exc)
+            for _ in range(ends):
+                await self.queue.put(None)
 
     async def _work(self, dispatcher: Dispatcher, done: DoneIndex) -> None:
         self.workers = Workers(dispatcher, self.ledger, self.stop, self.budget, self.tally)
@@ -177,7 +226,7 @@ class JobRun:
                 group.create_task(self.workers.work(self.queue))
                 for _ in range(self.job.limits.concurrency)
             ]
-            await self.admission.produce(done, len(self.stop.tasks))
+            await self._produce(done, len(self.stop.tasks))
             await asyncio.gather(*self.stop.tasks, return_exceptions=True)
             ticker.cancel()
         if self.progress is not None:
@@ -204,7 +253,7 @@ class JobRun:
         try:
             async with asyncio.TaskGroup() as group:
                 self.stop.tasks = [group.create_task(mode.run(self.queue))]
-                await self.admission.produce(done, len(self.stop.tasks))
+                await self._produce(done, len(self.stop.tasks))
         except* FatalProviderError as caught:
             first = caught.exceptions[0]
             self.stop.stop_for(
@@ -217,15 +266,13 @@ class JobRun:
     def _signals(self) -> Iterator[None]:
         loop = asyncio.get_running_loop()
         caught = (signal.SIGINT, signal.SIGTERM)
-        interrupts = 0
 
         def interrupt() -> None:
-            nonlocal interrupts
-            interrupts += 1
+            self.interrupts += 1
             self.stop.stop()
             in_flight = self.workers.in_flight if self.workers else 0
             log.warning("run.stopping", in_flight=in_flight, grace_s=GRACE_S)
-            if interrupts == 1:
+            if self.interrupts == 1:
                 loop.call_later(GRACE_S, self.stop.cancel)
             else:
                 self.stop.cancel()
@@ -282,3 +329,32 @@ class JobRun:
             rate_limit_wait_s=limiter.paused_s,
             stragglers_resent=self.dispatcher.stragglers_resent,
         )
+
+
+def part_settings() -> dict[str, Any]:
+    """How often a run's journal becomes a part, when the environment says
+    (``BATCHLLM_PART_ROWS``, ``BATCHLLM_PART_SECONDS``; the store's defaults otherwise)."""
+    settings: dict[str, Any] = {}
+    for name, key, kind in (("ROWS", "part_rows", int), ("SECONDS", "part_seconds", float)):
+        text = os.environ.get(f"BATCHLLM_PART_{name}")
+        if text is None:
+            continue
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if not 0 < value < float("inf"):
+            raise UserError(f"BATCHLLM_PART_{name}={text!r}: expected a positive number")
+        settings[key] = value
+    return settings
+
+
+def _with_saved(problem: BatchllmError, summary: RunSummary) -> BatchllmError:
+    """An input problem met mid-run, saying that the replies received before it are saved."""
+    if not isinstance(problem, InputError):
+        return problem
+    saved = summary.ok + summary.failed + summary.invalid
+    return InputError(
+        f"{problem}; the {saved:,} results of this run are saved in {summary.run_dir}: "
+        "fix the input and run the same command again to resume"
+    )

@@ -48,6 +48,8 @@ class RunRecord:
     batchllm_version: str = __version__
     #: the run's place in its directory's history (the store numbers runs; never the clock)
     run_number: int = 0
+    #: reused rows whose result, from an earlier run, is failed or invalid
+    reused_failed: int = 0
 
     def as_entry(self) -> dict[str, Any]:
         """The manifest's entry for this run."""
@@ -75,6 +77,7 @@ class RunRecord:
             cost_usd=self.cost_usd,
             wall_s=time.monotonic() - tally.started,
             price_source=self.price_source,
+            reused_failed=self.reused_failed,
         )
 
     @classmethod
@@ -121,6 +124,7 @@ def record_of(
         stragglers_resent=counters.stragglers_resent,
         limit=limit,
         price_source=price_source,
+        reused_failed=tally.reused_failed,
     )
 
 

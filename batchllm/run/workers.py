@@ -4,21 +4,24 @@ Identical requests within a run are sent once: a worker whose request is in flig
 answered recently shares that outcome (``shared_outcome``) instead of sending it. Every outcome
 goes through the ``Ledger``: written to the sink, counted, and watched for an outage (many rows in
 a row failed by the provider after every retry), which stops the run like a fatal error. ``Stop``
-is the run's stop signal, shared with admission and the signal handlers. This module does not read
+is the run's stop signal, shared with admission and the signal handlers. Only outcomes of requests
+that reached (or failed to reach) the provider count towards an outage or a refused endpoint:
+shared replies and rows never sent neither reset nor advance them. This module does not read
 input or decide what is admitted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import structlog
 
 from batchllm.budget import Budget, OverBudget
 from batchllm.dispatch import Dispatcher
-from batchllm.errors import FatalProviderError
-from batchllm.outcome import OK, Outcome, RecentRequests, shared_outcome
+from batchllm.errors import BatchllmError, FatalProviderError, StorageError
+from batchllm.outcome import FAILED, OK, Outcome, RecentRequests, shared_outcome
 from batchllm.render import Request
 from batchllm.run.context import OutcomeSink
 from batchllm.tally import Tally
@@ -31,16 +34,26 @@ _OUTAGE_KINDS = frozenset(
     {"server_error", "timeout", "connection_error", "rate_limited", "bad_reply"}
 )
 
+#: identical refusals (same HTTP status and kind) with no success that mean a wrong model or URL:
+#: a 404 says the address or model does not exist; other refusals (a 400) may be a row's own
+#: (a prompt too long), so more of them are needed
+REFUSED_ROWS = {"404": 5}
+REFUSED_ROWS_OTHER = 20
+_HTTP_STATUS = re.compile(r"^HTTP (\d{3})\b")
+
 #: what the queue carries: a request and the input columns copied into its row
 Item = tuple[Request, dict[str, Any]]
 
 
 class Stop:
-    """Whether the run is stopping, the fatal error that stopped it, and the tasks to cancel."""
+    """Whether the run is stopping, the fatal error or the problem that stopped it, and the
+    tasks to cancel."""
 
     def __init__(self) -> None:
         self.event = asyncio.Event()
         self.fatal: FatalProviderError | None = None
+        #: an unreadable input or an unwritable run directory: admission stopped, in flight goes on
+        self.problem: BatchllmError | None = None
         self.tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -49,6 +62,13 @@ class Stop:
 
     def stop(self) -> None:
         """Admit nothing more; requests in flight go on."""
+        self.event.set()
+
+    def halt(self, exc: BatchllmError) -> None:
+        """Admit nothing more because of ``exc``; requests in flight finish and are saved."""
+        if self.problem is None:
+            self.problem = exc
+            log.error("run.halted", error=str(exc))
         self.event.set()
 
     def stop_for(self, exc: FatalProviderError) -> None:
@@ -68,7 +88,8 @@ class Stop:
 
 
 class Ledger:
-    """Records each outcome: durably in the sink, then in the tally; stops the run on an outage."""
+    """Records each outcome: durably in the sink, then in the tally; stops the run on an outage
+    or when the provider refuses every request the same way (a wrong model or endpoint)."""
 
     def __init__(
         self, sink: OutcomeSink, tally: Tally, stop: Stop, *, outage_rows: int | None
@@ -77,11 +98,17 @@ class Ledger:
         #: failed rows in a row that stop the run (None: never, as in batch mode)
         self._outage_rows = outage_rows
         self._outage = 0
+        #: the provider's address, named when every request is refused
+        self.endpoint = ""
+        self._succeeded = False
+        self._refusals: tuple[tuple[str | None, str | None], int] = ((None, None), 0)
 
     def record(self, outcome: Outcome) -> None:
         self._sink.write(outcome)
         self._tally.add(outcome)
-        self._watch_outage(outcome)
+        if outcome.attempts > 0:  # a shared reply or a row never sent says nothing of the server
+            self._watch_outage(outcome)
+            self._watch_refusals(outcome)
 
     def _watch_outage(self, outcome: Outcome) -> None:
         """Stop when the provider has failed many rows in a row even after every retry.
@@ -100,6 +127,29 @@ class Ledger:
                 FatalProviderError(
                     f"provider unavailable: {self._outage} rows in a row failed after every "
                     f"retry (last: {outcome.error}); run again with --retry-failed when it is back"
+                )
+            )
+
+    def _watch_refusals(self, outcome: Outcome) -> None:
+        """Stop when the first requests of a run are all refused alike (same status and kind,
+        not retryable) before any succeeds: an unknown model, or a base URL that misses (or
+        doubles) ``/v1``, would otherwise fail every row, one request each."""
+        if outcome.status != FAILED:
+            self._succeeded = True
+            return
+        if self._succeeded or self._outage_rows is None or outcome.error_type != "rejected":
+            return
+        found = _HTTP_STATUS.match(outcome.error or "")
+        signature = (outcome.error_type, found.group(1) if found else None)
+        previous, count = self._refusals
+        count = count + 1 if signature == previous else 1
+        self._refusals = (signature, count)
+        if count == REFUSED_ROWS.get(signature[1] or "", REFUSED_ROWS_OTHER):
+            self._stop.stop_for(
+                FatalProviderError(
+                    f"{self.endpoint or 'the provider'} refused the first {count} requests "
+                    f"alike ({outcome.error}); check base_url (does it end in /v1?) and the "
+                    "model name, or run batchllm validate --probe"
                 )
             )
 
@@ -139,6 +189,8 @@ class Workers:
                 self._ledger.record(await self._outcome(request, copied))
             except FatalProviderError as exc:
                 self._stop.stop_for(exc)
+            except StorageError as exc:
+                self._stop.halt(exc)
             except OverBudget:
                 if not self._stop.stopping:
                     log.warning("run.budget_reached", spent_usd=round(self._budget.spent_usd, 6))

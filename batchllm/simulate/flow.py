@@ -2,7 +2,8 @@
 
 Owns ``Provider``: the simulator's state (counters, limiter, fault script, prompt cache) and its
 handlers: for each request, scripted fault, auth, parse, rate limit, random fault, reply, each
-answered through the request's ``WireFormat``; plus the ``/_sim/{stats,faults,reset}`` control
+answered through the request's ``WireFormat`` (a model named ``no-such-...`` is unknown: 404,
+and so is any path the simulator does not serve); plus the ``/_sim/{stats,faults,reset}`` control
 endpoints. The Batch APIs (``batchllm.simulate.batches``) answer their items through
 ``answer_item``. The server around it lives in ``batchllm.simulate``.
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -64,6 +66,8 @@ from batchllm.simulate.limits import RateLimiter, Rejection
 from batchllm.simulate.responses import ResponsesFormat
 
 HANG_S = 3600.0
+#: models the simulator does not serve (404, as a real server answers a model it does not know)
+UNKNOWN_MODEL_PREFIX = "no-such-"
 _MAX_BODY = 64 * 1024 * 1024
 _UNCAPPED_RESERVE = 16
 _SCRIPTED_429_WAIT_S = 0.02
@@ -162,6 +166,10 @@ class Provider:
         parsed = self._parse(fmt, call.incoming)
         if isinstance(parsed, ErrorReply):
             return self._send_error(call, parsed, "errors")
+        if parsed.model.startswith(UNKNOWN_MODEL_PREFIX):
+            return self._send_error(
+                call, _model_not_found(fmt, parsed.model, call.incoming), "errors"
+            )
         return await self._answer(call, parsed, forced_malformed=fault is not None)
 
     def _parse(self, fmt: WireFormat, incoming: Incoming) -> SimRequest | ErrorReply:
@@ -360,6 +368,11 @@ def _fault_from_json(item: Any) -> Fault:
         None if wait is None else float(wait),
         int(item.get("after", 0)),
     )
+
+
+def _model_not_found(fmt: WireFormat, model: str, incoming: Incoming) -> ErrorReply:
+    message = f"The model `{model}` does not exist or you do not have access to it."
+    return dataclasses.replace(fmt.bad_request(message, "model", incoming), status=404)
 
 
 def _asks_schema(response_format: Any) -> bool:
