@@ -88,9 +88,9 @@ async def test_shared_replies_do_not_hide_an_outage(tmp_path: Path, sim: SimServ
 
 
 def _refusing_jobs(sim: SimServer) -> dict[str, dict[str, dict[str, object]]]:
-    unpriced = {"input_per_mtok": 1.0, "output_per_mtok": 1.0}
+    priced = {"input_per_mtok": 1.0, "output_per_mtok": 1.0}  # models no price table knows
     return {
-        "unknown model": {"model": {"name": "no-such-model"}, "pricing": unpriced},
+        "unknown model": {"model": {"name": "no-such-model"}, "pricing": priced},
         "base_url without /v1": {"model": {"base_url": sim.root}},
         "anthropic base_url with /v1": {
             "model": {
