@@ -38,7 +38,6 @@ import fcntl
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,8 @@ import pyarrow.parquet as pq
 import structlog
 
 from batchllm.errors import RunDirError
-from batchllm.outcome import OK, TERMINAL, Outcome
+from batchllm.index import DoneIndex, build_index, damaged
+from batchllm.outcome import Outcome
 
 log = structlog.get_logger("batchllm")
 
@@ -62,43 +62,6 @@ MANIFEST_FORMAT = 1
 #: a run's outcomes are numbered below this many bits of ``seq``; the run's number above them
 SEQ_BITS = 36
 SEQ_FIELD = pa.field("seq", pa.int64())
-
-
-@dataclass(slots=True)
-class _Marks:
-    """Keys with a final outcome; ``failed`` holds those whose latest outcome is not ok."""
-
-    done: set[int] = field(default_factory=set)
-    failed: set[int] = field(default_factory=set)
-
-    def mark(self, key: int, status: str) -> None:
-        self.done.add(key)
-        if status != OK:
-            self.failed.add(key)
-        elif self.failed:
-            self.failed.discard(key)
-
-    def has(self, key: int, retry_failed: bool) -> bool:
-        return key in self.done and not (retry_failed and key in self.failed)
-
-
-@dataclass(slots=True)
-class DoneIndex:
-    """Which rows already have a final outcome.
-
-    By (row, request): the exact request is known to be done. By (row, input hash), only for
-    outcomes of runs with the job's current fingerprint: the same row data under the same job makes
-    the same request, so a resumed run can skip such rows without rendering them.
-    """
-
-    by_request: _Marks = field(default_factory=_Marks)
-    by_input: _Marks = field(default_factory=_Marks)
-
-    def is_done(self, row_key: str, request_key: str, *, retry_failed: bool) -> bool:
-        return self.by_request.has(hash((row_key, request_key)), retry_failed)
-
-    def is_done_input(self, row_key: str, input_hash: str, *, retry_failed: bool) -> bool:
-        return self.by_input.has(hash((row_key, input_hash)), retry_failed)
 
 
 class Store:
@@ -120,8 +83,10 @@ class Store:
         self.part_seconds = part_seconds
         self.results_dir = path / "results"
         self.journal_dir = path / "journal"
+        self.index: DoneIndex | None = None
         self._lock_fd = _prepare(path)
         self.manifest = self._load_manifest()
+        check_parts(path)
         self._recover()
         self.run_id = ""
         self._seq = 0
@@ -135,8 +100,10 @@ class Store:
 
     # --- reading ---------------------------------------------------------------------------
 
-    def load_done(self, fingerprint: str | None = None) -> DoneIndex:
-        return read_done(self.path, fingerprint)
+    def load_done(self, fingerprint: str | None = None, *, fresh: bool = False) -> DoneIndex:
+        """The done index (empty with ``fresh``), then kept up to date as parts are written."""
+        self.index = DoneIndex() if fresh else read_done(self.path, fingerprint)
+        return self.index
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -235,8 +202,11 @@ class Store:
             os.fsync(fd)
             os.close(fd)
         table = pa.Table.from_pylist(list(rows), schema=self.schema)
-        _write_parquet(table, self.results_dir / f"part-{journal.stem}.parquet")
+        part = self.results_dir / f"part-{journal.stem}.parquet"
+        _write_parquet(table, part)
         journal.unlink(missing_ok=True)
+        if self.index is not None:
+            self.index.add_part(part, table)
 
     def _merge_small_parts(self) -> None:
         """Merge this run's small parts, in order, into parts of up to ``part_rows`` rows (when
@@ -341,39 +311,23 @@ class Store:
 
 
 def read_done(run_dir: Path, fingerprint: str | None = None) -> DoneIndex:
-    """The done-set of a run directory's parts (read-only: no lock needed)."""
-    done = DoneIndex()
+    """The done index of a run directory's parts (read-only: no lock needed)."""
     runs = _manifest_runs(run_dir)
-    same_job = {
+    same_job = frozenset(
         run["run_id"] for run in runs if fingerprint and run.get("fingerprint") == fingerprint
-    }
-    for part in parts_in_order(run_dir, runs):
-        with contextlib.suppress(FileNotFoundError):  # merged away by the run holding the lock
-            _mark_part(done, part, same_job)
-    return done
+    )
+    return build_index(parts_in_order(run_dir, runs), same_job)
 
 
-def _mark_part(done: DoneIndex, part: Path, same_job: set[str]) -> None:
-    wanted = ["row_key", "request_key", "status", "run_id", "input_hash"]
-    parquet = pq.ParquetFile(part)
-    present = [c for c in wanted if c in parquet.schema_arrow.names]
-    for batch in parquet.iter_batches(batch_size=65_536, columns=present):
-        columns = {name: batch.column(name).to_pylist() for name in present}
-        hashes = columns.get("input_hash") or [None] * batch.num_rows
-        rows = zip(
-            columns["row_key"],
-            columns["request_key"],
-            columns["status"],
-            columns["run_id"],
-            hashes,
-            strict=True,
-        )
-        for row_key, request_key, status, run_id, input_hash in rows:
-            if status not in TERMINAL:
-                continue
-            done.by_request.mark(hash((row_key, request_key)), status)
-            if input_hash and run_id in same_job:
-                done.by_input.mark(hash((row_key, input_hash)), status)
+def check_parts(run_dir: Path) -> None:
+    """Raise ``RunDirError`` naming the first part whose footer cannot be read."""
+    for part in (run_dir / "results").glob("part-*.parquet"):
+        try:
+            pq.ParquetFile(part).close()
+        except FileNotFoundError:
+            continue
+        except (OSError, pa.ArrowException) as exc:
+            raise damaged(part, exc) from None
 
 
 def _saved_counts(results_dir: Path, run_id: str) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from batchllm.run.assemble import connect
 from batchllm.run.batch import BatchMode, BatchSettings, Book, batch_api
 from batchllm.run.context import RunContext, Seams
 from batchllm.run.record import Counters, RunRecord, record_of
-from batchllm.run.workers import Item, Ledger, Stop, Workers, outage_rows
+from batchllm.run.workers import Answers, Item, Ledger, Stop, Workers, outage_rows
 from batchllm.source import Source
 from batchllm.store import DoneIndex, Store
 from batchllm.tally import ProgressHook, RunOptions, RunSummary, Tally
@@ -108,6 +108,7 @@ class JobRun:
         self.renderer = Renderer(job, self.source.columns, self.schema)
         self.copy_columns = check_copies(job)
         fields = self.schema.columns() if self.schema else []
+        self.field_names = [name for name, _ in fields]
         check_fields(job, [name for name, _ in fields])
         self.price = resolve_price(job)
         cap = check_budget(job, self.options.max_cost_usd)
@@ -118,7 +119,7 @@ class JobRun:
 
     async def execute(self) -> RunSummary:
         try:
-            done = DoneIndex() if self.options.fresh else self.store.load_done(self.job.fingerprint)
+            done = self.store.load_done(self.job.fingerprint, fresh=self.options.fresh)
             self.store.begin_run(
                 self.run_id, self._record("running").as_entry(), self.job.fingerprint
             )
@@ -168,7 +169,10 @@ class JobRun:
         return "interrupted" if self.stop.stopping else "finished"
 
     async def _work(self, dispatcher: Dispatcher, done: DoneIndex) -> None:
-        self.workers = Workers(dispatcher, self.ledger, self.stop, self.budget, self.tally)
+        answers = Answers(done, self.store.flush, self.field_names)
+        self.workers = Workers(
+            dispatcher, self.ledger, self.stop, self.budget, self.tally, answers
+        )
         async with asyncio.TaskGroup() as group:
             ticker = group.create_task(self._tick())
             if self.progress is not None:
@@ -201,6 +205,7 @@ class JobRun:
             ),
         )
         self.admission.in_batch = mode.in_flight
+        mode.answers = Answers(done, self.store.flush, self.field_names)
         try:
             async with asyncio.TaskGroup() as group:
                 self.stop.tasks = [group.create_task(mode.run(self.queue))]
