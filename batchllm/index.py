@@ -216,6 +216,10 @@ class DoneIndex:
                     return row
         return None
 
+    @property
+    def empty(self) -> bool:
+        return not any(len(layer.by_request.keys) for layer in self._snapshot())
+
     def __len__(self) -> int:
         return sum(len(layer.by_request.keys) for layer in self._snapshot())
 

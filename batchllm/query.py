@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import duckdb
 from batchllm.job import JobSpec, load_job
 from batchllm.run.record import RunRecord
+from batchllm.store import check_parts
 
 
 def run_dir_of(target: str | Path | JobSpec) -> Path:
@@ -41,6 +42,7 @@ def connect(target: str | Path | JobSpec) -> duckdb.DuckDBPyConnection:
     run_dir = run_dir_of(target)
     if not any((run_dir / "results").glob("part-*.parquet")):
         raise UserError(f"{run_dir}: no results yet (run the job first)")
+    check_parts(run_dir)
     con = duckdb.connect(":memory:")
     pattern = _glob_literal(str(run_dir / "results")) + "/part-*.parquet"
     con.execute(

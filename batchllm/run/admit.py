@@ -62,10 +62,25 @@ class Admission:
             await self._queue.put(None)
 
     async def _admit_all(self, rows: Iterable[InputRow | dict[str, Any]], done: DoneIndex) -> None:
-        for row in rows:
+        """Admit a batch of rows: the done ones are found for the whole batch at once."""
+        items = [row if isinstance(row, InputRow) else InputRow(row) for row in rows]
+        id_column = self._job.input.id_column
+        keys = [item.key or row_key(item.data, id_column) for item in items]
+        digests = [input_hash(item.data) for item in items]
+        done_rows = (
+            done.done_inputs(keys, digests, retry_failed=self._options.retry_failed).tolist()
+            if not done.empty
+            else [False] * len(items)
+        )
+        for item, key, digest, is_done in zip(items, keys, digests, done_rows, strict=True):
             if self._stop.stopping:
                 break
-            await self._admit(row, done)
+            problem = item.problem or self._duplicate_ids.problem(key)
+            if is_done and problem is None:
+                self._tally.rows += 1
+                self._tally.reused += 1
+            else:
+                await self._admit(item, key, digest, problem, done)
 
     async def _produce_from_source(self, done: DoneIndex) -> None:
         batches = self._source.rows()
@@ -78,21 +93,16 @@ class Admission:
                 remaining -= len(rows)
             await self._admit_all(rows, done)
 
-    async def _admit(self, row: InputRow | dict[str, Any], done: DoneIndex) -> None:
+    async def _admit(
+        self, row: InputRow, key: str, digest: str, problem: str | None, done: DoneIndex
+    ) -> None:
         """Queue the row's request, unless it is done, in a batch, or cannot be sent."""
         self._tally.rows += 1
-        row = row if isinstance(row, InputRow) else InputRow(row)
         data = row.data
-        key = row.key or row_key(data, self._job.input.id_column)
-        digest = input_hash(data)
-        problem = row.problem or self._duplicate_ids.problem(key)
         if problem is not None:
             self._reject_input(key, data, digest, problem, done)
             return
         retry_failed = self._options.retry_failed
-        if done.is_done_input(key, digest, retry_failed=retry_failed):
-            self._tally.reused += 1
-            return
         try:
             request = self._renderer.render(key, data, digest)
         except RowError as exc:
