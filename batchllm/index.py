@@ -120,7 +120,8 @@ def _mix(x: np.ndarray) -> np.ndarray:
         x = x * U64(0xBF58476D1CE4E5B9)
         x = x ^ (x >> U64(27))
         x = x * U64(0x94D049BB133111EB)
-        return x ^ (x >> U64(31))
+        mixed: np.ndarray = x ^ (x >> U64(31))
+        return mixed
 
 
 @dataclass(slots=True)
@@ -266,7 +267,7 @@ def build_index(parts: list[Path], same_job: frozenset[str]) -> DoneIndex:
     index = DoneIndex(same_job)
     index._parts = list(parts)
     if parts:
-        index._layers = [_layer_of(list(enumerate(parts)), same_job)]  # type: ignore[arg-type]
+        index._layers = [_layer_of(list(enumerate(parts)), same_job)]
     return index
 
 

@@ -145,7 +145,7 @@ class RecentRequests(Generic[T]):
 def stored_outcome(row: dict[str, Any], fields: Iterable[str]) -> Outcome:
     """An outcome as a part stores it (``fields``: the typed output fields to keep)."""
     finished = row.get("finished_at")
-    own = {name: row.get(name) for name in COLUMN_NAMES if name != "finished_at"}
+    own: dict[str, Any] = {name: row.get(name) for name in COLUMN_NAMES if name != "finished_at"}
     return Outcome(
         **own,
         finished_at=int(finished.timestamp() * 1e6) if finished is not None else now_us(),

@@ -8,6 +8,7 @@ Layout of ``output.dir``::
     results/part-RUN-SEQ.parquet
     results/part-RUN-SEQ-SEQ.parquet   small parts of one run, merged at its end
     merge.json               a merge in progress (its target and sources)
+    compact.json             a compaction in progress (``batchllm.compact``)
 
 Every outcome is appended to the journal with one ``write`` before its row counts as done, so a
 killed process loses no reply it had received (the journal is fsynced when a part is cut and at
@@ -33,7 +34,6 @@ in run-number order, and the ``results`` view orders by ``seq``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import os
 import time
@@ -48,6 +48,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import structlog
 
+from batchllm.compact import compact, finish_merge, merge_small_parts, should_compact
+from batchllm.compact import finish as finish_compaction
 from batchllm.errors import RunDirError
 from batchllm.index import DoneIndex, build_index, damaged
 from batchllm.outcome import Outcome
@@ -56,8 +58,6 @@ log = structlog.get_logger("batchllm")
 
 PART_ROWS = 10_000
 PART_SECONDS = 30.0
-#: small parts a run must leave before they are merged at its end
-MERGE_FROM = 8
 MANIFEST_FORMAT = 1
 #: a run's outcomes are numbered below this many bits of ``seq``; the run's number above them
 SEQ_BITS = 36
@@ -75,12 +75,14 @@ class Store:
         *,
         part_rows: int = PART_ROWS,
         part_seconds: float = PART_SECONDS,
+        keep_history: bool = True,
     ) -> None:
         self.path = path
         self.job_name = job_name
         self.schema = schema if SEQ_FIELD.name in schema.names else schema.append(SEQ_FIELD)
         self.part_rows = part_rows
         self.part_seconds = part_seconds
+        self.keep_history = keep_history
         self.results_dir = path / "results"
         self.journal_dir = path / "journal"
         self.index: DoneIndex | None = None
@@ -143,9 +145,15 @@ class Store:
         self._fd = None
         await self.flush()
         try:
-            await asyncio.to_thread(self._merge_small_parts)
+            await asyncio.to_thread(
+                merge_small_parts, self.path, self.run_id, self.schema, self.part_rows
+            )
         except (OSError, pa.ArrowException) as exc:  # merging only tidies: the parts are whole
             log.warning("store.merge_failed", error=str(exc))
+        try:
+            await asyncio.to_thread(self._compact)
+        except (OSError, pa.ArrowException) as exc:  # the same: the parts stay as they are
+            log.warning("store.compact_failed", error=str(exc))
         self.manifest["runs"][-1].update({**entry, "run_number": self._run_number})
         self.save_manifest()
 
@@ -208,58 +216,10 @@ class Store:
         if self.index is not None:
             self.index.add_part(part, table)
 
-    def _merge_small_parts(self) -> None:
-        """Merge this run's small parts, in order, into parts of up to ``part_rows`` rows (when
-        there are at least ``MERGE_FROM`` of them: a few are no burden, and merging costs)."""
-        parts = sorted(self.results_dir.glob(f"part-{self.run_id}-*.parquet"))
-        sizes = {part: pq.ParquetFile(part).metadata.num_rows for part in parts}
-        if sum(size < self.part_rows for size in sizes.values()) < MERGE_FROM:
-            return
-        group: list[Path] = []
-        rows = 0
-        for part in [*parts, None]:
-            size = sizes[part] if part is not None else 0
-            if part is None or rows + size > self.part_rows:
-                if len(group) > 1:
-                    self._merge(group)
-                group, rows = [], 0
-            if part is not None:
-                group.append(part)
-                rows += size
-
-    def _merge(self, sources: list[Path]) -> None:
-        first, last = _seq_of(sources[0]), _seq_of(sources[-1])
-        target = self.results_dir / f"part-{self.run_id}-{first}-{last}.parquet"
-        tmp = target.with_suffix(".parquet.tmp")
-        try:
-            with pq.ParquetWriter(tmp, self.schema, compression="zstd") as writer:
-                for source in sources:
-                    writer.write_table(pq.read_table(source, schema=self.schema))
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)  # no half-written part left behind
-            raise
-        marker = {"target": target.name, "sources": [source.name for source in sources]}
-        _atomic_write(self.path / "merge.json", orjson.dumps(marker))
-        os.replace(tmp, target)
-        self._finish_merge()
-
-    def _finish_merge(self) -> None:
-        """Complete the merge ``merge.json`` names: drop its sources once its part is in place
-        (else its half-written part: the sources stay)."""
-        path = self.path / "merge.json"
-        if not path.exists():
-            return
-        marker = orjson.loads(path.read_bytes())
-        target = self.results_dir / marker["target"]
-        if target.exists():
-            for name in marker["sources"]:
-                (self.results_dir / name).unlink(missing_ok=True)
-        else:
-            target.with_suffix(".parquet.tmp").unlink(missing_ok=True)
-        path.unlink()
+    def _compact(self) -> None:
+        parts = parts_in_order(self.path, self.manifest["runs"])
+        if should_compact(parts):
+            compact(self.path, parts, self.run_id, keep_history=self.keep_history)
 
     # --- opening ---------------------------------------------------------------------------
 
@@ -285,7 +245,8 @@ class Store:
 
     def _recover(self) -> None:
         """Finish what a killed run left: its merge, its journals, its temp files, its record."""
-        self._finish_merge()
+        finish_merge(self.path)
+        finish_compaction(self.path)
         for journal in sorted(self.journal_dir.glob("*.jsonl")):
             part = self.results_dir / f"part-{journal.stem}.parquet"
             if not part.exists():
@@ -389,11 +350,6 @@ def _prepare(path: Path) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     return fd
-
-
-def _seq_of(part: Path) -> str:
-    """The sequence number (or range) a part's name ends with: ``part-RUN-00003`` -> ``00003``."""
-    return part.stem.rsplit("-", 1)[1]
 
 
 def _read_journal(path: Path) -> Iterable[dict[str, Any]]:

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchllm.errors import RowError
+from batchllm.index import DoneIndex
 from batchllm.job import JobSpec
 from batchllm.outcome import RecentRequests
 from batchllm.pricing import context_window
 from batchllm.render import Renderer, input_hash
 from batchllm.source import InputRow, Source, row_key
-from batchllm.store import DoneIndex, read_done
+from batchllm.store import read_done
 from batchllm.validate import OutputSchema
 
 

@@ -17,12 +17,12 @@ from typing import Any
 import orjson
 
 from batchllm.errors import RowError
+from batchllm.index import DoneIndex
 from batchllm.job import JobSpec
 from batchllm.outcome import Outcome, row_failure
 from batchllm.render import Renderer, input_hash
 from batchllm.run.workers import Item, Stop
 from batchllm.source import DuplicateIds, InputRow, Source, row_key
-from batchllm.store import DoneIndex
 from batchllm.tally import RunOptions, Tally
 
 

@@ -21,6 +21,7 @@ import structlog
 from batchllm.budget import LocalBudget
 from batchllm.dispatch import Dispatcher
 from batchllm.errors import BudgetReached, FatalProviderError, InputError, Interrupted
+from batchllm.index import DoneIndex
 from batchllm.job import JobSpec
 from batchllm.outcome import RECENT_REQUESTS, results_schema
 from batchllm.preflight import api_key, check_budget, check_copies, check_fields
@@ -33,7 +34,7 @@ from batchllm.run.context import RunContext, Seams
 from batchllm.run.record import Counters, RunRecord, record_of
 from batchllm.run.workers import Answers, Item, Ledger, Stop, Workers, outage_rows
 from batchllm.source import Source
-from batchllm.store import DoneIndex, Store
+from batchllm.store import Store
 from batchllm.tally import ProgressHook, RunOptions, RunSummary, Tally
 from batchllm.validate import OutputSchema
 
@@ -115,7 +116,12 @@ class JobRun:
         self.budget = self.seams.budget or LocalBudget(cap, self.price)
         self.api_key = api_key(job)
         copied = [(c, self.source.copy_type(c)) for c in self.copy_columns]
-        self.store = Store(job.output_dir, job.name, results_schema(copied, fields))
+        self.store = Store(
+            job.output_dir,
+            job.name,
+            results_schema(copied, fields),
+            keep_history=job.output.keep_history,
+        )
 
     async def execute(self) -> RunSummary:
         try:
@@ -170,9 +176,7 @@ class JobRun:
 
     async def _work(self, dispatcher: Dispatcher, done: DoneIndex) -> None:
         answers = Answers(done, self.store.flush, self.field_names)
-        self.workers = Workers(
-            dispatcher, self.ledger, self.stop, self.budget, self.tally, answers
-        )
+        self.workers = Workers(dispatcher, self.ledger, self.stop, self.budget, self.tally, answers)
         async with asyncio.TaskGroup() as group:
             ticker = group.create_task(self._tick())
             if self.progress is not None:
