@@ -226,13 +226,17 @@ class _Reader:
 
     def output(self, name: str) -> OutputSpec:
         table = self.section("output")
-        self.check_keys("output", table, ("dir", "schema", "schema_file", "max_repairs"))
+        self.check_keys(
+            "output", table, ("dir", "schema", "schema_file", "max_repairs", "keep_history")
+        )
         out = self.take("output", table, "dir", str)
         repairs = self.take("output", table, "max_repairs", int, check=checks.between(0, 10))
+        history = self.take("output", table, "keep_history", bool)
         return OutputSpec(
             dir=_normal(self.base / out if out else self.base / "runs" / name),
             schema=self.checked_schema(table),
             max_repairs=_OUTPUT.max_repairs if repairs is None else repairs,
+            keep_history=_OUTPUT.keep_history if history is None else history,
         )
 
     def schema(self, table: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -58,6 +58,9 @@ class OutputSpec:
     dir: Path
     schema: Mapping[str, Any] | None = None
     max_repairs: int = 1
+    #: keep outcomes superseded by later outcomes of the same row (``all_results``) when parts
+    #: are compacted; without it only each row's latest outcome is kept
+    keep_history: bool = True
 
 
 @dataclass(frozen=True, slots=True)

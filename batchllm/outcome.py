@@ -109,7 +109,8 @@ def results_schema(
     return pa.schema([own[0], *extra, *own[1:]])
 
 
-#: identical requests in one run are sent once when they come within this many distinct requests
+#: the distinct requests of a run whose outcomes are kept at hand for identical ones that follow;
+#: older ones are found in the run directory's done index (``batchllm.index``) and read back
 RECENT_REQUESTS = 10_000
 
 T = TypeVar("T")
@@ -117,7 +118,8 @@ T = TypeVar("T")
 
 class RecentRequests(Generic[T]):
     """The last ``RECENT_REQUESTS`` distinct requests of a run, each with what an identical
-    request coming later reuses (its outcome, or where to find it); the oldest goes first."""
+    request coming later reuses (its outcome, or where to find it); the oldest goes first. A cache
+    in front of the done index, which knows every answered request of every run."""
 
     __slots__ = ("_items",)
 
@@ -138,6 +140,17 @@ class RecentRequests(Generic[T]):
 
     def drop(self, request_key: str) -> None:
         self._items.pop(request_key, None)
+
+
+def stored_outcome(row: dict[str, Any], fields: Iterable[str]) -> Outcome:
+    """An outcome as a part stores it (``fields``: the typed output fields to keep)."""
+    finished = row.get("finished_at")
+    own: dict[str, Any] = {name: row.get(name) for name in COLUMN_NAMES if name != "finished_at"}
+    return Outcome(
+        **own,
+        finished_at=int(finished.timestamp() * 1e6) if finished is not None else now_us(),
+        fields={name: row.get(name) for name in fields},
+    )
 
 
 def shared_outcome(earlier: Outcome, request: Request, copied: dict[str, Any]) -> Outcome:

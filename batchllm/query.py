@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pyarrow as pa
 
+from batchllm.compact import compacted
 from batchllm.errors import UserError
 
 if TYPE_CHECKING:
     import duckdb
 from batchllm.job import JobSpec, load_job
 from batchllm.run.record import RunRecord
+from batchllm.store import check_parts
 
 
 def run_dir_of(target: str | Path | JobSpec) -> Path:
@@ -43,21 +45,37 @@ def connect(target: str | Path | JobSpec) -> duckdb.DuckDBPyConnection:
     run_dir = run_dir_of(target)
     if not any((run_dir / "results").glob("part-*.parquet")):
         raise UserError(f"{run_dir}: no results yet (run the job first)")
+    check_parts(run_dir)
     con = duckdb.connect(":memory:")
-    pattern = _glob_literal(str(run_dir / "results")) + "/part-*.parquet"
-    con.execute(
-        "create view all_results as select * from "
-        f"read_parquet('{_sql_string(pattern)}', union_by_name=true)"
-    )
+    parts = sorted((run_dir / "results").glob("part-*.parquet"))
+    con.execute(f"create view all_results as select * from {_read(parts)}")
     columns = {row[0] for row in con.execute("describe all_results").fetchall()}
     # ``seq`` cannot go backwards; directories written before it existed fall back to time
     latest = "seq desc nulls last, finished_at desc" if "seq" in columns else "finished_at desc"
-    con.execute(
-        "create view results as select * from all_results "
+    current = [part for part in parts if part.name.endswith("-current.parquet")]
+    recent = [part for part in parts if not compacted(part)]
+    newest = (
+        f"select * from {_read(recent)} "
         f"qualify row_number() over (partition by row_key order by {latest}) = 1"
     )
+    if not current:
+        con.execute(f"create view results as {newest}")
+    elif not recent:
+        con.execute(f"create view results as select * from {_read(current)}")
+    else:  # the compacted part holds one outcome a row: only rows written since are looked at
+        con.execute(
+            f"create view results as select * from {_read(current)} "
+            f"where row_key not in (select row_key from {_read(recent)}) "
+            f"union all by name {newest}"
+        )
     con.register("runs", _runs_table(run_dir))
     return con
+
+
+def _read(parts: list[Path]) -> str:
+    """``read_parquet`` of these files (their names taken literally, not as patterns)."""
+    names = ", ".join(f"'{_sql_string(_glob_literal(str(part)))}'" for part in parts)
+    return f"read_parquet([{names}], union_by_name=true)"
 
 
 def _glob_literal(path: str) -> str:

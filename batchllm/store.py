@@ -8,6 +8,7 @@ Layout of ``output.dir``::
     results/part-RUN-SEQ.parquet
     results/part-RUN-SEQ-SEQ.parquet   small parts of one run, merged at its end
     merge.json               a merge in progress (its target and sources)
+    compact.json             a compaction in progress (``batchllm.compact``)
 
 Every outcome is appended to the journal with one ``write`` before its row counts as done, so a
 killed process loses no reply it had received (the journal is fsynced when a part is cut and at
@@ -38,7 +39,6 @@ import fcntl
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,56 +49,20 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import structlog
 
+from batchllm.compact import compact, finish_merge, merge_small_parts, should_compact
+from batchllm.compact import finish as finish_compaction
 from batchllm.errors import RunDirError, StorageError
-from batchllm.outcome import OK, TERMINAL, Outcome
+from batchllm.index import DoneIndex, build_index, damaged
+from batchllm.outcome import Outcome
 
 log = structlog.get_logger("batchllm")
 
 PART_ROWS = 10_000
 PART_SECONDS = 30.0
-#: small parts a run must leave before they are merged at its end
-MERGE_FROM = 8
 MANIFEST_FORMAT = 1
 #: a run's outcomes are numbered below this many bits of ``seq``; the run's number above them
 SEQ_BITS = 36
 SEQ_FIELD = pa.field("seq", pa.int64())
-
-
-@dataclass(slots=True)
-class _Marks:
-    """Keys with a final outcome; ``failed`` holds those whose latest outcome is not ok."""
-
-    done: set[int] = field(default_factory=set)
-    failed: set[int] = field(default_factory=set)
-
-    def mark(self, key: int, status: str) -> None:
-        self.done.add(key)
-        if status != OK:
-            self.failed.add(key)
-        elif self.failed:
-            self.failed.discard(key)
-
-    def has(self, key: int, retry_failed: bool) -> bool:
-        return key in self.done and not (retry_failed and key in self.failed)
-
-
-@dataclass(slots=True)
-class DoneIndex:
-    """Which rows already have a final outcome.
-
-    By (row, request): the exact request is known to be done. By (row, input hash), only for
-    outcomes of runs with the job's current fingerprint: the same row data under the same job makes
-    the same request, so a resumed run can skip such rows without rendering them.
-    """
-
-    by_request: _Marks = field(default_factory=_Marks)
-    by_input: _Marks = field(default_factory=_Marks)
-
-    def is_done(self, row_key: str, request_key: str, *, retry_failed: bool) -> bool:
-        return self.by_request.has(hash((row_key, request_key)), retry_failed)
-
-    def is_done_input(self, row_key: str, input_hash: str, *, retry_failed: bool) -> bool:
-        return self.by_input.has(hash((row_key, input_hash)), retry_failed)
 
 
 class Store:
@@ -112,16 +76,20 @@ class Store:
         *,
         part_rows: int = PART_ROWS,
         part_seconds: float = PART_SECONDS,
+        keep_history: bool = True,
     ) -> None:
         self.path = path
         self.job_name = job_name
         self.schema = schema if SEQ_FIELD.name in schema.names else schema.append(SEQ_FIELD)
         self.part_rows = part_rows
         self.part_seconds = part_seconds
+        self.keep_history = keep_history
         self.results_dir = path / "results"
         self.journal_dir = path / "journal"
+        self.index: DoneIndex | None = None
         self._lock_fd = _prepare(path)
         self.manifest = self._load_manifest()
+        check_parts(path)
         self._recover()
         self.run_id = ""
         self._seq = 0
@@ -135,8 +103,10 @@ class Store:
 
     # --- reading ---------------------------------------------------------------------------
 
-    def load_done(self, fingerprint: str | None = None) -> DoneIndex:
-        return read_done(self.path, fingerprint)
+    def load_done(self, fingerprint: str | None = None, *, fresh: bool = False) -> DoneIndex:
+        """The done index (empty with ``fresh``), then kept up to date as parts are written."""
+        self.index = DoneIndex() if fresh else read_done(self.path, fingerprint)
+        return self.index
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -187,9 +157,15 @@ class Store:
                 self._end_run({**entry, "status": "storage_error"})
             raise
         try:
-            await asyncio.to_thread(self._merge_small_parts)
+            await asyncio.to_thread(
+                merge_small_parts, self.path, self.run_id, self.schema, self.part_rows
+            )
         except (OSError, pa.ArrowException) as exc:  # merging only tidies: the parts are whole
             log.warning("store.merge_failed", error=str(exc))
+        try:
+            await asyncio.to_thread(self._compact)
+        except (OSError, pa.ArrowException) as exc:  # the same: the parts stay as they are
+            log.warning("store.compact_failed", error=str(exc))
         self._end_run(entry)
 
     def _end_run(self, entry: dict[str, Any]) -> None:
@@ -265,61 +241,16 @@ class Store:
             os.fsync(fd)
             os.close(fd)
         table = pa.Table.from_pylist(list(rows), schema=self.schema)
-        _write_parquet(table, self.results_dir / f"part-{journal.stem}.parquet")
+        part = self.results_dir / f"part-{journal.stem}.parquet"
+        _write_parquet(table, part)
         journal.unlink(missing_ok=True)
+        if self.index is not None:
+            self.index.add_part(part, table)
 
-    def _merge_small_parts(self) -> None:
-        """Merge this run's small parts, in order, into parts of up to ``part_rows`` rows (when
-        there are at least ``MERGE_FROM`` of them: a few are no burden, and merging costs)."""
-        parts = sorted(self.results_dir.glob(f"part-{self.run_id}-*.parquet"))
-        sizes = {part: pq.ParquetFile(part).metadata.num_rows for part in parts}
-        if sum(size < self.part_rows for size in sizes.values()) < MERGE_FROM:
-            return
-        group: list[Path] = []
-        rows = 0
-        for part in [*parts, None]:
-            size = sizes[part] if part is not None else 0
-            if part is None or rows + size > self.part_rows:
-                if len(group) > 1:
-                    self._merge(group)
-                group, rows = [], 0
-            if part is not None:
-                group.append(part)
-                rows += size
-
-    def _merge(self, sources: list[Path]) -> None:
-        first, last = _seq_of(sources[0]), _seq_of(sources[-1])
-        target = self.results_dir / f"part-{self.run_id}-{first}-{last}.parquet"
-        tmp = target.with_suffix(".parquet.tmp")
-        try:
-            with pq.ParquetWriter(tmp, self.schema, compression="zstd") as writer:
-                for source in sources:
-                    writer.write_table(pq.read_table(source, schema=self.schema))
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)  # no half-written part left behind
-            raise
-        marker = {"target": target.name, "sources": [source.name for source in sources]}
-        _atomic_write(self.path / "merge.json", orjson.dumps(marker))
-        os.replace(tmp, target)
-        self._finish_merge()
-
-    def _finish_merge(self) -> None:
-        """Complete the merge ``merge.json`` names: drop its sources once its part is in place
-        (else its half-written part: the sources stay)."""
-        path = self.path / "merge.json"
-        if not path.exists():
-            return
-        marker = orjson.loads(path.read_bytes())
-        target = self.results_dir / marker["target"]
-        if target.exists():
-            for name in marker["sources"]:
-                (self.results_dir / name).unlink(missing_ok=True)
-        else:
-            target.with_suffix(".parquet.tmp").unlink(missing_ok=True)
-        path.unlink()
+    def _compact(self) -> None:
+        parts = parts_in_order(self.path, self.manifest["runs"])
+        if should_compact(parts):
+            compact(self.path, parts, self.run_id, keep_history=self.keep_history)
 
     # --- opening ---------------------------------------------------------------------------
 
@@ -345,7 +276,8 @@ class Store:
 
     def _recover(self) -> None:
         """Finish what a killed run left: its merge, its journals, its temp files, its record."""
-        self._finish_merge()
+        finish_merge(self.path)
+        finish_compaction(self.path)
         for journal in sorted(self.journal_dir.glob("*.jsonl")):
             part = self.results_dir / f"part-{journal.stem}.parquet"
             if not part.exists():
@@ -371,39 +303,23 @@ class Store:
 
 
 def read_done(run_dir: Path, fingerprint: str | None = None) -> DoneIndex:
-    """The done-set of a run directory's parts (read-only: no lock needed)."""
-    done = DoneIndex()
+    """The done index of a run directory's parts (read-only: no lock needed)."""
     runs = _manifest_runs(run_dir)
-    same_job = {
+    same_job = frozenset(
         run["run_id"] for run in runs if fingerprint and run.get("fingerprint") == fingerprint
-    }
-    for part in parts_in_order(run_dir, runs):
-        with contextlib.suppress(FileNotFoundError):  # merged away by the run holding the lock
-            _mark_part(done, part, same_job)
-    return done
+    )
+    return build_index(parts_in_order(run_dir, runs), same_job)
 
 
-def _mark_part(done: DoneIndex, part: Path, same_job: set[str]) -> None:
-    wanted = ["row_key", "request_key", "status", "run_id", "input_hash"]
-    parquet = pq.ParquetFile(part)
-    present = [c for c in wanted if c in parquet.schema_arrow.names]
-    for batch in parquet.iter_batches(batch_size=65_536, columns=present):
-        columns = {name: batch.column(name).to_pylist() for name in present}
-        hashes = columns.get("input_hash") or [None] * batch.num_rows
-        rows = zip(
-            columns["row_key"],
-            columns["request_key"],
-            columns["status"],
-            columns["run_id"],
-            hashes,
-            strict=True,
-        )
-        for row_key, request_key, status, run_id, input_hash in rows:
-            if status not in TERMINAL:
-                continue
-            done.by_request.mark(hash((row_key, request_key)), status)
-            if input_hash and run_id in same_job:
-                done.by_input.mark(hash((row_key, input_hash)), status)
+def check_parts(run_dir: Path) -> None:
+    """Raise ``RunDirError`` naming the first part whose footer cannot be read."""
+    for part in (run_dir / "results").glob("part-*.parquet"):
+        try:
+            pq.ParquetFile(part).close()
+        except FileNotFoundError:
+            continue
+        except (OSError, pa.ArrowException) as exc:
+            raise damaged(part, exc) from None
 
 
 def _saved_counts(results_dir: Path, run_id: str) -> dict[str, Any]:
@@ -465,11 +381,6 @@ def _prepare(path: Path) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     return fd
-
-
-def _seq_of(part: Path) -> str:
-    """The sequence number (or range) a part's name ends with: ``part-RUN-00003`` -> ``00003``."""
-    return part.stem.rsplit("-", 1)[1]
 
 
 def _read_journal(path: Path) -> Iterable[dict[str, Any]]:

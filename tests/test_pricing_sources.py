@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,14 @@ def test_scrub_masks_every_occurrence_and_only_the_secret() -> None:
     assert scrub(body, (b"sk-abc123",)) == b'{"echo": "***", "again": "***", "other": "sk-abc12"}'
 
 
+@pytest.fixture
+def configured_log() -> Iterator[None]:
+    """Logging configured as the CLI does it, for one test (it writes to that test's stderr)."""
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.mark.usefixtures("configured_log")
 def test_log_lines_never_carry_a_registered_secret(capsys: pytest.CaptureFixture[str]) -> None:
     """A secret registered with the log is printed as *** in JSON logs, at every level."""
     log.add_secret("sk-log-secret-42")
@@ -111,6 +120,7 @@ def test_log_lines_never_carry_a_registered_secret(capsys: pytest.CaptureFixture
     assert lines[1]["value"] == "nothing to hide"
 
 
+@pytest.mark.usefixtures("configured_log")
 def test_quiet_logging_keeps_warnings_only(capsys: pytest.CaptureFixture[str]) -> None:
     """``-q`` drops info events and keeps warnings."""
     log.configure("json", quiet=True)

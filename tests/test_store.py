@@ -8,8 +8,9 @@ from pathlib import Path
 import orjson
 
 import batchllm
+from batchllm.compact import MERGE_FROM
 from batchllm.outcome import results_schema, row_failure
-from batchllm.store import MERGE_FROM, Store
+from batchllm.store import Store
 
 RUN_ID = "20261126T120000.000000Z"
 

@@ -28,6 +28,7 @@ from batchllm.outcome import OK, Outcome, results_schema
 from batchllm.render import Renderer, Request, input_hash
 from batchllm.simulate.content import count_tokens
 from batchllm.source import Source, row_key
+from batchllm.store import SEQ_BITS, SEQ_FIELD
 
 SEED = 7
 MODEL = "gpt-4o-mini"
@@ -259,10 +260,13 @@ def fabricate_run(job_path: Path, pending: int) -> int:
             break
     results = job.output_dir / "results"
     results.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist(outcomes, schema=results_schema([], []))
+    for n, outcome in enumerate(outcomes):
+        outcome["seq"] = (1 << SEQ_BITS) | n
+    table = pa.Table.from_pylist(outcomes, schema=results_schema([], []).append(SEQ_FIELD))
     pq.write_table(table, results / f"part-{OLD_RUN_ID}-00001.parquet", compression="zstd")
     run = {
         "run_id": OLD_RUN_ID,
+        "run_number": 1,
         "fingerprint": job.fingerprint,
         "kind": "run",
         "status": "finished",

@@ -18,12 +18,12 @@ from typing import Any
 import orjson
 
 from batchllm.errors import RowError
+from batchllm.index import DoneIndex
 from batchllm.job import JobSpec
 from batchllm.outcome import Outcome, row_failure
 from batchllm.render import Renderer, input_hash
 from batchllm.run.workers import Item, Stop
 from batchllm.source import DuplicateIds, InputRow, Source, row_key
-from batchllm.store import DoneIndex
 from batchllm.tally import RunOptions, Tally
 
 
@@ -63,10 +63,28 @@ class Admission:
             await self._queue.put(None)
 
     async def _admit_all(self, rows: Iterable[InputRow | dict[str, Any]], done: DoneIndex) -> None:
-        for row in rows:
+        """Admit a batch of rows: the done ones are found for the whole batch at once."""
+        items = [row if isinstance(row, InputRow) else InputRow(row) for row in rows]
+        id_column = self._job.input.id_column
+        keys = [item.key or row_key(item.data, id_column) for item in items]
+        digests = [input_hash(item.data) for item in items]
+        done_rows: list[bool] = [False] * len(items)
+        ok_rows = done_rows
+        if not done.empty:
+            retry_failed = self._options.retry_failed
+            done_rows = done.done_inputs(keys, digests, retry_failed=retry_failed).tolist()
+            # done and not failed: what a retry would skip too (the rest still count as failed)
+            ok_rows = done.done_inputs(keys, digests, retry_failed=True).tolist()
+        found = zip(items, keys, digests, done_rows, ok_rows, strict=True)
+        for item, key, digest, is_done, is_ok in found:
             if self._stop.stopping:
                 break
-            await self._admit(row, done)
+            problem = item.problem or self._duplicate_ids.problem(key)
+            if is_done and problem is None:
+                self._tally.rows += 1
+                self._reuse(failed=not is_ok)
+            else:
+                await self._admit(item, key, digest, problem, done)
 
     async def _produce_from_source(self, done: DoneIndex) -> None:
         batches = self._source.rows()
@@ -79,21 +97,16 @@ class Admission:
                 remaining -= len(rows)
             await self._admit_all(rows, done)
 
-    async def _admit(self, row: InputRow | dict[str, Any], done: DoneIndex) -> None:
+    async def _admit(
+        self, row: InputRow, key: str, digest: str, problem: str | None, done: DoneIndex
+    ) -> None:
         """Queue the row's request, unless it is done, in a batch, or cannot be sent."""
         self._tally.rows += 1
-        row = row if isinstance(row, InputRow) else InputRow(row)
         data = row.data
-        key = row.key or row_key(data, self._job.input.id_column)
-        digest = input_hash(data)
-        problem = row.problem or self._duplicate_ids.problem(key)
         if problem is not None:
             self._reject_input(key, data, digest, problem, done)
             return
         retry_failed = self._options.retry_failed
-        if done.is_done_input(key, digest, retry_failed=retry_failed):
-            self._reuse(not done.is_done_input(key, digest, retry_failed=True))
-            return
         try:
             request = self._renderer.render(key, data, digest)
         except RowError as exc:

@@ -39,7 +39,7 @@ from batchllm.run.batch_book import Book, Pending, request_json
 from batchllm.run.batch_collect import Collector
 from batchllm.run.batch_control import batch_api, batch_status, cancel_batches, control_call
 from batchllm.run.context import RunContext
-from batchllm.run.workers import Item
+from batchllm.run.workers import Answers, Item
 
 log = structlog.get_logger("batchllm")
 #: how far a batch's creation time may be from our record of preparing it, to be recognised
@@ -80,6 +80,8 @@ class BatchMode:
         #: recent requests of this run's batches: the tag of the batch holding each, then its
         #: ok outcome once collected, so an identical request later in the input is not paid again
         self.recent: RecentRequests[str | Outcome] = RecentRequests()
+        #: the run directory's stored replies, reused rather than sent again
+        self.answers: Answers | None = None
         #: batches being collected: too late to add rows to
         self.collecting: set[str] = set()
         #: rows of batches an earlier run left open, (row key, request key) -> tag
@@ -110,7 +112,9 @@ class BatchMode:
         seen: set[str] = set()
         while (item := await queue.get()) is not None:
             request, copied = item
-            if request.request_key not in seen and self._share(request, copied):
+            if request.request_key not in seen and (
+                self._share(request, copied) or await self._reuse(request, copied)
+            ):
                 continue
             entry, row = self._lines(request, copied)
             if request.request_key not in seen:
@@ -135,6 +139,13 @@ class BatchMode:
             return False
         self.book.add_row(earlier, self._lines(request, copied)[1])
         return True
+
+    async def _reuse(self, request: Request, copied: dict[str, Any]) -> bool:
+        """Give the row the stored reply of an identical request (any run); False if none."""
+        earlier = None if self.answers is None else await self.answers.find(request.request_key)
+        if earlier is not None:
+            self.record(shared_outcome(earlier, request, copied))
+        return earlier is not None
 
     def _remember(self, key: str, holder: str | Outcome | None) -> None:
         if holder is None:

@@ -31,6 +31,7 @@ from batchllm.errors import (
     StorageError,
     UserError,
 )
+from batchllm.index import DoneIndex
 from batchllm.job import JobSpec
 from batchllm.outcome import RECENT_REQUESTS, results_schema
 from batchllm.preflight import api_key, check_budget, check_copies, check_fields
@@ -41,9 +42,9 @@ from batchllm.run.assemble import connect
 from batchllm.run.batch import BatchMode, BatchSettings, Book, batch_api
 from batchllm.run.context import RunContext, Seams
 from batchllm.run.record import Counters, RunRecord, record_of
-from batchllm.run.workers import Item, Ledger, Stop, Workers, outage_rows
+from batchllm.run.workers import Answers, Item, Ledger, Stop, Workers, outage_rows
 from batchllm.source import Source
-from batchllm.store import DoneIndex, Store
+from batchllm.store import Store
 from batchllm.tally import ProgressHook, RunOptions, RunSummary, Tally
 from batchllm.validate import OutputSchema
 
@@ -120,6 +121,7 @@ class JobRun:
         self.renderer = Renderer(job, self.source.columns, self.schema)
         self.copy_columns = check_copies(job)
         fields = self.schema.columns() if self.schema else []
+        self.field_names = [name for name, _ in fields]
         check_fields(job, [name for name, _ in fields])
         self.price = resolve_price(job)
         cap = check_budget(job, self.options.max_cost_usd)
@@ -127,7 +129,11 @@ class JobRun:
         self.api_key = api_key(job)
         copied = [(c, self.source.copy_type(c)) for c in self.copy_columns]
         self.store = Store(
-            job.output_dir, job.name, results_schema(copied, fields), **part_settings()
+            job.output_dir,
+            job.name,
+            results_schema(copied, fields),
+            keep_history=job.output.keep_history,
+            **part_settings(),
         )
 
     async def execute(self) -> RunSummary:
@@ -135,11 +141,7 @@ class JobRun:
         # lets it finish (or leave nothing half-written) and exits 130 rather than dying.
         with self._signals():
             try:
-                done = (
-                    DoneIndex()
-                    if self.options.fresh
-                    else self.store.load_done(self.job.fingerprint)
-                )
+                done = self.store.load_done(self.job.fingerprint, fresh=self.options.fresh)
                 self.store.begin_run(
                     self.run_id, self._record("running").as_entry(), self.job.fingerprint
                 )
@@ -217,7 +219,8 @@ class JobRun:
                 await self.queue.put(None)
 
     async def _work(self, dispatcher: Dispatcher, done: DoneIndex) -> None:
-        self.workers = Workers(dispatcher, self.ledger, self.stop, self.budget, self.tally)
+        answers = Answers(done, self.store.flush, self.field_names)
+        self.workers = Workers(dispatcher, self.ledger, self.stop, self.budget, self.tally, answers)
         async with asyncio.TaskGroup() as group:
             ticker = group.create_task(self._tick())
             if self.progress is not None:
@@ -250,6 +253,7 @@ class JobRun:
             ),
         )
         self.admission.in_batch = mode.in_flight
+        mode.answers = Answers(done, self.store.flush, self.field_names)
         try:
             async with asyncio.TaskGroup() as group:
                 self.stop.tasks = [group.create_task(mode.run(self.queue))]

@@ -1,7 +1,9 @@
 """The worker pool of an online run: a fixed number of workers take requests from the queue.
 
-Identical requests within a run are sent once: a worker whose request is in flight or was
-answered recently shares that outcome (``shared_outcome``) instead of sending it. Every outcome
+Identical requests are sent once, within a run and across runs: a worker whose request is in
+flight, was answered recently (``RecentRequests``, a cache) or has a stored ok reply (the run
+directory's ``DoneIndex``, any run of this job) shares that outcome (``shared_outcome``) instead of
+sending it. Every outcome
 goes through the ``Ledger``: written to the sink, counted, and watched for an outage (many rows in
 a row failed by the provider after every retry), which stops the run like a fatal error. ``Stop``
 is the run's stop signal, shared with admission and the signal handlers. Only outcomes of requests
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -21,7 +24,8 @@ import structlog
 from batchllm.budget import Budget, OverBudget
 from batchllm.dispatch import Dispatcher
 from batchllm.errors import BatchllmError, FatalProviderError, StorageError
-from batchllm.outcome import FAILED, OK, Outcome, RecentRequests, shared_outcome
+from batchllm.index import DoneIndex
+from batchllm.outcome import FAILED, OK, Outcome, RecentRequests, shared_outcome, stored_outcome
 from batchllm.render import Request
 from batchllm.run.context import OutcomeSink
 from batchllm.tally import Tally
@@ -40,6 +44,9 @@ _OUTAGE_KINDS = frozenset(
 REFUSED_ROWS = {"404": 5}
 REFUSED_ROWS_OTHER = 20
 _HTTP_STATUS = re.compile(r"^HTTP (\d{3})\b")
+
+#: waits until every part handed to a background write is on disk
+Flush = Callable[[], Awaitable[None]]
 
 #: what the queue carries: a request and the input columns copied into its row
 Item = tuple[Request, dict[str, Any]]
@@ -159,6 +166,21 @@ def outage_rows(concurrency: int) -> int:
     return max(OUTAGE_ROWS, 2 * concurrency)
 
 
+class Answers:
+    """The stored ok replies of a run directory, by request: the done index says whether there
+    is one; its row is read from its part (after the parts being written have landed)."""
+
+    def __init__(self, index: DoneIndex, flush: Flush, fields: list[str]) -> None:
+        self._index, self._flush, self._fields = index, flush, fields
+
+    async def find(self, request_key: str) -> Outcome | None:
+        if not self._index.has_answer(request_key):
+            return None
+        await self._flush()
+        row = await asyncio.to_thread(self._index.answer, request_key)
+        return None if row is None else stored_outcome(row, self._fields)
+
+
 class Workers:
     """``count`` workers sending the queue's requests through ``dispatcher``."""
 
@@ -169,9 +191,11 @@ class Workers:
         stop: Stop,
         budget: Budget,
         tally: Tally,
+        answers: Answers | None = None,
     ) -> None:
         self._dispatcher, self._ledger, self._stop = dispatcher, ledger, stop
         self._budget, self._tally = budget, tally
+        self._answers = answers
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
         self._recent: RecentRequests[Outcome] = RecentRequests()
 
@@ -203,6 +227,8 @@ class Workers:
         earlier = self._recent.get(key)
         if earlier is None and key in self._inflight:
             earlier = await asyncio.shield(self._inflight[key])
+        if earlier is None and self._answers is not None:
+            earlier = await self._answers.find(key)
         if earlier is not None:
             return shared_outcome(earlier, request, copied)
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()

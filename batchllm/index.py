@@ -1,0 +1,384 @@
+"""The done index: what a run directory's parts hold, in flat sorted arrays of 64-bit hashes.
+
+Three questions are asked of it, each for a whole batch of rows at once (``numpy.searchsorted``
+over sorted ``uint64`` arrays, never a Python object per row):
+
+* is (row key, input hash) done, by a run with the job's current fingerprint? (``by_input``:
+  the same row data under the same job makes the same request, so it is skipped unrendered)
+* is (row key, request key) done? (``by_request``)
+* was this request answered ok, by any run of this job? (``answers``: its reply is reused, not
+  sent again; the hash is kept with where its row is, and the row is read only when asked for)
+
+A key's latest outcome decides whether it counts as failed (for ``--retry-failed``); parts are read
+in ``parts_in_order`` order and rows within a part in ``seq`` order, so a stable sort keeps the
+last one. Strings are hashed with a polynomial hash over their UTF-8 bytes, finished with
+splitmix64, computed with numpy over whole Arrow arrays. About 34 bytes a done row.
+
+The index is built from the parts (``read_done``) and kept up to date as the run writes parts
+(``add_part``). It does not write anything; which parts exist and in what order is the store's.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from batchllm.errors import RunDirError
+from batchllm.outcome import OK, TERMINAL
+
+U64 = np.uint64
+_PAIR = np.uint64(0x9E3779B97F4A7C15)
+#: the columns the index reads from a part
+INDEX_COLUMNS = ("row_key", "request_key", "input_hash", "status", "run_id")
+#: deltas (one per part written) kept apart before they are folded into one
+_FOLD_AT = 32
+#: strings hashed at a time
+_SLICE = 1 << 15
+
+
+def hash_strings(values: pa.Array | pa.ChunkedArray | list[str]) -> np.ndarray:
+    """A 64-bit hash of each string (a null hashes like the empty string)."""
+    array = pa.array(values, pa.large_string()) if isinstance(values, list) else values
+    if isinstance(array, pa.ChunkedArray):
+        chunks = [hash_strings(chunk) for chunk in array.chunks]
+        return np.concatenate(chunks) if chunks else np.zeros(0, U64)
+    array = pc.cast(array, pa.large_string())
+    n = len(array)
+    if n > _SLICE:  # bounds the temporaries (and the powers table) whatever the input
+        return np.concatenate([_hash(array.slice(at, _SLICE)) for at in range(0, n, _SLICE)])
+    return _hash(array) if n else np.zeros(0, U64)
+
+
+def _hash(array: pa.LargeStringArray) -> np.ndarray:
+    """Each string as little-endian 8-byte words (the last one zero-filled), folded in turn."""
+    n = len(array)
+    offsets_buf, data_buf = array.buffers()[1], array.buffers()[2]
+    offsets = np.frombuffer(offsets_buf, np.int64, n + 1, array.offset * 8)
+    first, last = int(offsets[0]), int(offsets[-1])
+    raw = np.frombuffer(data_buf, np.uint8)[first:last] if data_buf is not None else b""
+    data = np.zeros(last - first + 8, np.uint8)
+    data[: last - first] = raw
+    words = np.ndarray((last - first + 1,), np.dtype("<u8"), data, strides=(1,))
+    starts = offsets[:-1] - first
+    lengths = offsets[1:] - offsets[:-1]
+    hashed = lengths.astype(U64) * _PAIR
+    active = np.arange(n)
+    step = 0
+    while len(active := active[lengths[active] > step]):
+        left = lengths[active] - step
+        word = words[starts[active] + step]
+        short = left < 8
+        if short.any():  # the string's last bytes: keep those, not its neighbour's
+            keep = (U64(1) << (left[short].astype(U64) * U64(8))) - U64(1)
+            word[short] &= keep
+        with np.errstate(over="ignore"):
+            hashed[active] = _mix(hashed[active] + word)
+        step += 8
+    return hashed
+
+
+_M64 = (1 << 64) - 1
+
+
+def hash_one(text: str) -> int:
+    """``hash_strings`` of one string, in plain Python (for one lookup at a time)."""
+    data = text.encode("utf-8", "surrogatepass")
+    hashed = (len(data) * int(_PAIR)) & _M64
+    for at in range(0, len(data), 8):
+        hashed = _mix_one((hashed + int.from_bytes(data[at : at + 8], "little")) & _M64)
+    return hashed
+
+
+def pair_one(first: int, second: int) -> int:
+    """``pair_hash`` of one pair."""
+    return _mix_one((first * int(_PAIR) + (second ^ (second >> 29))) & _M64)
+
+
+def _mix_one(x: int) -> int:
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+def pair_hash(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """One hash of two: (row, request) or (row, input)."""
+    with np.errstate(over="ignore"):
+        return _mix(first * _PAIR + (second ^ (second >> U64(29))))
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: every input bit moves every output bit."""
+    with np.errstate(over="ignore"):
+        x = x ^ (x >> U64(30))
+        x = x * U64(0xBF58476D1CE4E5B9)
+        x = x ^ (x >> U64(27))
+        x = x * U64(0x94D049BB133111EB)
+        mixed: np.ndarray = x ^ (x >> U64(31))
+        return mixed
+
+
+@dataclass(slots=True)
+class Keys:
+    """Sorted distinct keys, each with whether its latest outcome is not ok."""
+
+    keys: np.ndarray = field(default_factory=lambda: np.zeros(0, U64))
+    failed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.bool_))
+
+    @classmethod
+    def build(cls, keys: list[np.ndarray], failed: list[np.ndarray]) -> Keys:
+        """From keys in outcome order (oldest first): the last outcome of each key decides."""
+        if not keys:
+            return cls()
+        flat = np.concatenate(keys)
+        order = np.argsort(flat, kind="stable")
+        flat = flat[order]
+        last = np.ones(len(flat), np.bool_)
+        last[:-1] = flat[1:] != flat[:-1]
+        states = np.concatenate(failed)[order[last]]
+        return cls(flat[last], states)
+
+    def lookup(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(found, failed) for each hash."""
+        if not len(self.keys):
+            none = np.zeros(len(hashes), np.bool_)
+            return none, none.copy()
+        at = np.searchsorted(self.keys, hashes).clip(0, len(self.keys) - 1)
+        found = self.keys[at] == hashes
+        return found, found & self.failed[at]
+
+
+@dataclass(slots=True)
+class _Layer:
+    """One part's contribution, or the whole directory's as it was opened."""
+
+    by_request: Keys
+    by_input: Keys
+    answers: np.ndarray
+    #: where each answer's row is: part number << 32 | row group
+    where: np.ndarray
+
+
+class DoneIndex:
+    """Which (row, request) and (row, input) pairs are done, and which requests were answered."""
+
+    def __init__(self, same_job: frozenset[str] = frozenset()) -> None:
+        self._same_job = same_job
+        self._parts: list[Path] = []
+        self._layers: list[_Layer] = []
+        self._lock = threading.Lock()
+
+    # --- asking -------------------------------------------------------------------------
+
+    def done_inputs(self, keys: list[str], digests: list[str], *, retry_failed: bool) -> np.ndarray:
+        """For each row, whether its (row key, input hash) is done."""
+        return self._done("by_input", keys, digests, retry_failed)
+
+    def done_requests(
+        self, keys: list[str], requests: list[str], *, retry_failed: bool
+    ) -> np.ndarray:
+        """For each row, whether its (row key, request key) is done."""
+        return self._done("by_request", keys, requests, retry_failed)
+
+    def is_done(self, row_key: str, request_key: str, *, retry_failed: bool) -> bool:
+        return self._done_one("by_request", row_key, request_key, retry_failed)
+
+    def is_done_input(self, row_key: str, input_hash: str, *, retry_failed: bool) -> bool:
+        return self._done_one("by_input", row_key, input_hash, retry_failed)
+
+    def has_answer(self, request_key: str) -> bool:
+        """Whether a reply to this request is stored (ok, any run of this job)."""
+        key = U64(hash_one(request_key))
+        return any(_find_one(layer.answers, key) >= 0 for layer in self._snapshot())
+
+    def answered(self, request_keys: list[str]) -> np.ndarray:
+        """For each request, whether a reply to it is stored (ok, any run of this job)."""
+        hashes = hash_strings(request_keys)
+        found = np.zeros(len(hashes), np.bool_)
+        for layer in self._snapshot():
+            found |= _find(layer.answers, hashes) >= 0
+        return found
+
+    def answer(self, request_key: str) -> dict[str, Any] | None:
+        """The stored ok outcome of ``request_key`` as a row (read from its part), if any."""
+        key = U64(hash_one(request_key))
+        for layer in reversed(self._snapshot()):
+            at = _find_one(layer.answers, key)
+            if at >= 0:
+                where = int(layer.where[at])
+                row = _read_answer(self._parts[where >> 32], where & 0xFFFFFFFF, request_key)
+                if row is not None:
+                    return row
+        return None
+
+    @property
+    def empty(self) -> bool:
+        return not any(len(layer.by_request.keys) for layer in self._snapshot())
+
+    def __len__(self) -> int:
+        return sum(len(layer.by_request.keys) for layer in self._snapshot())
+
+    # --- building -------------------------------------------------------------------------
+
+    def add_part(self, part: Path, table: pa.Table | None = None) -> None:
+        """Take in a part (read from disk unless its table is given); newer than all before."""
+        with self._lock:
+            number = len(self._parts)
+            self._parts.append(part)
+        layer = _layer_of([(number, part, table)], self._same_job)
+        with self._lock:
+            self._layers.append(layer)
+            if len(self._layers) > _FOLD_AT:
+                self._layers = [_fold(self._layers)]
+
+    def _snapshot(self) -> list[_Layer]:
+        with self._lock:
+            return list(self._layers)
+
+    def _done_one(self, which: str, key: str, other: str, retry: bool) -> bool:
+        pair = U64(pair_one(hash_one(key), hash_one(other)))
+        done = failed = False
+        for layer in self._snapshot():
+            keys: Keys = getattr(layer, which)
+            at = _find_one(keys.keys, pair)
+            if at >= 0:
+                done, failed = True, bool(keys.failed[at])
+        return done and not (retry and failed)
+
+    def _done(self, which: str, keys: list[str], others: list[str], retry: bool) -> np.ndarray:
+        hashes = pair_hash(hash_strings(keys), hash_strings(others))
+        done = np.zeros(len(hashes), np.bool_)
+        failed = np.zeros(len(hashes), np.bool_)
+        for layer in self._snapshot():
+            found, fails = getattr(layer, which).lookup(hashes)
+            done |= found
+            failed = np.where(found, fails, failed)
+        return done & ~failed if retry else done
+
+
+def build_index(parts: list[Path], same_job: frozenset[str]) -> DoneIndex:
+    """The index of ``parts`` (oldest first); ``same_job``: runs with the job's fingerprint."""
+    index = DoneIndex(same_job)
+    index._parts = list(parts)
+    if parts:
+        index._layers = [_layer_of(list(enumerate(parts)), same_job)]
+    return index
+
+
+def damaged(part: Path, exc: BaseException) -> RunDirError:
+    """The one-line error for a part that cannot be read."""
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return RunDirError(
+        f"{part}: damaged results part ({reason}); move it out of the run directory "
+        "(its rows are then asked again) or restore it from a backup, and run again"
+    )
+
+
+def _layer_of(
+    parts: list[tuple[int, Path, pa.Table | None]] | list[tuple[int, Path]],
+    same_job: frozenset[str],
+) -> _Layer:
+    req: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+    inp: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+    answers: list[np.ndarray] = []
+    where: list[np.ndarray] = []
+    for number, part, *table in parts:
+        for group, batch in _batches(part, table[0] if table else None):
+            _take(batch, same_job, req, inp)
+            ok = np.asarray(pc.equal(batch.column("status"), OK).fill_null(False))
+            answers.append(hash_strings(batch.column("request_key").filter(ok)))
+            where.append(np.full(int(ok.sum()), (number << 32) | group, np.int64))
+    flat = np.concatenate(answers) if answers else np.zeros(0, U64)
+    located = np.concatenate(where) if where else np.zeros(0, np.int64)
+    order = np.argsort(flat, kind="stable")
+    return _Layer(Keys.build(*req), Keys.build(*inp), flat[order], located[order])
+
+
+def _take(
+    batch: pa.RecordBatch,
+    same_job: frozenset[str],
+    req: tuple[list[np.ndarray], list[np.ndarray]],
+    inp: tuple[list[np.ndarray], list[np.ndarray]],
+) -> None:
+    """Add a batch's terminal outcomes to the (row, request) and (row, input) key lists."""
+    batch = batch.filter(pc.is_in(batch.column("status"), pa.array(sorted(TERMINAL))))
+    rows = hash_strings(batch.column("row_key"))
+    failed = np.asarray(pc.not_equal(batch.column("status"), OK).fill_null(True))
+    req[0].append(pair_hash(rows, hash_strings(batch.column("request_key"))))
+    req[1].append(failed)
+    if "input_hash" not in batch.schema.names or not same_job:
+        return
+    mine = pc.and_(
+        pc.is_in(batch.column("run_id"), pa.array(sorted(same_job))),
+        pc.is_valid(batch.column("input_hash")),
+    )
+    chosen = np.asarray(mine.fill_null(False))
+    digests = hash_strings(batch.column("input_hash").filter(mine))
+    inp[0].append(pair_hash(rows[chosen], digests))
+    inp[1].append(failed[chosen])
+
+
+def _batches(part: Path, table: pa.Table | None) -> Any:
+    """(row group, batch) of the index's columns, in order."""
+    if table is not None:
+        for batch in table.select(_present(table.schema.names)).to_batches():
+            yield 0, batch
+        return
+    try:
+        parquet = pq.ParquetFile(part)
+        columns = _present(parquet.schema_arrow.names)
+        for group in range(parquet.num_row_groups):
+            yield group, parquet.read_row_group(group, columns=columns).combine_chunks()
+    except FileNotFoundError:
+        return  # merged away by the run holding the lock (a reader without it)
+    except (OSError, pa.ArrowException) as exc:
+        raise damaged(part, exc) from None
+
+
+def _present(names: list[str]) -> list[str]:
+    return [name for name in INDEX_COLUMNS if name in names]
+
+
+def _fold(layers: list[_Layer]) -> _Layer:
+    def keys(name: str) -> Keys:
+        chosen = [getattr(layer, name) for layer in layers]
+        return Keys.build([k.keys for k in chosen], [k.failed for k in chosen])
+
+    flat = np.concatenate([layer.answers for layer in layers])
+    located = np.concatenate([layer.where for layer in layers])
+    order = np.argsort(flat, kind="stable")
+    return _Layer(keys("by_request"), keys("by_input"), flat[order], located[order])
+
+
+def _find(sorted_keys: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+    """Where each hash is in ``sorted_keys`` (its last occurrence), or -1."""
+    if not len(sorted_keys):
+        return np.full(len(hashes), -1, np.int64)
+    at = np.searchsorted(sorted_keys, hashes, side="right") - 1
+    at = at.clip(0, len(sorted_keys) - 1)
+    return np.where(sorted_keys[at] == hashes, at, -1)
+
+
+def _find_one(sorted_keys: np.ndarray, key: np.uint64) -> int:
+    at = int(np.searchsorted(sorted_keys, key, side="right")) - 1
+    return at if at >= 0 and sorted_keys[at] == key else -1
+
+
+def _read_answer(part: Path, group: int, request_key: str) -> dict[str, Any] | None:
+    try:
+        table = pq.ParquetFile(part).read_row_group(group)
+    except FileNotFoundError:
+        return None
+    except (OSError, pa.ArrowException) as exc:
+        raise damaged(part, exc) from None
+    mask = pc.and_(
+        pc.equal(table.column("request_key"), request_key), pc.equal(table.column("status"), OK)
+    )
+    rows = table.filter(mask).to_pylist()
+    return rows[-1] if rows else None
