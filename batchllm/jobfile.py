@@ -21,6 +21,7 @@ import orjson
 from batchllm import jobchecks as checks
 from batchllm.errors import JobFileError, SchemaProblem
 from batchllm.jobspec import (
+    BACKENDS,
     INPUT_FORMATS,
     BatchSpec,
     InputSpec,
@@ -31,6 +32,7 @@ from batchllm.jobspec import (
     PricingSpec,
     PromptSpec,
     RetrySpec,
+    RunSpec,
     SimulateSpec,
 )
 from batchllm.providers import registry
@@ -57,6 +59,7 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 _SECTIONS = (
     "job", "input", "prompt", "model", "output", "limits", "retry", "pricing", "simulate", "batch",
+    "run",
 )  # fmt: skip
 
 
@@ -132,6 +135,20 @@ class _Reader:
             pricing=self.pricing(),
             simulate=self.simulate(model.provider),
             batch=self.batch(),
+            run=self.run(),
+        )
+
+    def run(self) -> RunSpec:
+        table = self.section("run")
+        self.check_keys("run", table, ("backend", "address", "shards", "shard_cpus"))
+        backend = self.take("run", table, "backend", str, check=checks.one_of(BACKENDS))
+        shards = self.take("run", table, "shards", int, check=checks.between(1, 4096))
+        cpus = self.take("run", table, "shard_cpus", (int, float), check=checks.positive)
+        return RunSpec(
+            backend=backend or _RUN.backend,
+            address=self.take("run", table, "address", str),
+            shards=shards or _RUN.shards,
+            shard_cpus=float(cpus) if cpus is not None else _RUN.shard_cpus,
         )
 
     def batch(self) -> BatchSpec:
@@ -318,6 +335,7 @@ _OUTPUT = OutputSpec(Path())
 _BATCH = BatchSpec()
 _LIMITS = LimitsSpec()
 _RETRY = RetrySpec()
+_RUN = RunSpec()
 _TYPE_NAMES = {
     str: "a string",
     int: "an integer",

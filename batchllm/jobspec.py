@@ -84,6 +84,21 @@ class BatchSpec:
     max_requests: int | None = None
 
 
+BACKENDS = ("local", "ray")
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """Where a run's requests go out from: this process (``local``) or shards on Ray."""
+
+    backend: str = "local"
+    #: the Ray cluster to join ("auto", "ray://host:10001"); None starts a local Ray
+    address: str | None = None
+    shards: int = 4
+    #: CPUs Ray reserves for each shard's task
+    shard_cpus: float = 1.0
+
+
 @dataclass(frozen=True, slots=True)
 class PricingSpec:
     input_per_mtok: float | None = None
@@ -160,6 +175,7 @@ class JobSpec:
     pricing: PricingSpec
     simulate: SimulateSpec
     batch: BatchSpec = field(default_factory=BatchSpec)
+    run: RunSpec = field(default_factory=RunSpec)
 
     @property
     def output_dir(self) -> Path:
