@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import ray
 import structlog
@@ -178,7 +178,7 @@ async def arun_on_ray(job: JobSpec, options: RunOptions, plan: RayPlan) -> RunSu
     _join(plan.address)
     started = time.monotonic()
     # ray.remote gives the class its .remote at run time; Ray's types do not say so
-    actor = LimitActor.remote(job.limits.rpm, job.limits.tpm, cap)  # type: ignore[attr-defined]
+    actor = cast(Any, LimitActor).remote(job.limits.rpm, job.limits.tpm, cap)
     launch = run_shard.options(num_cpus=plan.shard_cpus)
     refs = [launch.remote(job, options, i, plan.shards, actor) for i in range(plan.shards)]
     log.info("ray.start", job=job.name, shards=plan.shards, dir=str(job.output_dir))
