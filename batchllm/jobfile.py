@@ -22,8 +22,10 @@ from batchllm import jobchecks as checks
 from batchllm.errors import JobFileError, SchemaProblem
 from batchllm.jobspec import (
     BACKENDS,
+    ENDPOINT_CONCURRENCY,
     INPUT_FORMATS,
     BatchSpec,
+    EndpointSpec,
     InputSpec,
     JobSpec,
     LimitsSpec,
@@ -210,7 +212,7 @@ class _Reader:
         provider = self.take(
             "model", table, "provider", str, required=True, check=checks.one_of(registry.names())
         )
-        base_url = self.take("model", table, "base_url", str, check=checks.url)
+        base_url, endpoints = self._endpoints(self.take("model", table, "base_url", (str, list)))
         if registry.provider_entry(provider).needs_base_url and base_url is None:
             raise self.fail("[model]", f"provider '{provider}' needs 'base_url'")
         params = self.take("model", table, "params", dict) or {}
@@ -225,7 +227,30 @@ class _Reader:
             params=MappingProxyType(params),
             native_schema=self.take("model", table, "native_schema", bool) is not False,
             mode=self._mode(table, provider),
+            endpoints=endpoints,
         )
+
+    def _endpoints(
+        self, given: str | list[Any] | None
+    ) -> tuple[str | None, tuple[EndpointSpec, ...]]:
+        """``base_url``: one URL, or a pool (URLs, or tables of ``url`` and ``concurrency``)."""
+        if given is None or isinstance(given, str):
+            problem = checks.url(given) if given is not None else None
+            if problem:
+                raise self.fail("[model] base_url", problem)
+            return given, ()
+        pool = []
+        for item in given:
+            entry = {"url": item} if isinstance(item, str) else item
+            if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
+                raise self.fail("[model] base_url", "list items are URLs or {url, concurrency}")
+            self.check_keys("model.base_url", entry, ("url", "concurrency"))
+            self.take("model.base_url", entry, "url", str, check=checks.url)
+            most = self.take("model.base_url", entry, "concurrency", int, check=checks.positive)
+            pool.append(EndpointSpec(entry["url"].rstrip("/"), most or ENDPOINT_CONCURRENCY))
+        if not pool:
+            raise self.fail("[model] base_url", "the list of endpoints is empty")
+        return pool[0].url, tuple(pool)
 
     def _mode(self, table: Mapping[str, Any], provider: str) -> str:
         mode = self.take("model", table, "mode", str, check=checks.one_of(("online", "batch")))

@@ -35,6 +35,17 @@ class PromptSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class EndpointSpec:
+    """One server of an endpoint pool (``base_url`` given as a list)."""
+
+    url: str
+    concurrency: int = 32
+
+
+ENDPOINT_CONCURRENCY = 32
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSpec:
     provider: str
     name: str
@@ -44,6 +55,8 @@ class ModelSpec:
     native_schema: bool = True
     #: "online" (requests one by one, under the rate limits) or "batch" (the provider's batch API)
     mode: str = "online"
+    #: a pool of servers when ``base_url`` is a list (``base_url`` is then the first)
+    endpoints: tuple[EndpointSpec, ...] = ()
 
     @property
     def max_tokens(self) -> int | None:
