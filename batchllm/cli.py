@@ -17,7 +17,7 @@ from batchllm import __version__, log
 from batchllm.errors import BatchllmError
 from batchllm.job import load_job, with_mode
 from batchllm.progress import ProgressLine, summary_text
-from batchllm.run.pipeline import arun_job
+from batchllm.scale.backend import arun, with_run
 from batchllm.tally import RunOptions
 
 COMMANDS_GROUP = "batchllm.commands"
@@ -95,6 +95,13 @@ def main(log_format: str, quiet: bool, verbose: bool) -> None:
 @click.option(
     "--progress/--no-progress", default=None, help="Progress line (default: on a terminal)."
 )
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "ray"]),
+    help="Send from this process, or from shards on Ray (default: the job's [run] backend).",
+)
+@click.option("--shards", type=click.IntRange(1, 4096), help="Shards of a Ray run.")
+@click.option("--address", help="The Ray cluster to join (default: a local Ray).")
 def run(
     job_file: str,
     limit: int | None,
@@ -104,16 +111,20 @@ def run(
     max_cost: float | None,
     mode: str | None,
     progress: bool | None,
+    backend: str | None,
+    shards: int | None,
+    address: str | None,
 ) -> None:
     """Run JOB_FILE: every input row becomes a request; results go to Parquet."""
     job = _guard(load_job, job_file)
     if mode is not None:
         job = _guard(with_mode, job, mode)
+    job = with_run(job, backend, shards, address)
     options = RunOptions(limit=limit, fresh=fresh, retry_failed=retry_failed, max_cost_usd=max_cost)
     show = sys.stderr.isatty() if progress is None else progress
     line = ProgressLine() if show else None
     try:
-        summary = _guard(asyncio.run, arun_job(job, options, progress=line))
+        summary = _guard(asyncio.run, arun(job, options, progress=line))
     finally:
         if line is not None:
             line.close()

@@ -21,8 +21,11 @@ import orjson
 from batchllm import jobchecks as checks
 from batchllm.errors import JobFileError, SchemaProblem
 from batchllm.jobspec import (
+    BACKENDS,
+    ENDPOINT_CONCURRENCY,
     INPUT_FORMATS,
     BatchSpec,
+    EndpointSpec,
     InputSpec,
     JobSpec,
     LimitsSpec,
@@ -31,6 +34,7 @@ from batchllm.jobspec import (
     PricingSpec,
     PromptSpec,
     RetrySpec,
+    RunSpec,
     SimulateSpec,
 )
 from batchllm.providers import registry
@@ -57,6 +61,7 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 _SECTIONS = (
     "job", "input", "prompt", "model", "output", "limits", "retry", "pricing", "simulate", "batch",
+    "run",
 )  # fmt: skip
 
 
@@ -133,6 +138,20 @@ class _Reader:
             pricing=self.pricing(),
             simulate=self.simulate(model.provider),
             batch=self.batch(),
+            run=self.run(),
+        )
+
+    def run(self) -> RunSpec:
+        table = self.section("run")
+        self.check_keys("run", table, ("backend", "address", "shards", "shard_cpus"))
+        backend = self.take("run", table, "backend", str, check=checks.one_of(BACKENDS))
+        shards = self.take("run", table, "shards", int, check=checks.between(1, 4096))
+        cpus = self.take("run", table, "shard_cpus", (int, float), check=checks.positive)
+        return RunSpec(
+            backend=backend or _RUN.backend,
+            address=self.take("run", table, "address", str),
+            shards=shards or _RUN.shards,
+            shard_cpus=float(cpus) if cpus is not None else _RUN.shard_cpus,
         )
 
     def batch(self) -> BatchSpec:
@@ -198,7 +217,7 @@ class _Reader:
         provider = self.take(
             "model", table, "provider", str, required=True, check=checks.one_of(registry.names())
         )
-        base_url = self.take("model", table, "base_url", str, check=checks.url)
+        base_url, endpoints = self._endpoints(self.take("model", table, "base_url", (str, list)))
         if registry.provider_entry(provider).needs_base_url and base_url is None:
             raise self.fail("[model]", f"provider '{provider}' needs 'base_url'")
         params = self.take("model", table, "params", dict) or {}
@@ -213,7 +232,30 @@ class _Reader:
             params=MappingProxyType(params),
             native_schema=self.take("model", table, "native_schema", bool) is not False,
             mode=self._mode(table, provider),
+            endpoints=endpoints,
         )
+
+    def _endpoints(
+        self, given: str | list[Any] | None
+    ) -> tuple[str | None, tuple[EndpointSpec, ...]]:
+        """``base_url``: one URL, or a pool (URLs, or tables of ``url`` and ``concurrency``)."""
+        if given is None or isinstance(given, str):
+            problem = checks.url(given) if given is not None else None
+            if problem:
+                raise self.fail("[model] base_url", problem)
+            return given, ()
+        pool = []
+        for item in given:
+            entry = {"url": item} if isinstance(item, str) else item
+            if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
+                raise self.fail("[model] base_url", "list items are URLs or {url, concurrency}")
+            self.check_keys("model.base_url", entry, ("url", "concurrency"))
+            self.take("model.base_url", entry, "url", str, check=checks.url)
+            most = self.take("model.base_url", entry, "concurrency", int, check=checks.positive)
+            pool.append(EndpointSpec(entry["url"].rstrip("/"), most or ENDPOINT_CONCURRENCY))
+        if not pool:
+            raise self.fail("[model] base_url", "the list of endpoints is empty")
+        return pool[0].url, tuple(pool)
 
     def _mode(self, table: Mapping[str, Any], provider: str) -> str:
         mode = self.take("model", table, "mode", str, check=checks.one_of(("online", "batch")))
@@ -327,6 +369,7 @@ _OUTPUT = OutputSpec(Path())
 _BATCH = BatchSpec()
 _LIMITS = LimitsSpec()
 _RETRY = RetrySpec()
+_RUN = RunSpec()
 _TYPE_NAMES = {
     str: "a string",
     int: "an integer",

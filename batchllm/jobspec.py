@@ -37,6 +37,17 @@ class PromptSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class EndpointSpec:
+    """One server of an endpoint pool (``base_url`` given as a list)."""
+
+    url: str
+    concurrency: int = 32
+
+
+ENDPOINT_CONCURRENCY = 32
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSpec:
     provider: str
     name: str
@@ -46,6 +57,8 @@ class ModelSpec:
     native_schema: bool = True
     #: "online" (requests one by one, under the rate limits) or "batch" (the provider's batch API)
     mode: str = "online"
+    #: a pool of servers when ``base_url`` is a list (``base_url`` is then the first)
+    endpoints: tuple[EndpointSpec, ...] = ()
 
     @property
     def max_tokens(self) -> int | None:
@@ -87,6 +100,21 @@ class BatchSpec:
     poll_s: float = 30.0
     max_poll_s: float = 300.0
     max_requests: int | None = None
+
+
+BACKENDS = ("local", "ray")
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """Where a run's requests go out from: this process (``local``) or shards on Ray."""
+
+    backend: str = "local"
+    #: the Ray cluster to join ("auto", "ray://host:10001"); None starts a local Ray
+    address: str | None = None
+    shards: int = 4
+    #: CPUs Ray reserves for each shard's task
+    shard_cpus: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +193,7 @@ class JobSpec:
     pricing: PricingSpec
     simulate: SimulateSpec
     batch: BatchSpec = field(default_factory=BatchSpec)
+    run: RunSpec = field(default_factory=RunSpec)
 
     @property
     def output_dir(self) -> Path:

@@ -1,6 +1,7 @@
 """SQL over a run directory with DuckDB.
 
 Views: ``results`` (the current answer for every row: the latest outcome per ``row_key``),
+over the run directory's parts and, for a sharded run, its shards' (``shards/NNN/``);
 ``all_results`` (every outcome ever written, for history), and ``runs`` (one row per run from the
 manifest). Read-only unless asked: only SELECT (and EXPLAIN) statements run, so a query cannot
 write files (``COPY ... TO``, ``EXPORT``) or attach databases; ``allow_writes`` lets every statement
@@ -43,11 +44,14 @@ def connect(target: str | Path | JobSpec) -> duckdb.DuckDBPyConnection:
     import duckdb  # loaded only when a query is asked for: a run does not need it
 
     run_dir = run_dir_of(target)
-    if not any((run_dir / "results").glob("part-*.parquet")):
+    places = [d for d in _stores(run_dir) if any((d / "results").glob("part-*.parquet"))]
+    if not places:
         raise UserError(f"{run_dir}: no results yet (run the job first)")
-    check_parts(run_dir)
+    for place in places:
+        check_parts(place)
     con = duckdb.connect(":memory:")
-    parts = sorted((run_dir / "results").glob("part-*.parquet"))
+    # a sharded run's rows are disjoint between shards: their parts read as one directory's
+    parts = sorted(part for place in places for part in (place / "results").glob("part-*.parquet"))
     con.execute(f"create view all_results as select * from {_read(parts)}")
     columns = {row[0] for row in con.execute("describe all_results").fetchall()}
     # ``seq`` cannot go backwards; directories written before it existed fall back to time
@@ -131,11 +135,18 @@ def format_table(table: pa.Table, fmt: str) -> str:
     return _text_table(table.column_names, rows)
 
 
+def _stores(run_dir: Path) -> list[Path]:
+    """The run directory, and the shard directories of a run on several processes (a row's
+    outcomes are all in one shard, so ``seq`` orders them within it)."""
+    return [run_dir, *sorted((run_dir / "shards").glob("[0-9][0-9][0-9]"))]
+
+
 def _runs_table(run_dir: Path) -> pa.Table:
-    manifest_path = run_dir / "manifest.json"
     runs: list[dict[str, Any]] = []
-    if manifest_path.exists():
-        runs = orjson.loads(manifest_path.read_bytes()).get("runs", [])
+    for place in _stores(run_dir):
+        manifest_path = place / "manifest.json"
+        if manifest_path.exists():
+            runs += orjson.loads(manifest_path.read_bytes()).get("runs", [])
     schema = RunRecord.arrow_schema()
     return pa.table(
         {

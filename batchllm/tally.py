@@ -7,7 +7,7 @@ are recorded (the progress line reads it); the ``RunSummary`` is what ``run_job`
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +21,9 @@ class RunOptions:
     retry_failed: bool = False
     #: a cost cap for this run, overriding ``[limits] max_cost_usd``
     max_cost_usd: float | None = None
-    #: these rows instead of the input file (the estimate's pilot sample)
-    rows: tuple[dict[str, Any], ...] | None = None
+    #: these rows instead of the input file (the estimate's pilot sample, a shard's rows): dicts
+    #: or ``source.InputRow``s
+    rows: Iterable[Any] | None = None
     #: recorded in the manifest: "run", or "pilot" for an estimate's sample
     kind: str = "run"
 

@@ -18,6 +18,7 @@ from batchllm.limits import LocalLimiter, LoopClock
 from batchllm.pricing import Price
 from batchllm.providers.registry import make_adapter, open_provider
 from batchllm.run.context import OutcomeSink, RunContext, Seams, Settings
+from batchllm.scale.pool import EndpointPool
 from batchllm.validate import OutputSchema
 
 
@@ -38,7 +39,9 @@ async def connect(
         base_url = await stack.enter_async_context(open_provider(job))
         adapter = make_adapter(job.model.provider, base_url, api_key)
         connector = aiohttp.TCPConnector(limit=job.limits.concurrency)
-        session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(connector=connector, middlewares=_pool(job))
+        )
         clock = seams.clock or LoopClock()
         yield RunContext(
             run_id=run_id,
@@ -54,6 +57,11 @@ async def connect(
             base_url=base_url,
             api_key=api_key,
         )
+
+
+def _pool(job: JobSpec) -> tuple[EndpointPool, ...]:
+    """The endpoint pool's middleware, when ``base_url`` lists several servers."""
+    return (EndpointPool(job.model.endpoints),) if job.model.endpoints else ()
 
 
 def settings_of(job: JobSpec) -> Settings:

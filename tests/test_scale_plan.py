@@ -1,0 +1,46 @@
+"""Shard planning and the [run] section, without Ray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from batchllm.errors import JobFileError, RunDirError
+from batchllm.job import load_job
+from batchllm.scale.shards import settle_plan, shard_of, shard_rows
+from conftest import job_data, ticket_rows, write_csv, write_job
+
+
+def test_run_section_is_read(tmp_path: Path) -> None:
+    """[run] backend, shards and address reach the JobSpec; the default is the local backend."""
+    plain = load_job(write_job(tmp_path, job_data(None), "plain.toml"))
+    assert (plain.run.backend, plain.run.shards) == ("local", 4)
+    data = job_data(None, run={"backend": "ray", "shards": 3, "address": "auto"})
+    job = load_job(write_job(tmp_path, data))
+    assert (job.run.backend, job.run.shards, job.run.address) == ("ray", 3, "auto")
+
+
+def test_unknown_backend_is_refused(tmp_path: Path) -> None:
+    """A backend other than local or ray is a job-file error."""
+    with pytest.raises(JobFileError, match="backend"):
+        load_job(write_job(tmp_path, job_data(None, run={"backend": "spark"})))
+
+
+def test_rows_split_into_disjoint_stable_shards(tmp_path: Path) -> None:
+    """Every row is in exactly one of the shards, the same one each time."""
+    write_csv(tmp_path / "input.csv", ticket_rows(200))
+    job = load_job(write_job(tmp_path, job_data(None)))
+    keys = [[row.key for row in shard_rows(job, i, 3, None)] for i in range(3)]
+    flat = [key for shard in keys for key in shard]
+    assert sorted(flat) == sorted(f"T{i:05d}" for i in range(200))
+    assert all(shard_of(str(key), 3) == i for i, shard in enumerate(keys) for key in shard)
+    assert len([row for i in range(3) for row in shard_rows(job, i, 3, 50)]) == 50
+
+
+def test_another_shard_count_is_refused(tmp_path: Path) -> None:
+    """A directory planned in 4 shards refuses 2: its rows would move between shards."""
+    settle_plan(tmp_path, "job", 4)
+    settle_plan(tmp_path, "job", 4)
+    with pytest.raises(RunDirError, match="--shards 4"):
+        settle_plan(tmp_path, "job", 2)

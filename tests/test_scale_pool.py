@@ -1,0 +1,36 @@
+"""The endpoint pool: one run's requests spread over several simulated servers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from batchllm.job import load_job
+from batchllm.query import query
+from batchllm.run.pipeline import run_job
+from batchllm.simulate import SimConfig
+from conftest import SimThread, job_data, ticket_rows, write_csv, write_job
+
+
+def test_pool_spreads_requests_and_survives_a_dead_endpoint(
+    tmp_path: Path, sims: SimThread
+) -> None:
+    """Three endpoints, one closed mid-run: every row once, each live endpoint used."""
+    servers = [sims.start(SimConfig(latency_ms=20, jitter_ms=5)) for _ in range(3)]
+    write_csv(tmp_path / "input.csv", ticket_rows(300))
+    data = job_data(None, limits={"concurrency": 12}, retry={"max_attempts": 6, "timeout_s": 5})
+    path = write_job(tmp_path, data)
+    pool = ", ".join(f'{{ url = "{s.url}", concurrency = 4 }}' for s in servers)
+    text = path.read_text().replace('base_url = "http://127.0.0.1:9/v1"', f"base_url = [{pool}]")
+    path.write_text(text)
+    job = load_job(path)
+    assert len(job.model.endpoints) == 3
+
+    sims.loop.call_soon_threadsafe(
+        lambda: sims.loop.call_later(0.3, lambda: sims.loop.create_task(servers[1].close()))
+    )
+    summary = run_job(job)
+    assert (summary.rows, summary.ok) == (300, 300)
+    counts = query(job, "select count(*) n, count(distinct row_key) k from results").to_pylist()
+    assert counts == [{"n": 300, "k": 300}]
+    answered = [s.stats()["ok"] for s in servers]
+    assert all(n > 0 for n in answered) and sum(answered) >= 300
