@@ -93,6 +93,11 @@ class Renderer:
         self.params = dict(job.model.params)
         self.media = MediaCollector(job)
         env.globals.update(self.media.functions())
+        #: rows whose requests read files: their identity is the request key, which covers the
+        #: files' content, so the shortcut of an unchanged row's data does not apply
+        self.has_media = self.media.used or any(
+            _calls_media(source) for source in (job.prompt.template, job.prompt.system or "")
+        )
         self._env = env
         self._globals = dict(env.globals)
         sent_schema = self.schema.schema if self.schema is not None else None
@@ -132,6 +137,10 @@ class Renderer:
             media=media,
         )
 
+    def input_hash(self, row: Mapping[str, Any]) -> str:
+        """The row's ``input_hash``; empty for media rows, which are recognised by request key."""
+        return "" if self.has_media else input_hash(row)
+
     def _render(self, template: jinja2.Template, row: Mapping[str, Any]) -> str:
         # Template.render() copies the environment's globals through a ChainMap for every call,
         # which is most of its cost; one plain merge per row does the same job 2.5x faster.
@@ -149,6 +158,10 @@ def input_hash(row: Mapping[str, Any]) -> str:
     """A short hash of a row's whole data, to recognise an unchanged row without rendering it."""
     content = orjson.dumps(row, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
     return hashlib.blake2b(content, digest_size=8).hexdigest()
+
+
+def _calls_media(source: str) -> bool:
+    return any(f"{name}(" in source for name in FUNCTIONS)
 
 
 def _estimate_prompt(messages: Sequence[tuple[str, str]]) -> int:

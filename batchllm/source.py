@@ -63,6 +63,10 @@ class Source:
             raise InputError(f"{self.path}: input file not found")
         self.schema = self._read_schema()
         self.columns: list[str] = list(self.schema.names)
+        #: a Parquet file's binary columns stay bytes (images, PDFs); CSV cells are text
+        self._binary = frozenset(
+            f.name for f in self.schema if spec.format == "parquet" and pa.types.is_binary(f.type)
+        )
         self._check_columns()
         self._check_not_empty()
 
@@ -119,7 +123,7 @@ class Source:
     def _row(self, data: dict[str, Any]) -> InputRow:
         problem = None
         for name, value in data.items():
-            if isinstance(value, bytes):
+            if isinstance(value, bytes) and name not in self._binary:
                 try:
                     data[name] = value.decode("utf-8")
                 except UnicodeDecodeError as exc:

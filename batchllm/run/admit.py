@@ -19,7 +19,7 @@ import orjson
 from batchllm.errors import RowError
 from batchllm.job import JobSpec
 from batchllm.outcome import Outcome, row_failure
-from batchllm.render import Renderer, input_hash
+from batchllm.render import Renderer
 from batchllm.run.workers import Item, Stop
 from batchllm.source import DuplicateIds, InputRow, Source, row_key
 from batchllm.store import DoneIndex
@@ -84,7 +84,7 @@ class Admission:
         row = row if isinstance(row, InputRow) else InputRow(row)
         data = row.data
         key = row.key or row_key(data, self._job.input.id_column)
-        digest = input_hash(data)
+        digest = self._renderer.input_hash(data)
         problem = row.problem or self._duplicate_ids.problem(key)
         if problem is not None:
             self._reject_input(key, data, digest, problem, done)
