@@ -16,7 +16,7 @@ from batchllm.errors import RowError
 from batchllm.job import JobSpec
 from batchllm.outcome import RecentRequests
 from batchllm.pricing import context_window
-from batchllm.render import Renderer, input_hash
+from batchllm.render import Renderer
 from batchllm.source import Source, row_key
 from batchllm.store import read_done
 from batchllm.validate import OutputSchema
@@ -50,7 +50,7 @@ def scan(job: JobSpec, sample_size: int, limit: int | None) -> Scan:
         key = item.key or row_key(row, job.input.id_column)
         if item.problem is not None:
             continue  # an error row, never sent
-        if done.is_done_input(key, input_hash(row), retry_failed=False):
+        if done.is_done_input(key, renderer.input_hash(row), retry_failed=False):
             continue
         try:
             request = renderer.render(key, row)
