@@ -307,3 +307,29 @@ async def test_batch_mode_carries_images(
     assert (summary.ok, summary.failed) == (4, 0)
     style = style_of(provider)
     assert all(r["input_tokens"] > image_tokens(style, 40, 30, None) for r in _results(job))
+
+
+@pytest.mark.parametrize(
+    ("path", "part"),
+    [
+        ("/v1/chat/completions", lambda url: {"type": "image_url", "image_url": {"url": url}}),
+        ("/v1/responses", lambda url: {"type": "input_image", "image_url": url, "detail": "auto"}),
+    ],
+)
+async def test_the_simulator_checks_encoding_and_declared_type(
+    tmp_path: Path, start: Any, session: Any, path: str, part: Any
+) -> None:
+    """A JPEG declared as PNG, or base64 that does not decode, is answered 400 with the reason."""
+    sim = await start()
+    jpeg = base64.b64encode(image(tmp_path / "a.jpg").read_bytes()).decode()
+    cases = {
+        f"data:image/png;base64,{jpeg}": "specified as image/png but its content is image/jpeg",
+        "data:image/png;base64,@@not-base64@@": "Invalid base64 image data",
+    }
+    for url, reason in cases.items():
+        content = [{"type": "text", "text": "Tag it."}, part(url)]
+        key = "messages" if "chat" in path else "input"
+        body = {"model": "gpt-4o-mini", key: [{"role": "user", "content": content}]}
+        async with session.post(sim.root + path, json=body) as reply:
+            assert reply.status == 400
+            assert reason in (await reply.json())["error"]["message"]
