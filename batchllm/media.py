@@ -24,6 +24,7 @@ import sqlite3
 import struct
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from batchllm.errors import RowError
 
@@ -74,6 +75,26 @@ class MediaRef:
 
     def resized(self, width: int, height: int) -> MediaRef:
         return replace(self, resize=(width, height), width=width, height=height, size=None)
+
+
+def ref_json(ref: MediaRef) -> dict[str, object]:
+    """A reference as JSON (bytes given in the row as base64), for files that keep requests."""
+    found: dict[str, object] = {
+        name: getattr(ref, name) for name in MediaRef.__slots__ if name != "data"
+    }
+    if ref.data is not None:
+        found["data"] = base64.b64encode(ref.data).decode("ascii")
+    return found
+
+
+def ref_from(data: dict[str, Any]) -> MediaRef:
+    """The reference ``ref_json`` wrote."""
+    given = dict(data)
+    if given.get("data") is not None:
+        given["data"] = base64.b64decode(given["data"])
+    if given.get("resize") is not None:
+        given["resize"] = tuple(given["resize"])
+    return MediaRef(**given)
 
 
 @dataclass(frozen=True, slots=True)

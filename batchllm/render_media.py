@@ -10,7 +10,6 @@ is ``batchllm.media``; part shapes, limits and token rules are ``batchllm.provid
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from batchllm.errors import RowError
@@ -85,13 +84,3 @@ class MediaCollector:
 
     def close(self) -> None:
         self.cache.close()
-
-
-def media_columns(job: JobSpec) -> tuple[str, ...]:
-    """The columns ``[input]`` names as media."""
-    return (*job.input.images, *job.input.documents)
-
-
-def base_of(job: JobSpec) -> Path:
-    """Where relative media paths start: the input file's folder."""
-    return job.input.path.parent

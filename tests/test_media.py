@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import orjson
 import pytest
 
 import batchllm
@@ -101,7 +102,7 @@ def _renderer(tmp_path: Path, template: str, provider: str = "openai-compatible"
     write_csv(tmp_path / "input.csv", [{"id": "1", "photo": "a.png"}])
     data = job_data(None, prompt={"template": template}, model={"provider": provider})
     job = batchllm.load_job(write_job(tmp_path, data))
-    return Renderer(job, ["id", "photo"])
+    return Renderer(job, ["id", "photo", "blob"])
 
 
 def test_the_request_key_follows_the_image_content(tmp_path: Path) -> None:
@@ -125,3 +126,15 @@ def test_image_tokens_are_in_the_estimate(tmp_path: Path) -> None:
         with_image.render("1", row).est_input_tokens - text_only.render("1", row).est_input_tokens
     )
     assert extra == pytest.approx(1334, abs=5)
+
+
+def test_a_kept_request_keeps_its_media(tmp_path: Path) -> None:
+    """A request written to a batch's rows file reads back with its media, bytes included."""
+    from batchllm.run.batch_book import request_from, request_json
+
+    image(tmp_path / "a.png")
+    renderer = _renderer(tmp_path, "{{ image(photo) }} {{ image(blob) }}")
+    blob = image(tmp_path / "b.png", colour="blue").read_bytes()
+    request = renderer.render("1", {"id": "1", "photo": "a.png", "blob": blob})
+    kept = orjson.loads(orjson.dumps(request_json(request)))
+    assert request_from(kept) == request
