@@ -307,11 +307,11 @@ def can_resize() -> bool:
 
 
 def downscale(data: bytes, size: tuple[int, int], media_type: str) -> tuple[bytes, str]:
-    """The image shrunk to fit ``size``, re-encoded (PNG stays PNG, anything else JPEG)."""
+    """The image shrunk to ``size``, re-encoded (PNG stays PNG, anything else JPEG)."""
     from PIL import Image  # the images extra; checked by can_resize before a ref asks for it
 
-    with Image.open(io.BytesIO(data)) as image:
-        image.thumbnail(size)
+    with Image.open(io.BytesIO(data)) as original:
+        image = original.resize(size, Image.Resampling.LANCZOS)
         out = io.BytesIO()
         if media_type == "image/png":
             image.save(out, "PNG", optimize=True)

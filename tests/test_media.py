@@ -11,7 +11,7 @@ import pytest
 
 import batchllm
 from batchllm.errors import RowError
-from batchllm.media import FactCache, dimensions, pdf_pages, reference, sniff
+from batchllm.media import FactCache, dimensions, load, pdf_pages, reference, sniff
 from batchllm.providers.media_parts import (
     ANTHROPIC,
     CHAT,
@@ -94,7 +94,9 @@ def test_over_limit_images_fail_or_shrink(tmp_path: Path) -> None:
     with pytest.raises(RowError, match="8001×8 px, over Anthropic's 8000 px"):
         admit(ANTHROPIC, [ref], resize=False)
     (shrunk,) = admit(ANTHROPIC, [ref], resize=True)
-    assert shrunk.resize == (8000, 7) and shrunk.key != ref.key
+    assert shrunk.resize == (8000, 8) and shrunk.key != ref.key
+    sent, media_type = load(shrunk)
+    assert dimensions(sent, media_type) == (8000, 8)
     assert admit(CHAT, [ref], resize=False) == (ref,)
 
 

@@ -197,7 +197,7 @@ def _fit(ref: MediaRef, max_bytes: int | None, side: int | None) -> tuple[int, i
         scale = min(scale, 0.9 * math.sqrt(max_bytes / ref.size))
     if scale >= 1.0:
         return None
-    return max(1, int(ref.width * scale)), max(1, int(ref.height * scale))
+    return max(1, round(ref.width * scale)), max(1, round(ref.height * scale))
 
 
 def _over(ref: MediaRef, limits: Limits, side: int | None) -> str:
