@@ -6,7 +6,7 @@ DEMO_JOB ?= jobs/ticket_triage.toml
 DEMO_SQL ?= select split_part(output, ' ', 1) as category, count(*) as tickets, round(sum(cost_usd), 5) as cost_usd from results group by 1 order by 2 desc
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install install-dev demo demo-run test lint typecheck check bench clean
+.PHONY: help venv install install-dev demo demo-run demo-images test lint typecheck check bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -27,6 +27,11 @@ demo: install demo-run ## Run the example job on the simulated provider and quer
 demo-run: ## The demo's two commands, on an installed batchllm
 	$(BIN)/batchllm run $(DEMO_JOB)
 	$(BIN)/batchllm query $(DEMO_JOB) "$(DEMO_SQL)"
+
+demo-images: install-dev ## Tag the sample product photos on the simulated provider (needs Pillow)
+	$(BIN)/python sample_data/make_media.py
+	$(BIN)/batchllm run jobs/image_tags.toml
+	$(BIN)/batchllm query jobs/image_tags.toml "select shape, colour, count(*) from results group by all order by 3 desc limit 10"
 
 test: install-dev ## Run the whole test suite
 	$(BIN)/python -m pytest

@@ -59,6 +59,8 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise JobFileError(f"{path}: invalid TOML: {exc}") from exc
 
 
+_INPUT_KEYS = ("path", "format", "id_column", "columns", "encoding", "delimiter")
+_MEDIA_KEYS = ("images", "documents", "resize_images", "image_detail")
 _SECTIONS = (
     "job", "input", "prompt", "model", "output", "limits", "retry", "pricing", "simulate", "batch",
     "run",
@@ -174,8 +176,7 @@ class _Reader:
 
     def input(self) -> InputSpec:
         table = self.section("input", required=True)
-        keys = ("path", "format", "id_column", "columns", "encoding", "delimiter")
-        self.check_keys("input", table, keys)
+        self.check_keys("input", table, (*_INPUT_KEYS, *_MEDIA_KEYS))
         path = _normal(self.base / self.take("input", table, "path", str, required=True))
         fmt = self.take("input", table, "format", str, check=checks.one_of(INPUT_FORMATS))
         columns = self.take("input", table, "columns", list, check=checks.strings) or []
@@ -188,6 +189,14 @@ class _Reader:
             columns=tuple(columns),
             encoding=self.take("input", table, "encoding", str, check=checks.encoding) or "utf-8",
             delimiter=delimiter or ("\t" if tsv else ","),
+            images=tuple(self.take("input", table, "images", list, check=checks.strings) or ()),
+            documents=tuple(
+                self.take("input", table, "documents", list, check=checks.strings) or ()
+            ),
+            resize_images=bool(self.take("input", table, "resize_images", bool)),
+            image_detail=self.take(
+                "input", table, "image_detail", str, check=checks.one_of(("low", "high", "auto"))
+            ),
         )
 
     def prompt(self) -> PromptSpec:

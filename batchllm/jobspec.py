@@ -28,6 +28,13 @@ class InputSpec:
     encoding: str = "utf-8"
     #: the field separator of a CSV file ("," by default, a tab for .tsv files)
     delimiter: str = ","
+    #: columns holding an image / a PDF (a path, an http(s) URL or bytes), sent after the text
+    images: tuple[str, ...] = ()
+    documents: tuple[str, ...] = ()
+    #: downscale an image over the provider's limits instead of failing its row
+    resize_images: bool = False
+    #: OpenAI's image ``detail`` for every image that does not give its own
+    image_detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

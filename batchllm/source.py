@@ -68,6 +68,10 @@ class Source:
             raise InputError(f"{self.path}: input file not found")
         self.schema = self._read_schema()
         self.columns: list[str] = list(self.schema.names)
+        #: a Parquet file's binary columns stay bytes (images, PDFs); CSV cells are text
+        self._binary = frozenset(
+            f.name for f in self.schema if spec.format == "parquet" and pa.types.is_binary(f.type)
+        )
         self._check_columns()
         self._check_not_empty()
 
@@ -134,7 +138,7 @@ class Source:
         ragged line held some), so a cell with U+FFFD is taken as one that held such bytes."""
         problem = None
         for name, value in data.items():
-            if isinstance(value, bytes):
+            if isinstance(value, bytes) and name not in self._binary:
                 try:
                     data[name] = value.decode("utf-8")
                 except UnicodeDecodeError as exc:

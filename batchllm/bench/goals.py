@@ -172,9 +172,13 @@ _GOALS: dict[str, Callable[[Figures], list[Goal]]] = {
     "tpm-bound": _tpm_goals,
     "faults": _fault_goals,
     "overhead-schema": _schema_goals,
+    "overhead-images": _schema_goals,
 }
 #: the share of ``overhead``'s rows/s that ``overhead-schema`` must keep
 SCHEMA_SPEED = 0.9
+#: ``overhead-images``: peak RSS ceiling, MB, and CPU per row at most this times ``overhead``'s
+IMAGES_PEAK_MB = 250.0
+IMAGES_CPU = 3.0
 #: peak RSS ceiling on the large input of ``memory``, MB
 MEMORY_PEAK_MB = 200.0
 #: "flat": peak RSS on the large input at most this many times that on the small one
@@ -191,6 +195,8 @@ def goals(results: Sequence[Figures], steps: Sequence[Step] = ()) -> list[Goal]:
         found.append(_overhead(by_name["overhead"], by_name["raw-aiohttp"]))
     if "overhead" in by_name and "overhead-schema" in by_name:
         found.append(_schema_cost(by_name["overhead-schema"], by_name["overhead"]))
+    if "overhead-images" in by_name:
+        found += _image_goals(by_name["overhead-images"], by_name.get("overhead"))
     found += _memory_goals([s for s in steps if s.scenario == "memory"])
     found += [goal for s in steps if s.scenario == "resume" for goal in _resume_goals(s)]
     return found
@@ -213,6 +219,28 @@ def _schema_cost(schema: Figures, plain: Figures) -> Goal:
     )
     text = f"rows/s ÷ overhead rows/s >= {SCHEMA_SPEED}"
     return Goal("overhead-schema", text, figure, speed >= SCHEMA_SPEED)
+
+
+def _image_goals(images: Figures, plain: Figures | None) -> list[Goal]:
+    found = [
+        Goal(
+            "overhead-images",
+            f"peak RSS <= {IMAGES_PEAK_MB:.0f} MB",
+            f"{images.peak_mb:.0f} MB on {images.rows:,} rows",
+            images.peak_mb <= IMAGES_PEAK_MB,
+        )
+    ]
+    if plain is not None:
+        _, cpu = _speed_and_cpu(images, plain)
+        found.append(
+            Goal(
+                "overhead-images",
+                f"CPU per row ÷ overhead's <= {IMAGES_CPU}",
+                f"{cpu:.2f} ({images.cpu_ms_per_1k:,.0f} vs {plain.cpu_ms_per_1k:,.0f} ms per 1k)",
+                cpu <= IMAGES_CPU,
+            )
+        )
+    return found
 
 
 def _speed_and_cpu(ours: Figures, base: Figures) -> tuple[float, float]:

@@ -13,6 +13,8 @@ import csv
 import json
 import os
 import random
+import struct
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +36,10 @@ SEED = 7
 MODEL = "gpt-4o-mini"
 SYSTEM = "You answer customer messages for an online shop, briefly and politely."
 TEMPLATE = "Customer message {{ id }}:\n\n{{ text }}"
+#: the template of ``overhead-images``: the same text, and the row's photo after it
+IMAGE_TEMPLATE = TEMPLATE + "\n{{ image(photo) }}"
+#: distinct image files ``overhead-images`` rows point at, in turn
+IMAGE_POOL = 10_000
 #: the reply schema of ``overhead-schema``: an enum label, a number 0..1 and a boolean
 REPLY_SCHEMA: Mapping[str, Any] = {
     "type": "object",
@@ -151,6 +157,41 @@ def write_input(path: Path, rows: list[tuple[str, str]]) -> None:
         writer.writerows(rows)
 
 
+def write_image_input(path: Path, rows: list[tuple[str, str]], pool: int = IMAGE_POOL) -> None:
+    """``rows`` with a ``photo`` column: paths (relative to ``path``) of small generated PNGs,
+    ``pool`` distinct files taken in turn."""
+    folder = path.parent / "photos"
+    folder.mkdir(exist_ok=True)
+    count = min(pool, len(rows))
+    for i in range(count):
+        (folder / f"p{i:05d}.png").write_bytes(tiny_png(i))
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "text", "photo"])
+        writer.writerows(
+            (rid, text, f"photos/p{i % count:05d}.png") for i, (rid, text) in enumerate(rows)
+        )
+
+
+def tiny_png(n: int, side: int = 48) -> bytes:
+    """A ``side`` × ``side`` PNG, a colour band pattern that differs with ``n`` (stdlib only)."""
+    rng = random.Random(n)
+    colours = [bytes(rng.randrange(256) for _ in range(3)) for _ in range(4)]
+    raw = b"".join(b"\0" + colours[(y // 12) % 4] * side for y in range(side))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
 def cached_input(cache: Path, n: int) -> Path:
     """A CSV of ``varied_rows(n)`` in ``cache``, written on first use (atomically), then reused."""
     # the version goes up whenever varied_rows() changes, so a stale file is not reused
@@ -184,6 +225,7 @@ class JobFile:
     timeout_s: float = 30.0
     max_attempts: int = 6
     schema: Mapping[str, Any] | None = None
+    images: bool = False
 
     def write(self, work: Path) -> Path:
         """Write ``work/job.toml``; its output goes to ``work/out``."""
@@ -204,7 +246,7 @@ class JobFile:
             'id_column = "id"',
             "[prompt]",
             f"system = {json.dumps(SYSTEM)}",
-            f"template = {json.dumps(TEMPLATE)}",
+            f"template = {json.dumps(IMAGE_TEMPLATE if self.images else TEMPLATE)}",
             "[model]",
             'provider = "openai-compatible"',
             f"name = {json.dumps(MODEL)}",

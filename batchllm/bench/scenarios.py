@@ -28,6 +28,7 @@ from batchllm.bench.inputs import (
     JobFile,
     make_rows,
     messages,
+    write_image_input,
     write_input,
 )
 from batchllm.bench.process import (
@@ -76,6 +77,8 @@ class Scenario:
     max_attempts: int = 6
     kind: str = "batchllm"
     schema: bool = False
+    #: each row sends a small PNG by path (``{{ image(photo) }}``), base64-encoded inline
+    images: bool = False
 
     def job_file(self, url: str, tpm: int | None = None, input_path: str = "input.csv") -> JobFile:
         """The job file this scenario runs against the simulator at ``url``."""
@@ -90,6 +93,7 @@ class Scenario:
             timeout_s=self.timeout_s,
             max_attempts=self.max_attempts,
             schema=REPLY_SCHEMA if self.schema else None,
+            images=self.images,
         )
 
     def sim_settings(self, tpm: int | None = None) -> SimulateSpec:
@@ -119,6 +123,7 @@ SCENARIOS = (
     Scenario(
         "overhead-schema", 20_000, 1000, max_tokens=200, schema=True, latency_ms=1.0, jitter_ms=1.0
     ),
+    Scenario("overhead-images", 100_000, 2000, latency_ms=1.0, jitter_ms=1.0, images=True),
     Scenario("raw-aiohttp", 20_000, 1000, kind="raw", latency_ms=1.0, jitter_ms=1.0),
     # rows: the large input; the small one and the run's --limit are in batchllm.bench.probes
     Scenario("memory", 1_000_000, 100_000, kind="memory", latency_ms=1.0, jitter_ms=1.0),
@@ -186,7 +191,10 @@ def token_limit(scenario: Scenario, rows: list[tuple[str, str]]) -> int | None:
 def _run_batchllm(
     url: str, scenario: Scenario, rows: list[tuple[str, str]], tpm: int | None, work: Path
 ) -> tuple[Usage, Replies]:
-    write_input(work / "input.csv", rows)
+    if scenario.images:
+        write_image_input(work / "input.csv", rows)
+    else:
+        write_input(work / "input.csv", rows)
     job = scenario.job_file(url, tpm).write(work)
     log = work / "client.log"
     usage = run_measured(batchllm_command("run", str(job)), log)

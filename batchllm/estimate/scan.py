@@ -19,7 +19,7 @@ from batchllm.index import DoneIndex
 from batchllm.job import JobSpec
 from batchllm.outcome import RecentRequests
 from batchllm.pricing import context_window
-from batchllm.render import Renderer, input_hash
+from batchllm.render import Renderer
 from batchllm.source import InputRow, Source, row_key
 from batchllm.store import read_done
 from batchllm.validate import OutputSchema
@@ -47,7 +47,7 @@ def scan(job: JobSpec, sample_size: int, limit: int | None) -> Scan:
     # counting a refused duplicate as a request errs on the safe side.
     window = context_window(job)
     for batch in _batches(source, limit):
-        for key, row in _not_done(batch, done, job.input.id_column):
+        for key, row in _not_done(batch, done, job.input.id_column, renderer):
             try:
                 request = renderer.render(key, row)
             except RowError:
@@ -84,7 +84,7 @@ def _batches(source: Source, limit: int | None) -> Iterator[list[InputRow]]:
 
 
 def _not_done(
-    rows: list[InputRow], done: DoneIndex, id_column: str | None
+    rows: list[InputRow], done: DoneIndex, id_column: str | None, renderer: Renderer
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """The rows that are neither error rows nor done (the same row data under the same job),
     found for the whole batch at once, as they would be in a run."""
@@ -93,7 +93,7 @@ def _not_done(
     if done.empty:
         yield from zip(keys, (item.data for item in usable), strict=True)
         return
-    digests = [input_hash(item.data) for item in usable]
+    digests = [renderer.input_hash(item.data) for item in usable]
     skip = done.done_inputs(keys, digests, retry_failed=False).tolist()
     for key, item, is_done in zip(keys, usable, skip, strict=True):
         if not is_done:

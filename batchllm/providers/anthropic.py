@@ -53,6 +53,7 @@ from batchllm.errors import (
     error_for_status,
 )
 from batchllm.providers.base import Completion, HttpCall, RateLimitInfo, Usage, redact
+from batchllm.providers.media_parts import anthropic_content
 from batchllm.providers.wire import error_text, int_or_none, json_or_none, retry_after, snippet
 from batchllm.render import Request, estimate_tokens
 
@@ -96,7 +97,9 @@ class AnthropicMessages:
         if system:
             body["system"] = [{"type": "text", "text": system, "cache_control": _CACHE_CONTROL}]
         body["messages"] = [
-            {"role": role, "content": text} for role, text in request.messages if role != "system"
+            {"role": role, "content": anthropic_content(text, request.media)}
+            for role, text in request.messages
+            if role != "system"
         ]
         if request.response_schema is not None:
             given = body.get("output_config")

@@ -43,6 +43,7 @@ from batchllm.errors import (
     error_for_status,
 )
 from batchllm.providers.base import Completion, HttpCall, RateLimitInfo, Usage, redact
+from batchllm.providers.media_parts import gemini_parts
 from batchllm.providers.wire import error_text, json_or_none, parse_duration, snippet
 from batchllm.render import Request, estimate_tokens
 
@@ -83,7 +84,10 @@ class Gemini:
         if system:
             body["systemInstruction"] = {"parts": [{"text": system}]}
         body["contents"] = [
-            {"role": "model" if role == "assistant" else "user", "parts": [{"text": text}]}
+            {
+                "role": "model" if role == "assistant" else "user",
+                "parts": gemini_parts(text, request.media),
+            }
             for role, text in request.messages
             if role != "system"
         ]

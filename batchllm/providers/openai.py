@@ -22,6 +22,7 @@ from batchllm.errors import (
     error_for_status,
 )
 from batchllm.providers.base import Completion, HttpCall, RateLimitInfo, Usage, redact
+from batchllm.providers.media_parts import chat_content
 from batchllm.providers.wire import (
     error_text,
     int_or_none,
@@ -52,7 +53,10 @@ class OpenAIChat:
     def build(self, request: Request) -> HttpCall:
         body: dict[str, Any] = dict(request.params)
         body["model"] = request.model
-        body["messages"] = [{"role": role, "content": text} for role, text in request.messages]
+        body["messages"] = [
+            {"role": role, "content": chat_content(text, request.media)}
+            for role, text in request.messages
+        ]
         if request.response_schema is not None:
             body["response_format"] = {
                 "type": "json_schema",

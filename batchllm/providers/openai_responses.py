@@ -31,6 +31,7 @@ import orjson
 
 from batchllm.errors import BadReply, ProviderError, RateLimited, RequestRejected, ServerError
 from batchllm.providers.base import Completion, HttpCall, Usage, redact
+from batchllm.providers.media_parts import responses_content
 from batchllm.providers.openai import DEFAULT_BASE_URL, OpenAIChat
 from batchllm.providers.wire import json_or_none
 from batchllm.render import Request, estimate_tokens
@@ -56,7 +57,9 @@ class OpenAIResponses(OpenAIChat):
         if instructions:
             body["instructions"] = instructions
         body["input"] = [
-            {"role": role, "content": text} for role, text in request.messages if role != "system"
+            {"role": role, "content": responses_content(text, request.media)}
+            for role, text in request.messages
+            if role != "system"
         ]
         if request.max_tokens is not None:
             body["max_output_tokens"] = request.max_tokens

@@ -21,7 +21,7 @@ from batchllm.errors import RowError
 from batchllm.index import DoneIndex
 from batchllm.job import JobSpec
 from batchllm.outcome import Outcome, row_failure
-from batchllm.render import Renderer, input_hash
+from batchllm.render import Renderer
 from batchllm.run.workers import Item, Stop
 from batchllm.source import DuplicateIds, InputRow, Source, row_key
 from batchllm.tally import RunOptions, Tally
@@ -67,7 +67,7 @@ class Admission:
         items = [row if isinstance(row, InputRow) else InputRow(row) for row in rows]
         id_column = self._job.input.id_column
         keys = [item.key or row_key(item.data, id_column) for item in items]
-        digests = [input_hash(item.data) for item in items]
+        digests = [self._renderer.input_hash(item.data) for item in items]
         done_rows: list[bool] = [False] * len(items)
         ok_rows = done_rows
         if not done.empty:

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from batchllm.media import ref_from, ref_json
 from batchllm.render import Request
 
 
@@ -82,11 +83,12 @@ def request_json(request: Request) -> dict[str, Any]:
         "messages": request.messages, "params": dict(request.params),
         "est_input_tokens": request.est_input_tokens, "max_tokens": request.max_tokens,
         "response_schema": request.response_schema, "schema_strict": request.schema_strict,
-        "input_hash": request.input_hash,
+        "input_hash": request.input_hash, "media": [ref_json(ref) for ref in request.media],
     }  # fmt: skip
 
 
 def request_from(data: dict[str, Any]) -> Request:
     """The request a row line keeps (``data`` is used up)."""
     messages = tuple((role, text) for role, text in data.pop("messages"))
-    return Request(messages=messages, **data)
+    media = tuple(ref_from(ref) for ref in data.pop("media", ()))
+    return Request(messages=messages, media=media, **data)

@@ -37,6 +37,10 @@ class SimConfig(SimulateSpec):
         default=True,
         metadata={"help": "Accept json_schema response_format (--no-native-schema: answer 400)."},
     )
+    max_media_bytes: int | None = field(
+        default=None,
+        metadata={"help": "Answer 400 to an image or document larger than this many bytes."},
+    )
 
     @classmethod
     def from_spec(cls, spec: SimulateSpec, **extra: Any) -> SimConfig:

@@ -39,7 +39,7 @@ import dataclasses
 import hashlib
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -63,6 +63,7 @@ from batchllm.simulate.content import (
 from batchllm.simulate.formats import ErrorReply, Incoming, SimRequest, SimUsage, WireFormat
 from batchllm.simulate.gemini import GeminiFormat
 from batchllm.simulate.limits import RateLimiter, Rejection
+from batchllm.simulate.media import MediaRejected, media_tokens
 from batchllm.simulate.responses import ResponsesFormat
 
 HANG_S = 3600.0
@@ -180,7 +181,11 @@ class Provider:
             field = fmt.schema_field
             message = f"{field} json_schema is not supported by this server"
             return fmt.bad_request(message, field, incoming)
-        return parsed
+        try:
+            charged = media_tokens(parsed.messages, self.config.max_media_bytes)
+        except MediaRejected as exc:
+            return fmt.bad_request(str(exc), "messages", incoming)
+        return replace(parsed, media_tokens=charged) if charged else parsed
 
     def answer_item(
         self, fmt: WireFormat, incoming: Incoming, fault: str | None
@@ -198,7 +203,7 @@ class Provider:
             return error.status, error.body
         digest = hashlib.blake2b(incoming.body, digest_size=16).digest()
         reply = self._content(parsed, digest, forced_malformed=False)
-        tokens_in = prompt_tokens(parsed.messages)
+        tokens_in = prompt_tokens(parsed.messages) + parsed.media_tokens
         usage = self._usage(parsed, tokens_in, reply.completion_tokens)
         self._record_ok(digest, tokens_in, reply.completion_tokens)
         self.counts["ok"] += 1
@@ -218,7 +223,7 @@ class Provider:
     async def _answer(
         self, call: _Call, ask: SimRequest, forced_malformed: bool
     ) -> web.StreamResponse:
-        tokens_in = prompt_tokens(ask.messages)
+        tokens_in = prompt_tokens(ask.messages) + ask.media_tokens
         reserved = tokens_in + (ask.max_tokens or _UNCAPPED_RESERVE)
         rejection = self.limiter.admit(reserved)
         if rejection is not None:

@@ -49,6 +49,8 @@ class SimRequest:
     response_format: Any
     #: text of the prompt prefix the request asks to cache (Anthropic ``cache_control``)
     cache_prefix: str | None = None
+    #: input tokens of the request's images and documents (``batchllm.simulate.media``)
+    media_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
