@@ -21,15 +21,9 @@ from batchllm.errors import (
     ServerError,
     error_for_status,
 )
+from batchllm.providers import ratelimits
 from batchllm.providers.base import Completion, HttpCall, RateLimitInfo, Usage, redact
-from batchllm.providers.wire import (
-    error_text,
-    int_or_none,
-    json_or_none,
-    parse_duration,
-    retry_after,
-    snippet,
-)
+from batchllm.providers.wire import count, error_text, json_or_none, retry_after, snippet
 from batchllm.render import Request, estimate_tokens
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -88,14 +82,7 @@ class OpenAIChat:
         )
 
     def rate_limits(self, headers: Mapping[str, str]) -> RateLimitInfo:
-        return RateLimitInfo(
-            limit_requests=int_or_none(headers.get("x-ratelimit-limit-requests")),
-            remaining_requests=int_or_none(headers.get("x-ratelimit-remaining-requests")),
-            reset_requests_s=parse_duration(headers.get("x-ratelimit-reset-requests")),
-            limit_tokens=int_or_none(headers.get("x-ratelimit-limit-tokens")),
-            remaining_tokens=int_or_none(headers.get("x-ratelimit-remaining-tokens")),
-            reset_tokens_s=parse_duration(headers.get("x-ratelimit-reset-tokens")),
-        )
+        return ratelimits.read(headers)
 
     def _error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         data = json_or_none(body)
@@ -116,14 +103,13 @@ class OpenAIChat:
 def _usage(raw: Any, text: str) -> Usage:
     if not isinstance(raw, dict):
         return Usage(output_tokens=estimate_tokens(text), estimated=True)
-    prompt = raw.get("prompt_tokens_details") or {}
-    completion = raw.get("completion_tokens_details") or {}
+    prompt = raw.get("prompt_tokens_details")
     return Usage(
-        input_tokens=int(raw.get("prompt_tokens") or 0),
-        output_tokens=int(raw.get("completion_tokens") or 0),
-        cached_tokens=int(prompt.get("cached_tokens") or 0),
-        cache_write_tokens=int(prompt.get("cache_write_tokens") or 0),
-        reasoning_tokens=int(completion.get("reasoning_tokens") or 0),
+        input_tokens=count(raw, "prompt_tokens"),
+        output_tokens=count(raw, "completion_tokens"),
+        cached_tokens=count(prompt, "cached_tokens"),
+        cache_write_tokens=count(prompt, "cache_write_tokens"),
+        reasoning_tokens=count(raw.get("completion_tokens_details"), "reasoning_tokens"),
     )
 
 

@@ -32,7 +32,7 @@ import orjson
 from batchllm.errors import BadReply, ProviderError, RateLimited, RequestRejected, ServerError
 from batchllm.providers.base import Completion, HttpCall, Usage, redact
 from batchllm.providers.openai import DEFAULT_BASE_URL, OpenAIChat
-from batchllm.providers.wire import json_or_none
+from batchllm.providers.wire import count, json_or_none
 from batchllm.render import Request, estimate_tokens
 
 _MAPPED_PARAMS = frozenset({"max_tokens", "max_completion_tokens", "seed"})
@@ -139,12 +139,11 @@ def _finish(data: dict[str, Any]) -> str | None:
 def _usage(raw: Any, text: str) -> Usage:
     if not isinstance(raw, dict):
         return Usage(output_tokens=estimate_tokens(text), estimated=True)
-    given = raw.get("input_tokens_details") or {}
-    made = raw.get("output_tokens_details") or {}
+    given = raw.get("input_tokens_details")
     return Usage(
-        input_tokens=int(raw.get("input_tokens") or 0),
-        output_tokens=int(raw.get("output_tokens") or 0),
-        cached_tokens=int(given.get("cached_tokens") or 0),
-        cache_write_tokens=int(given.get("cache_write_tokens") or 0),
-        reasoning_tokens=int(made.get("reasoning_tokens") or 0),
+        input_tokens=count(raw, "input_tokens"),
+        output_tokens=count(raw, "output_tokens"),
+        cached_tokens=count(given, "cached_tokens"),
+        cache_write_tokens=count(given, "cache_write_tokens"),
+        reasoning_tokens=count(raw.get("output_tokens_details"), "reasoning_tokens"),
     )
