@@ -33,6 +33,7 @@ def test_build_sends_the_request_as_the_chat_format() -> None:
     assert orjson.loads(call.body) == {
         "max_tokens": 5,
         "model": "gpt-4o-mini",
+        "stream": False,
         "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}],
     }
 

@@ -88,6 +88,7 @@ class AnthropicMessages:
     def build(self, request: Request) -> HttpCall:
         body = _params(request.params)
         body["model"] = request.model
+        body.setdefault("stream", False)
         body["max_tokens"] = (
             request.max_tokens if request.max_tokens is not None else DEFAULT_MAX_TOKENS
         )

@@ -27,6 +27,8 @@ from batchllm.providers.wire import count, error_text, json_or_none, retry_after
 from batchllm.render import Request, estimate_tokens
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+#: finish reasons that explain a reply with no content
+_EXPLAINED = frozenset({"length", "content_filter"})
 _TRY_AGAIN = re.compile(r"try again in (\d+(?:\.\d+)?)(ms|s)\b", re.IGNORECASE)
 
 
@@ -46,6 +48,7 @@ class OpenAIChat:
     def build(self, request: Request) -> HttpCall:
         body: dict[str, Any] = dict(request.params)
         body["model"] = request.model
+        body.setdefault("stream", False)  # some servers stream unless told not to
         body["messages"] = [{"role": role, "content": text} for role, text in request.messages]
         if request.response_schema is not None:
             body["response_format"] = {
@@ -65,18 +68,24 @@ class OpenAIChat:
             data = orjson.loads(body)
             choice = data["choices"][0]
             message = choice.get("message") or {}
+            if not isinstance(message, dict):
+                raise TypeError("message is not an object")
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise BadReply(f"unreadable reply: {body[:200]!r}", status=status) from exc
         if isinstance(data.get("error"), dict | str):
             raise ServerError(error_text(data), status=status)
-        text = message.get("content") or ""
+        content = message.get("content")
+        text = content if isinstance(content, str) else ""
         finish = choice.get("finish_reason")
+        usage = _usage(data.get("usage"), text)
         if not text and message.get("refusal"):
             text, finish = str(message["refusal"]), "refusal"
+        elif content is None:
+            unexplained(message.get("tool_calls"), finish, usage, status)
         return Completion(
             text=text,
             finish_reason=finish,
-            usage=_usage(data.get("usage"), text),
+            usage=usage,
             model=str(data.get("model") or ""),
             request_id=headers.get("x-request-id") or data.get("id"),
         )
@@ -98,6 +107,36 @@ class OpenAIChat:
         if status == 429 and wait is None:
             wait = _wait_from_message(message)
         return error_for_status(status, text, retry_after_s=wait)
+
+
+def unexplained(tool_calls: Any, finish: Any, usage: Usage, status: int) -> None:
+    """A reply with no text: fine when ``finish`` explains it (cut at max_tokens, filtered);
+    tool calls nobody asked for fail the row; silence is a bad reply, worth another try. The
+    usage goes with the error: the reply was paid for."""
+    if tool_calls:
+        names = (
+            [
+                str((call.get("function") or {}).get("name") or "?")
+                for call in tool_calls
+                if isinstance(call, dict)
+            ]
+            if isinstance(tool_calls, list)
+            else []
+        )
+        raise BadReply(
+            f"the model called a tool ({', '.join(names) or 'unnamed'}) instead of answering; "
+            "batchllm sends no tools, so a server or proxy added them",
+            status=status,
+            usage=usage,
+            retryable=False,
+            kind="unexpected_tool_call",
+        )
+    if finish not in _EXPLAINED:
+        raise BadReply(
+            f"the reply has no content and no reason for it (finish_reason {finish!r})",
+            status=status,
+            usage=usage,
+        )
 
 
 def _usage(raw: Any, text: str) -> Usage:

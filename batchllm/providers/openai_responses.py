@@ -31,7 +31,7 @@ import orjson
 
 from batchllm.errors import BadReply, ProviderError, RateLimited, RequestRejected, ServerError
 from batchllm.providers.base import Completion, HttpCall, Usage, redact
-from batchllm.providers.openai import DEFAULT_BASE_URL, OpenAIChat
+from batchllm.providers.openai import DEFAULT_BASE_URL, OpenAIChat, unexplained
 from batchllm.providers.wire import count, json_or_none
 from batchllm.render import Request, estimate_tokens
 
@@ -52,6 +52,7 @@ class OpenAIResponses(OpenAIChat):
         body = {k: v for k, v in request.params.items() if k not in _MAPPED_PARAMS}
         body["model"] = request.model
         body.setdefault("store", False)
+        body.setdefault("stream", False)  # transformers serve streams unless told not to
         instructions = "\n\n".join(text for role, text in request.messages if role == "system")
         if instructions:
             body["instructions"] = instructions
@@ -86,12 +87,16 @@ class OpenAIResponses(OpenAIChat):
             raise BadReply(f"the response is {state}, not finished", status=status)
         text, refusal = _output_text(output)
         finish = _finish(data)
+        usage = _usage(data.get("usage"), text)
         if not text and refusal:
             text, finish = refusal, "refusal"
+        elif not any(isinstance(i, dict) and i.get("type") == "message" for i in output):
+            calls = [i for i in output if isinstance(i, dict) and i.get("type") == "function_call"]
+            unexplained([{"function": call} for call in calls], finish, usage, status)
         return Completion(
             text=text,
             finish_reason=finish,
-            usage=_usage(data.get("usage"), text),
+            usage=usage,
             model=str(data.get("model") or ""),
             request_id=headers.get("x-request-id") or data.get("id"),
         )

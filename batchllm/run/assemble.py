@@ -59,5 +59,9 @@ async def connect(
 def settings_of(job: JobSpec) -> Settings:
     retry = job.retry
     return Settings(
-        retry.max_attempts, retry.timeout_s, job.output.max_repairs, retry.resend_stragglers
+        retry.max_attempts,
+        retry.timeout_s,
+        job.output.max_repairs,
+        retry.resend_stragglers,
+        retry.max_wait_s,
     )

@@ -37,6 +37,12 @@ class SimConfig(SimulateSpec):
         default=True,
         metadata={"help": "Accept json_schema response_format (--no-native-schema: answer 400)."},
     )
+    streams_by_default: bool = field(
+        default=False,
+        metadata={"help": 'Stream replies unless a request says "stream": false.'},
+    )
+    #: headers added to every reply (a proxy's, or hostile values), over the format's own
+    reply_headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_spec(cls, spec: SimulateSpec, **extra: Any) -> SimConfig:

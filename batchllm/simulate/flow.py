@@ -66,6 +66,7 @@ from batchllm.simulate.responses import ResponsesFormat
 HANG_S = 3600.0
 _MAX_BODY = 64 * 1024 * 1024
 _UNCAPPED_RESERVE = 16
+_EVENTS = "text/event-stream"
 _SCRIPTED_429_WAIT_S = 0.02
 _DELAYED_FAULTS = frozenset({"500", "502", "502-json", "503", "529", "reset"})
 _STAT_KEYS = ("requests", "ok", "rate_limited", "errors", "hangs", "resets", "duplicates")
@@ -188,7 +189,7 @@ class Provider:
             )
             self.counts["errors"] += 1
             return error.status, error.body
-        digest = hashlib.blake2b(incoming.body, digest_size=16).digest()
+        digest = body_digest(incoming.body)
         reply = self._content(parsed, digest, forced_malformed=False)
         tokens_in = prompt_tokens(parsed.messages)
         usage = self._usage(parsed, tokens_in, reply.completion_tokens)
@@ -219,13 +220,19 @@ class Provider:
         if fault is not None:
             self.limiter.refund(reserved)
             return await self._fault(call, fault, None)
-        digest = hashlib.blake2b(call.incoming.body, digest_size=16).digest()
+        digest = body_digest(call.incoming.body)
         reply = self._content(ask, digest, forced_malformed)
         usage = self._usage(ask, tokens_in, reply.completion_tokens)
         await self._delay(call.n)
-        self.limiter.refund(reserved - tokens_in - reply.completion_tokens)
+        unused = reserved - tokens_in - reply.completion_tokens
+        # A provider that does not refund keeps max_tokens until its window passes; either way
+        # a reply longer than its reservation (no max_tokens) is charged in full.
+        self.limiter.refund(unused if self.config.refund_unused else min(unused, 0))
         self._record_ok(digest, tokens_in, reply.completion_tokens)
-        return self._send(call, 200, call.fmt.reply(ask, reply, usage, call.incoming), "ok")
+        body = call.fmt.reply(ask, reply, usage, call.incoming)
+        if self.config.streams_by_default and not _no_stream(call.incoming.body):
+            return self._send(call, 200, _as_events(body), "ok", content_type=_EVENTS)
+        return self._send(call, 200, body, "ok")
 
     def _content(self, ask: SimRequest, digest: bytes, forced_malformed: bool) -> Reply:
         rng = random.Random(int.from_bytes(digest, "big") + (self.config.seed << 128))
@@ -325,6 +332,7 @@ class Provider:
         processing_ms = round((self._clock() - call.started) * 1000)
         all_headers = {
             **call.fmt.headers(call.incoming, processing_ms, self.limiter.state()),
+            **dict(self.config.reply_headers),
             **(headers or {}),
         }
         return web.Response(
@@ -360,6 +368,27 @@ def _fault_from_json(item: Any) -> Fault:
         None if wait is None else float(wait),
         int(item.get("after", 0)),
     )
+
+
+def body_digest(body: bytes) -> bytes:
+    """A request body's fingerprint (drives reply content and duplicates), ``"stream": false``
+    left out: batch lines do not carry it, and the same request answers the same either way."""
+    if b'"stream"' in body:
+        data = wire.parse_json(body)
+        if isinstance(data, dict) and data.get("stream") is False:
+            del data["stream"]
+            body = orjson.dumps(data)
+    return hashlib.blake2b(body, digest_size=16).digest()
+
+
+def _no_stream(body: bytes) -> bool:
+    data = wire.parse_json(body) if b'"stream"' in body else None
+    return isinstance(data, dict) and data.get("stream") is False
+
+
+def _as_events(body: bytes) -> bytes:
+    """A reply as a server-sent event stream: the whole reply in one event, then the end."""
+    return b"data: " + body + b"\n\ndata: [DONE]\n\n"
 
 
 def _asks_schema(response_format: Any) -> bool:
