@@ -200,14 +200,15 @@ class Dispatcher:
                         cost = context.price.cost(exc.usage)
                         hold.input_tokens = exc.usage.input_tokens
                     raise
-                context.limiter.observe(info)
-                self._long_waits.answered()
+                # The reply is paid for: count it before anything else can go wrong.
                 tries.replies.append(completion)
-                self._stragglers.replied(time.monotonic() - sent)
                 used = completion.usage.input_tokens + completion.usage.output_tokens
+                cost = context.price.cost(completion.usage)
                 if not completion.usage.estimated:
                     hold.input_tokens = completion.usage.input_tokens
-                cost = context.price.cost(completion.usage)
+                context.limiter.observe(info)
+                self._long_waits.answered()
+                self._stragglers.replied(time.monotonic() - sent)
                 return completion
             finally:
                 context.limiter.settle(grant, used)
