@@ -38,6 +38,8 @@ from batchllm.providers.base import RateLimitInfo
 log = structlog.get_logger("batchllm")
 
 BURST_S = 0.25
+#: seconds of token quota left to the provider when refunds stop
+REFUND_STOP_MARGIN_S = 1.0
 #: how long everyone waits after a 429 that says nothing about when to come back
 DEFAULT_429_PAUSE_S = 1.0
 #: waits shorter than this are rounding noise, not a reason to arm a timer
@@ -216,11 +218,7 @@ class LocalLimiter:
         """Learn or lower the limits from the provider's; slow down when little is left; stop
         refunding unused tokens at a 429 on tokens."""
         if info.limited == "tokens" and self._refunds and self._tokens is not None:
-            self._refunds = False
-            log.info(
-                "limits.refunds_stopped",
-                reason="a 429 on tokens: the provider keeps max_tokens until its window passes",
-            )
+            self._stop_refunds(self._tokens.bucket)
         self._requests = _follow(self._requests, info.limit_requests, self._clock)
         self._tokens = _follow(self._tokens, info.limit_tokens, self._clock)
         wait = max(
@@ -229,6 +227,18 @@ class LocalLimiter:
         )
         if wait > 0:
             self.pause(wait)
+
+    def _stop_refunds(self, bucket: Bucket) -> None:
+        """The provider keeps what we gave back: stop, and leave it a second of quota to spare.
+
+        By now its bucket is empty and ours refills at its rate, so without a margin every
+        request would arrive just as it has room, and any burst would meet a 429."""
+        self._refunds = False
+        bucket.add(-(bucket.level() + bucket.rate * REFUND_STOP_MARGIN_S))
+        log.info(
+            "limits.refunds_stopped",
+            reason="a 429 on tokens: the provider keeps max_tokens until its window passes",
+        )
 
     def _ready(self, requests: int, tokens: int) -> float:
         wait = max(0.0, self._paused_until - self._clock.now())
