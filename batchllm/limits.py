@@ -234,7 +234,7 @@ class LocalLimiter:
         By now its bucket is empty and ours refills at its rate, so without a margin every
         request would arrive just as it has room, and any burst would meet a 429."""
         self._refunds = False
-        bucket.add(-(bucket.level() + bucket.rate * REFUND_STOP_MARGIN_S))
+        bucket.add(-(max(bucket.level(), 0.0) + bucket.rate * REFUND_STOP_MARGIN_S))
         log.info(
             "limits.refunds_stopped",
             reason="a 429 on tokens: the provider keeps max_tokens until its window passes",

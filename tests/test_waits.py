@@ -1,4 +1,4 @@
-"""Waits a provider asks for, and headers it sends, never hold or end a run they should not."""
+"""Waits a provider asks for, headers and replies it sends: none holds, ends or loses a run."""
 
 from __future__ import annotations
 
@@ -135,3 +135,26 @@ async def test_an_unexpected_exception_fails_its_row_and_keeps_the_reply(
     assert broken["output"] and broken["input_tokens"] > 0 and broken["cost_usd"] > 0
     spent = sum(r["cost_usd"] for r in rows)
     assert summary.cost_usd == pytest.approx(spent)
+
+
+async def test_replies_without_text_are_retried_and_their_usage_is_kept(
+    tmp_path: Path, start: Start
+) -> None:
+    """200s with null content are retried; what they cost stays on the row, ok or failed."""
+    sim = await start()
+    sim.script([Fault("empty", count=4), Fault("empty", count=1, after=1)])
+    params = {"params": {"max_tokens": 300}}  # no reply is cut: "length" would explain no text
+    job = _job(tmp_path, sim, rows=4, limits={"concurrency": 1}, model=params)
+    summary = await asyncio.wait_for(arun_job(job), DEADLINE_S)
+    rows = _results(job)
+    assert (summary.ok, summary.failed) == (3, 1)
+    failed = next(r for r in rows if r["status"] == "failed")
+    assert (failed["error_type"], failed["attempts"]) == ("bad_reply", 4)
+    assert "no content and no reason" in failed["error"]
+    assert failed["input_tokens"] > 0 and failed["cost_usd"] > 0
+    assert sorted(r["attempts"] for r in rows if r["status"] == "ok") == [1, 1, 2]
+    assert all(r["output"] for r in rows if r["status"] == "ok")
+    stats = sim.stats()
+    assert sum(r["input_tokens"] for r in rows) == stats["prompt_tokens"]
+    assert sum(r["output_tokens"] for r in rows) == stats["completion_tokens"]
+    assert summary.cost_usd == pytest.approx(sum(r["cost_usd"] for r in rows))

@@ -61,12 +61,15 @@ from batchllm.simulate.content import (
 from batchllm.simulate.formats import ErrorReply, Incoming, SimRequest, SimUsage, WireFormat
 from batchllm.simulate.gemini import GeminiFormat
 from batchllm.simulate.limits import RateLimiter, Rejection
+from batchllm.simulate.reshape import as_events, body_digest, emptied, no_stream
 from batchllm.simulate.responses import ResponsesFormat
 
 HANG_S = 3600.0
 _MAX_BODY = 64 * 1024 * 1024
 _UNCAPPED_RESERVE = 16
 _EVENTS = "text/event-stream"
+#: scripted faults that change a reply's content rather than replace the reply
+_CONTENT_FAULTS = frozenset({"malformed", "empty"})
 _SCRIPTED_429_WAIT_S = 0.02
 _DELAYED_FAULTS = frozenset({"500", "502", "502-json", "503", "529", "reset"})
 _STAT_KEYS = ("requests", "ok", "rate_limited", "errors", "hangs", "resets", "duplicates")
@@ -155,15 +158,16 @@ class Provider:
         n, started = self._n, self._clock()
         call = _Call(request, fmt, await self._incoming(request, n), n, started)
         fault = self.script.take()
-        if fault is not None and fault.kind != "malformed":
-            return await self._fault(call, fault.kind, fault)
+        kind = fault.kind if fault is not None else None
+        if kind is not None and kind not in _CONTENT_FAULTS:
+            return await self._fault(call, kind, fault)
         denied = fmt.authorize(self.config.api_key, call.incoming)
         if denied is not None:
             return self._send_error(call, denied, "errors")
         parsed = self._parse(fmt, call.incoming)
         if isinstance(parsed, ErrorReply):
             return self._send_error(call, parsed, "errors")
-        return await self._answer(call, parsed, forced_malformed=fault is not None)
+        return await self._answer(call, parsed, kind)
 
     def _parse(self, fmt: WireFormat, incoming: Incoming) -> SimRequest | ErrorReply:
         parsed = fmt.parse(incoming)
@@ -209,7 +213,7 @@ class Provider:
         )
 
     async def _answer(
-        self, call: _Call, ask: SimRequest, forced_malformed: bool
+        self, call: _Call, ask: SimRequest, scripted: str | None
     ) -> web.StreamResponse:
         tokens_in = prompt_tokens(ask.messages)
         reserved = tokens_in + (ask.max_tokens or _UNCAPPED_RESERVE)
@@ -221,7 +225,7 @@ class Provider:
             self.limiter.refund(reserved)
             return await self._fault(call, fault, None)
         digest = body_digest(call.incoming.body)
-        reply = self._content(ask, digest, forced_malformed)
+        reply = self._content(ask, digest, scripted == "malformed")
         usage = self._usage(ask, tokens_in, reply.completion_tokens)
         await self._delay(call.n)
         unused = reserved - tokens_in - reply.completion_tokens
@@ -230,8 +234,10 @@ class Provider:
         self.limiter.refund(unused if self.config.refund_unused else min(unused, 0))
         self._record_ok(digest, tokens_in, reply.completion_tokens)
         body = call.fmt.reply(ask, reply, usage, call.incoming)
-        if self.config.streams_by_default and not _no_stream(call.incoming.body):
-            return self._send(call, 200, _as_events(body), "ok", content_type=_EVENTS)
+        if scripted == "empty":
+            body = emptied(body)
+        if self.config.streams_by_default and not no_stream(call.incoming.body):
+            return self._send(call, 200, as_events(body), "ok", content_type=_EVENTS)
         return self._send(call, 200, body, "ok")
 
     def _content(self, ask: SimRequest, digest: bytes, forced_malformed: bool) -> Reply:
@@ -368,27 +374,6 @@ def _fault_from_json(item: Any) -> Fault:
         None if wait is None else float(wait),
         int(item.get("after", 0)),
     )
-
-
-def body_digest(body: bytes) -> bytes:
-    """A request body's fingerprint (drives reply content and duplicates), ``"stream": false``
-    left out: batch lines do not carry it, and the same request answers the same either way."""
-    if b'"stream"' in body:
-        data = wire.parse_json(body)
-        if isinstance(data, dict) and data.get("stream") is False:
-            del data["stream"]
-            body = orjson.dumps(data)
-    return hashlib.blake2b(body, digest_size=16).digest()
-
-
-def _no_stream(body: bytes) -> bool:
-    data = wire.parse_json(body) if b'"stream"' in body else None
-    return isinstance(data, dict) and data.get("stream") is False
-
-
-def _as_events(body: bytes) -> bytes:
-    """A reply as a server-sent event stream: the whole reply in one event, then the end."""
-    return b"data: " + body + b"\n\ndata: [DONE]\n\n"
 
 
 def _asks_schema(response_format: Any) -> bool:
