@@ -33,6 +33,8 @@ DEFAULT_MAX_WAIT_S = 600.0
 LONG_WAIT_S = 60.0
 #: answers in a row asking for more than ``max_wait_s`` that stop the run
 LONG_WAITS_TO_STOP = 3
+#: the furthest "come back at" named (adapters already drop waits longer than a year)
+_LONGEST_S = 366 * 86400.0
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -97,7 +99,7 @@ class LongWaits:
             return seconds
         self._in_a_row += 1
         if self._in_a_row >= LONG_WAITS_TO_STOP:
-            back = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
+            back = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=min(seconds, _LONGEST_S))
             raise FatalProviderError(
                 f"the provider asked {self._in_a_row} times in a row to wait {seconds:,.0f} s, "
                 f"more than [retry] max_wait_s = {self.max_wait_s:g} s; it says to come back at "

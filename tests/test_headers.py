@@ -7,6 +7,7 @@ import time
 import pytest
 from multidict import CIMultiDict
 
+from batchllm.errors import RateLimited
 from batchllm.providers import ratelimits
 from batchllm.providers.anthropic import AnthropicMessages
 from batchllm.providers.azure import AzureOpenAI
@@ -171,3 +172,21 @@ def test_readable_waits() -> None:
     assert retry_after({"retry-after": "86400"}) == 86400.0
     assert retry_after({"x-ms-retry-after-ms": "1500"}) == 1.5
     assert retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
+
+
+def test_a_wait_written_in_a_message_is_read_sanely() -> None:
+    """Waits in 429 messages (OpenAI "try again in", Azure "retry after") obey the same bounds."""
+    huge = "9" * 400
+    openai = OpenAIChat(None, None)
+    body = b'{"error": {"message": "Please try again in %s s.", "type": "requests"}}'
+    with pytest.raises(RateLimited) as caught:
+        openai.parse(429, {}, body % huge.encode())
+    assert caught.value.retry_after_s is None
+    azure = AzureOpenAI("https://r.openai.azure.com/openai/deployments/d", None)
+    azure_body = b'{"error": {"code": "429", "message": "Please retry after %s seconds."}}'
+    with pytest.raises(RateLimited) as said:
+        azure.parse(429, {}, azure_body % huge.encode())
+    assert said.value.retry_after_s is None
+    with pytest.raises(RateLimited) as fine:
+        azure.parse(429, {}, azure_body % b"37")
+    assert fine.value.retry_after_s == 37.0

@@ -23,7 +23,14 @@ from batchllm.errors import (
 )
 from batchllm.providers import ratelimits
 from batchllm.providers.base import Completion, HttpCall, RateLimitInfo, Usage, redact
-from batchllm.providers.wire import count, error_text, json_or_none, retry_after, snippet
+from batchllm.providers.wire import (
+    count,
+    error_text,
+    json_or_none,
+    retry_after,
+    snippet,
+    wait_or_none,
+)
 from batchllm.render import Request, estimate_tokens
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -157,7 +164,7 @@ def _wait_from_message(message: str) -> float | None:
     if match is None:
         return None
     number = float(match.group(1))
-    return number / 1000 if match.group(2).lower() == "ms" else number
+    return wait_or_none(number / 1000 if match.group(2).lower() == "ms" else number)
 
 
 def _error_field(data: Any, key: str) -> str | None:
