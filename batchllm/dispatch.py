@@ -194,11 +194,12 @@ class Dispatcher:
                 try:
                     completion = context.adapter.parse(status, headers, body)
                 except ProviderError as exc:
-                    self._failed_reply(exc, info, tries)
-                    if isinstance(exc, BadReply) and exc.usage is not None:
+                    if isinstance(exc, BadReply) and exc.usage is not None:  # paid, unusable
+                        tries.paid.append(exc.usage)
                         used = exc.usage.input_tokens + exc.usage.output_tokens
                         cost = context.price.cost(exc.usage)
                         hold.input_tokens = exc.usage.input_tokens
+                    self._failed_reply(exc, info)
                     raise
                 # The reply is paid for: count it before anything else can go wrong.
                 tries.replies.append(completion)
@@ -223,9 +224,9 @@ class Dispatcher:
             log.warning("provider.rate_limit_headers_unreadable", error=repr(exc))
             return RateLimitInfo()
 
-    def _failed_reply(self, exc: ProviderError, info: RateLimitInfo, tries: _Tries) -> None:
-        """Tell the limiter about a reply that failed; keep a bad reply's usage (it was paid).
-        A wait the provider asked for is capped (``LongWaits``), or stops the run."""
+    def _failed_reply(self, exc: ProviderError, info: RateLimitInfo) -> None:
+        """Tell the limiter about a reply that failed. A wait the provider asked for is capped
+        (``LongWaits``), or stops the run."""
         limiter = self._context.limiter
         if isinstance(exc, RateLimited):
             limiter.observe(replace(info, limited=exc.limit))
@@ -237,8 +238,6 @@ class Dispatcher:
             self._long_waits.answered()
         if isinstance(exc, RateLimited):
             limiter.rate_limited(exc.retry_after_s)
-        if isinstance(exc, BadReply) and exc.usage is not None:
-            tries.paid.append(exc.usage)
 
     async def _exchange(
         self, call: HttpCall, tries: _Tries, last: bool
