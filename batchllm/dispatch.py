@@ -1,10 +1,14 @@
 """One request from admission to outcome: limiter, send, parse, retry, price.
 
 ``Dispatcher.process`` turns a ``Request`` into an ``Outcome``; row-level failures come back as
-``failed`` outcomes, fatal provider errors (bad key, exhausted quota) raise
-``FatalProviderError``. With a reply schema, an invalid reply is re-asked (the conversation plus
-what was wrong) up to ``max_repairs`` times, every reply's usage and cost counted on the row, and
-what stays invalid ends ``invalid``. Its parts (adapter, limiter, budget, price...) come in one
+``failed`` outcomes, fatal provider errors (bad key, exhausted quota, a provider that keeps asking
+for waits longer than ``[retry] max_wait_s``) raise ``FatalProviderError``. With a reply schema,
+an invalid reply is re-asked (the conversation plus what was wrong) up to ``max_repairs`` times,
+every reply's usage and cost counted on the row, and what stays invalid ends ``invalid``. Replies
+that were paid for but unusable (a bad reply that reported usage) count on the row too. An
+exception nothing foresaw fails only its row (``internal_error``), keeping the replies already in
+hand, their usage and cost; the run goes on. Rate-limit headers never fail a row: unreadable ones
+are logged and skipped. Its parts (adapter, limiter, budget, price...) come in one
 ``RunContext``; outcomes are built by ``outcome.Outcomes``. It does not read input or write
 results.
 """
@@ -14,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -22,9 +26,9 @@ from tenacity import RetryCallState
 
 from batchllm import retry
 from batchllm.budget import OverBudget
-from batchllm.errors import FatalProviderError, ProviderError, RateLimited, Timeout
+from batchllm.errors import BadReply, FatalProviderError, ProviderError, RateLimited, Timeout
 from batchllm.outcome import Outcome, Outcomes
-from batchllm.providers.base import Completion, HttpCall
+from batchllm.providers.base import Completion, HttpCall, RateLimitInfo, Usage
 from batchllm.providers.http import send
 from batchllm.render import Request
 from batchllm.run.context import RunContext
@@ -46,6 +50,7 @@ class Dispatcher:
         self._outcomes = Outcomes(context.run_id, context.price, context.schema)
         self.max_repairs = self._settings.max_repairs if context.schema is not None else 0
         self._stragglers = Stragglers(self._settings.timeout_s, self._settings.resend_stragglers)
+        self._long_waits = retry.LongWaits(self._settings.max_wait_s)
 
     @property
     def stragglers_resent(self) -> int:
@@ -61,10 +66,33 @@ class Dispatcher:
         started = time.monotonic()
         tries = _Tries()
         try:
-            first = await self._send(request, tries)
-        except ProviderError as exc:
-            return self._outcomes.failed(request, copied, str(exc), exc.kind, tries.count)
-        return await self._complete(request, copied, first, tries, started)
+            try:
+                first = await self._send(request, tries)
+            except ProviderError as exc:
+                return self._outcomes.failed(
+                    request, copied, str(exc), exc.kind, tries.count, paid=tries.paid
+                )
+            return await self._complete(request, copied, first, tries, started)
+        except (FatalProviderError, OverBudget):
+            raise
+        except Exception as exc:  # a bug or a reply nothing foresaw: this row fails, not the run
+            return self._broken(request, copied, tries, exc)
+
+    def _broken(
+        self, request: Request, copied: dict[str, Any], tries: _Tries, exc: Exception
+    ) -> Outcome:
+        """The failed row of an unexpected exception, with every reply received for it."""
+        log.error("request.internal_error", row_key=request.row_key, error=repr(exc))
+        received = [reply.usage for reply in tries.replies]
+        return self._outcomes.failed(
+            request,
+            copied,
+            f"internal error: {type(exc).__name__}: {exc}",
+            "internal_error",
+            tries.count,
+            paid=[*received, *tries.paid],
+            output=tries.replies[-1].text if tries.replies else None,
+        )
 
     async def repair(
         self,
@@ -78,9 +106,15 @@ class Dispatcher:
         """Re-ask for a reply that came from elsewhere (a batch, where it cost ``first_cost``
         after ``attempts`` attempts); the outcome counts it and the re-asks."""
         tries = _Tries(count=attempts)
-        return await self._complete(
-            request, copied, first, tries, time.monotonic(), first_cost=first_cost
-        )
+        try:
+            return await self._complete(
+                request, copied, first, tries, time.monotonic(), first_cost=first_cost
+            )
+        except (FatalProviderError, OverBudget):
+            raise
+        except Exception as exc:  # as in ``process``: the row fails with what it received
+            tries.replies.insert(0, first)
+            return self._broken(request, copied, tries, exc)
 
     async def _complete(
         self,
@@ -112,6 +146,7 @@ class Dispatcher:
             attempts=tries.count,
             latency_ms=(time.monotonic() - started) * 1000,
             first_cost=first_cost,
+            paid=tries.paid,
         )
 
     async def _send(self, request: Request, tries: _Tries) -> Completion:
@@ -124,11 +159,14 @@ class Dispatcher:
             except ProviderError as exc:
                 if not retry.is_retryable(exc) or only:
                     raise
-                wait = retry.wait_after(exc, 1)
+                wait = retry.wait_after(exc, 1, self._settings.max_wait_s)
                 _log_retry_event(1, wait, exc)
                 await asyncio.sleep(wait)
             remaining = self._settings.max_attempts - 1
-            async for attempt in retry.policy(remaining, self._log_retry, already_failed=1):
+            loop = retry.policy(
+                remaining, self._log_retry, already_failed=1, max_wait_s=self._settings.max_wait_s
+            )
+            async for attempt in loop:
                 with attempt:
                     last = attempt.retry_state.attempt_number == remaining
                     completion = await self._attempt(request, call, tries, last=last)
@@ -152,19 +190,54 @@ class Dispatcher:
             try:
                 sent = time.monotonic()
                 status, headers, body = await self._exchange(call, tries, last)
-                context.limiter.observe(context.adapter.rate_limits(headers))
-                completion = context.adapter.parse(status, headers, body)
-                self._stragglers.replied(time.monotonic() - sent)
+                info = self._rate_limits(headers)
+                try:
+                    completion = context.adapter.parse(status, headers, body)
+                except ProviderError as exc:
+                    if isinstance(exc, BadReply) and exc.usage is not None:  # paid, unusable
+                        tries.paid.append(exc.usage)
+                        used = exc.usage.input_tokens + exc.usage.output_tokens
+                        cost = context.price.cost(exc.usage)
+                        hold.input_tokens = exc.usage.input_tokens
+                    self._failed_reply(exc, info)
+                    raise
+                # The reply is paid for: count it before anything else can go wrong.
+                tries.replies.append(completion)
                 used = completion.usage.input_tokens + completion.usage.output_tokens
                 cost = context.price.cost(completion.usage)
+                if not completion.usage.estimated:
+                    hold.input_tokens = completion.usage.input_tokens
+                context.limiter.observe(info)
+                self._long_waits.answered()
+                self._stragglers.replied(time.monotonic() - sent)
                 return completion
-            except RateLimited as exc:
-                context.limiter.rate_limited(exc.retry_after_s)
-                raise
             finally:
                 context.limiter.settle(grant, used)
         finally:
             context.budget.settle(hold, cost)
+
+    def _rate_limits(self, headers: Mapping[str, str]) -> RateLimitInfo:
+        """What the headers say about the limits; nothing when they cannot be read."""
+        try:
+            return self._context.adapter.rate_limits(headers)
+        except Exception as exc:  # a header no adapter foresaw must not fail a paid reply
+            log.warning("provider.rate_limit_headers_unreadable", error=repr(exc))
+            return RateLimitInfo()
+
+    def _failed_reply(self, exc: ProviderError, info: RateLimitInfo) -> None:
+        """Tell the limiter about a reply that failed. A wait the provider asked for is capped
+        (``LongWaits``), or stops the run."""
+        limiter = self._context.limiter
+        if isinstance(exc, RateLimited):
+            limiter.observe(replace(info, limited=exc.limit))
+        else:
+            limiter.observe(info)
+        if exc.retry_after_s is not None:
+            exc.retry_after_s = self._long_waits.asked(exc.retry_after_s)
+        else:
+            self._long_waits.answered()
+        if isinstance(exc, RateLimited):
+            limiter.rate_limited(exc.retry_after_s)
 
     async def _exchange(
         self, call: HttpCall, tries: _Tries, last: bool
@@ -207,3 +280,7 @@ class _Tries:
     count: int = 0
     #: a request of this row was given up as a straggler (it happens once a row at most)
     resent: bool = False
+    #: the usable replies received for this row, in order
+    replies: list[Completion] = field(default_factory=list)
+    #: the usage of replies received but unusable (bad replies), which were paid for
+    paid: list[Usage] = field(default_factory=list)

@@ -40,6 +40,12 @@ said in a 400) before falling back on it.
 
 from __future__ import annotations
 
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from batchllm.providers.base import Usage
+
 
 class BatchllmError(Exception):
     """A run-level failure; ``exit_code`` is what the CLI exits with."""
@@ -118,8 +124,21 @@ class ProviderError(Exception):
 
 
 class RateLimited(ProviderError):
+    """A 429; ``limit`` is what it said was passed ("tokens", "requests") when it said."""
+
     retryable = True
     kind = "rate_limited"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+        limit: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, retry_after_s=retry_after_s)
+        self.limit = limit if limit is not None else limit_named(message)
 
 
 class ServerError(ProviderError):
@@ -138,8 +157,25 @@ class ConnectionFailed(ProviderError):
 
 
 class BadReply(ProviderError):
+    """A 200 with no usable reply; ``usage`` is what the provider reported (and charged) for it,
+    when it did."""
+
     retryable = True
     kind = "bad_reply"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        usage: Usage | None = None,
+        retryable: bool = True,
+        kind: str = "bad_reply",
+    ) -> None:
+        super().__init__(message, status=status)
+        self.usage = usage
+        self.retryable = retryable
+        self.kind = kind
 
 
 class RequestRejected(ProviderError):
@@ -179,6 +215,19 @@ class SchemaProblem(Exception):
 
 class OverBudget(Exception):
     """The next request could pass the cap; nothing more is admitted."""
+
+
+_TOKENS_PER_MINUTE = re.compile(r"tokens? per min|\b[IO]?TPM\b|tokens_per_min", re.IGNORECASE)
+_REQUESTS_PER_MINUTE = re.compile(r"requests? per min|\bRPM\b|requests_per_min", re.IGNORECASE)
+
+
+def limit_named(message: str) -> str | None:
+    """Which limit a 429's message says was passed: "tokens", "requests", or None."""
+    if _TOKENS_PER_MINUTE.search(message):
+        return "tokens"
+    if _REQUESTS_PER_MINUTE.search(message):
+        return "requests"
+    return None
 
 
 #: statuses a later attempt can fix: timeout, conflict, rate limited, 5xx, overloaded (529)

@@ -335,13 +335,16 @@ class _Reader:
 
     def retry(self) -> RetrySpec:
         table = self.section("retry")
-        self.check_keys("retry", table, ("max_attempts", "timeout_s", "resend_stragglers"))
+        keys = ("max_attempts", "timeout_s", "resend_stragglers", "max_wait_s")
+        self.check_keys("retry", table, keys)
         attempts = self.take("retry", table, "max_attempts", int, check=checks.between(1, 100))
         timeout = self.take("retry", table, "timeout_s", (int, float), check=checks.positive)
+        max_wait = self.take("retry", table, "max_wait_s", (int, float), check=checks.positive)
         return RetrySpec(
             max_attempts=attempts or _RETRY.max_attempts,
             timeout_s=float(timeout) if timeout is not None else _RETRY.timeout_s,
             resend_stragglers=self.take("retry", table, "resend_stragglers", bool) is not False,
+            max_wait_s=float(max_wait) if max_wait is not None else _RETRY.max_wait_s,
         )
 
     def pricing(self) -> PricingSpec:
@@ -364,7 +367,11 @@ class _Reader:
         values: dict[str, Any] = {}
         for key in keys:
             kind: type | tuple[type, ...] = int if key in ("rpm", "tpm", "seed") else (int, float)
-            check = checks.fraction if key.endswith("_rate") else checks.not_negative
+            check: Callable[[Any], str | None] | None = (
+                checks.fraction if key.endswith("_rate") else checks.not_negative
+            )
+            if isinstance(keys[key].default, bool):
+                kind, check = bool, None
             value = self.take("simulate", table, key, kind, check=check)
             if value is not None:
                 values[key] = value

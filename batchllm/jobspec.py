@@ -98,6 +98,8 @@ class RetrySpec:
     timeout_s: float = 60.0
     #: at the end of a run, give up and resend requests far slower than the rest (stragglers)
     resend_stragglers: bool = True
+    #: the longest single wait a provider's Retry-After can impose
+    max_wait_s: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +166,11 @@ class SimulateSpec:
     )
     batch_expire_rate: float = _setting(0.0, "Share of batch items that expire unanswered.")
     batch_error_rate: float = _setting(0.0, "Share of batch items answered 500.")
+    refund_unused: bool = _setting(
+        True,
+        "Give back the unused part of max_tokens when a reply is sent (--no-refund-unused: keep "
+        "it until the minute passes, as some providers do).",
+    )
 
     def __post_init__(self) -> None:
         problem = self.problem()

@@ -11,7 +11,10 @@ at most a quarter of a second of quota, so a minute's quota never goes out in a 
 enforce per-minute limits over windows of about a second. A request is admitted when both buckets
 hold its cost (or, for a cost larger than a bucket, when the bucket is full); its token cost is the
 estimated input plus ``max_tokens``, as providers count it, and ``settle`` gives back what the reply
-did not use. Waiting costs nothing: waiters are futures in a FIFO queue and one timer wakes the
+did not use, as long as the provider seems to do the same: providers differ, and one that keeps
+``max_tokens`` until its window passes answers a client that refunds with 429s on tokens. The
+first such 429 (``RateLimitInfo.limited`` = "tokens") stops the refunds for the rest of the run.
+Waiting costs nothing: waiters are futures in a FIFO queue and one timer wakes the
 head when it can go. A 429 pauses admission for everyone; ``observe`` keeps the limits in step with
 the provider's rate-limit headers (and learns them when the job file gives none).
 
@@ -26,11 +29,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import structlog
+
 from batchllm.bucket import Bucket
 from batchllm.errors import RequestTooLarge
 from batchllm.providers.base import RateLimitInfo
 
+log = structlog.get_logger("batchllm")
+
 BURST_S = 0.25
+#: seconds of token quota left to the provider when refunds stop
+REFUND_STOP_MARGIN_S = 1.0
 #: how long everyone waits after a 429 that says nothing about when to come back
 DEFAULT_429_PAUSE_S = 1.0
 #: waits shorter than this are rounding noise, not a reason to arm a timer
@@ -136,6 +145,9 @@ class LocalLimiter:
         self._queue: deque[_Waiter] = deque()
         self._timer: TimerHandle | None = None
         self._timer_at = 0.0
+        #: whether the unused part of a reservation goes back (until the provider shows it keeps
+        #: it)
+        self._refunds = True
 
     @property
     def rpm(self) -> float | None:
@@ -179,9 +191,15 @@ class LocalLimiter:
         grant.settled = True
         if self._tokens is None:
             return
-        self._tokens.bucket.add(grant.tokens - used_tokens)
-        if used_tokens < grant.tokens:
+        unused = grant.tokens - used_tokens
+        self._tokens.bucket.add(unused if self._refunds else min(unused, 0))
+        if unused > 0 and self._refunds:
             self._pump()
+
+    @property
+    def refunds(self) -> bool:
+        """Whether the unused part of a reservation is given back when a reply settles."""
+        return self._refunds
 
     def rate_limited(self, retry_after_s: float | None) -> None:
         self._limited += 1
@@ -197,7 +215,10 @@ class LocalLimiter:
         self._rearm()
 
     def observe(self, info: RateLimitInfo) -> None:
-        """Learn or lower the limits from the provider's; slow down when little is left."""
+        """Learn or lower the limits from the provider's; slow down when little is left; stop
+        refunding unused tokens at a 429 on tokens."""
+        if info.limited == "tokens" and self._refunds and self._tokens is not None:
+            self._stop_refunds(self._tokens.bucket)
         self._requests = _follow(self._requests, info.limit_requests, self._clock)
         self._tokens = _follow(self._tokens, info.limit_tokens, self._clock)
         wait = max(
@@ -206,6 +227,18 @@ class LocalLimiter:
         )
         if wait > 0:
             self.pause(wait)
+
+    def _stop_refunds(self, bucket: Bucket) -> None:
+        """The provider keeps what we gave back: stop, and leave it a second of quota to spare.
+
+        By now its bucket is empty and ours refills at its rate, so without a margin every
+        request would arrive just as it has room, and any burst would meet a 429."""
+        self._refunds = False
+        bucket.add(-(max(bucket.level(), 0.0) + bucket.rate * REFUND_STOP_MARGIN_S))
+        log.info(
+            "limits.refunds_stopped",
+            reason="a 429 on tokens: the provider keeps max_tokens until its window passes",
+        )
 
     def _ready(self, requests: int, tokens: int) -> float:
         wait = max(0.0, self._paused_until - self._clock.now())

@@ -221,15 +221,18 @@ class Outcomes:
         attempts: int,
         latency_ms: float | None = None,
         first_cost: float | None = None,
+        paid: Sequence[Usage] = (),
     ) -> Outcome:
         """A row that got replies (its answer, then any repairs); ``checked``: the last reply
         against the schema. ``first_cost``: what the first reply cost when it was priced
-        elsewhere (a batch reply repaired online)."""
+        elsewhere (a batch reply repaired online). ``paid``: the usage of unusable replies the
+        provider charged for on the way (bad replies), counted in the row's tokens and cost."""
         last = replies[-1]
-        usage = total_usage(reply.usage for reply in replies)
+        usage = total_usage([*(reply.usage for reply in replies), *paid])
         costs = [self.price.cost(reply.usage) for reply in replies]
         if first_cost is not None:
             costs[0] = first_cost
+        costs[0] += sum(self.price.cost(wasted) for wasted in paid)
         problem = checked if checked is not None and checked.value is None else None
         return Outcome(
             row_key=request.row_key,
@@ -260,9 +263,20 @@ class Outcomes:
         )
 
     def failed(
-        self, request: Request, copied: dict[str, Any], error: str, kind: str, attempts: int
+        self,
+        request: Request,
+        copied: dict[str, Any],
+        error: str,
+        kind: str,
+        attempts: int,
+        *,
+        paid: Sequence[Usage] = (),
+        output: str | None = None,
     ) -> Outcome:
-        """A row whose request got no usable reply."""
+        """A row whose request got no usable reply; ``paid``: the usage of replies the provider
+        charged for all the same, counted in its tokens and cost; ``output``: the text of a
+        reply in hand when the row failed after it came."""
+        usage = total_usage(paid)
         return Outcome(
             row_key=request.row_key,
             request_key=request.request_key,
@@ -272,7 +286,15 @@ class Outcomes:
             finished_at=now_us(),
             error_type=kind,
             error=error,
+            output=output,
             attempts=attempts,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cached_tokens=usage.cached_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            usage_estimated=usage.estimated,
+            cost_usd=sum(self.price.cost(one) for one in paid),
             model=request.model,
             copied=copied,
             fields=self.schema.fields(None) if self.schema else {},

@@ -1,47 +1,68 @@
 """Which failures are retried and how long to wait: the retry policy in one place.
 
 Retryability is a property of the error type (see ``batchllm.errors``). The wait is the provider's
-Retry-After when it gives one, however long (a batch job can afford to wait; a retry that comes
-early only fails again); none after a timeout, which has already waited; else full-jitter
-exponential backoff. tenacity drives the loop, built only once a first attempt has failed.
+Retry-After when it gives one, up to ``max_wait_s`` (``[retry] max_wait_s``, 10 minutes unless
+set): a retry that comes early only fails again, but one answer must not hold a run for a day.
+None after a timeout, which has already waited; else full-jitter exponential backoff. tenacity
+drives the loop, built only once a first attempt has failed.
+
+``LongWaits`` watches what the provider asks for: a wait over a minute is logged as a warning,
+and a provider that keeps asking for more than ``max_wait_s`` (``LONG_WAITS_TO_STOP`` answers in
+a row, from any row) stops the run with ``FatalProviderError``, naming the time it said to come
+back.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 from collections.abc import Callable
 
+import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from batchllm.errors import ProviderError, Timeout
+from batchllm.errors import FatalProviderError, ProviderError, Timeout
+
+log = structlog.get_logger("batchllm")
 
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 30.0
+#: the longest single wait unless the job sets ``[retry] max_wait_s``
+DEFAULT_MAX_WAIT_S = 600.0
+#: waits longer than this are logged at warning level
+LONG_WAIT_S = 60.0
+#: answers in a row asking for more than ``max_wait_s`` that stop the run
+LONG_WAITS_TO_STOP = 3
+#: the furthest "come back at" named (adapters already drop waits longer than a year)
+_LONGEST_S = 366 * 86400.0
 
 
 def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, ProviderError) and exc.retryable
 
 
-def wait_after(exc: BaseException | None, failures: int) -> float:
+def wait_after(
+    exc: BaseException | None, failures: int, max_wait_s: float = DEFAULT_MAX_WAIT_S
+) -> float:
     """Seconds to wait after the ``failures``-th failed attempt, which raised ``exc``."""
     if isinstance(exc, ProviderError) and exc.retry_after_s is not None:
-        return exc.retry_after_s
+        return min(exc.retry_after_s, max_wait_s)
     if isinstance(exc, Timeout):
         return 0.0
-    return random.uniform(0.0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2.0**failures))
+    return random.uniform(0.0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2.0**failures, max_wait_s))
 
 
 def policy(
     attempts: int,
     before_sleep: Callable[[RetryCallState], None] | None = None,
     already_failed: int = 0,
+    max_wait_s: float = DEFAULT_MAX_WAIT_S,
 ) -> AsyncRetrying:
     """A retry loop of at most ``attempts`` tries, after ``already_failed`` failed ones."""
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        return wait_after(exc, state.attempt_number + already_failed)
+        return wait_after(exc, state.attempt_number + already_failed, max_wait_s)
 
     return AsyncRetrying(
         stop=stop_after_attempt(attempts),
@@ -50,3 +71,38 @@ def policy(
         before_sleep=before_sleep,
         reraise=True,
     )
+
+
+class LongWaits:
+    """The run's count of answers in a row that asked for a wait longer than ``max_wait_s``."""
+
+    def __init__(self, max_wait_s: float) -> None:
+        self.max_wait_s = max_wait_s
+        self._in_a_row = 0
+
+    def answered(self) -> None:
+        """A reply that asked for no long wait: the streak is over."""
+        self._in_a_row = 0
+
+    def asked(self, seconds: float) -> float:
+        """The provider asked for ``seconds``: the wait to keep (at most ``max_wait_s``);
+        ``FatalProviderError`` when it has asked for too long too many times in a row."""
+        if seconds > LONG_WAIT_S:
+            log.warning(
+                "provider.long_wait",
+                asked_s=round(seconds, 3),
+                waiting_s=round(min(seconds, self.max_wait_s), 3),
+                max_wait_s=self.max_wait_s,
+            )
+        if seconds <= self.max_wait_s:
+            self._in_a_row = 0
+            return seconds
+        self._in_a_row += 1
+        if self._in_a_row >= LONG_WAITS_TO_STOP:
+            back = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=min(seconds, _LONGEST_S))
+            raise FatalProviderError(
+                f"the provider asked {self._in_a_row} times in a row to wait {seconds:,.0f} s, "
+                f"more than [retry] max_wait_s = {self.max_wait_s:g} s; it says to come back at "
+                f"{back:%Y-%m-%d %H:%M:%S} UTC: run again then (rows already done are kept)"
+            )
+        return self.max_wait_s

@@ -62,11 +62,11 @@ class OutputSchema:
 
     def check(self, text: str, finish_reason: str | None) -> Checked:
         """Decode and validate a reply; the free repair (fences, prose) is applied here."""
-        value, repaired = _decode(text)
+        value, repaired, problem = _decode(text)
         if value is None:
             if finish_reason == "length":
                 return Checked(None, "the reply was cut off at max_tokens", truncated=True)
-            return Checked(None, "the reply is not a JSON object")
+            return Checked(None, problem)
         errors = list(self._validator.iter_errors(value))
         if errors:
             first = errors[0]
@@ -122,21 +122,26 @@ def _column_value(value: Any, spec: Any) -> Any:
     return orjson.dumps(value).decode()
 
 
-def _decode(text: str) -> tuple[dict[str, Any] | None, bool]:
-    """The JSON object in ``text``; ``repaired`` when fences or prose had to go first."""
+def _decode(text: str) -> tuple[dict[str, Any] | None, bool, str]:
+    """The JSON object in ``text``; ``repaired`` when fences or prose had to go first; else what
+    was wrong: not an object, or why the text that looks like one is not valid JSON (a number
+    too large for a double, say)."""
+    problem = "the reply is not a JSON object"
     try:
         value = orjson.loads(text)
-        return (value, False) if isinstance(value, dict) else (None, False)
-    except orjson.JSONDecodeError:
-        pass
+        return (value, False, "") if isinstance(value, dict) else (None, False, problem)
+    except orjson.JSONDecodeError as exc:
+        if text.lstrip().startswith("{"):
+            problem = f"the reply is not valid JSON: {exc}"
     for candidate in _candidates(text):
         try:
             value = orjson.loads(candidate)
-        except orjson.JSONDecodeError:
+        except orjson.JSONDecodeError as exc:
+            problem = f"the reply is not valid JSON: {exc}"
             continue
         if isinstance(value, dict):
-            return value, True
-    return None, False
+            return value, True, ""
+    return None, False, problem
 
 
 def _candidates(text: str) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,39 @@ async def test_a_cap_without_max_tokens_is_refused(tmp_path: Path, sim: SimServe
     with pytest.raises(batchllm.UserError, match="a cost cap needs"):
         await arun_job(job, RunOptions(max_cost_usd=1.0))
     assert sim.stats()["requests"] == 0
+
+
+def _dense_rows(count: int) -> list[dict[str, str]]:
+    """Digit lists: about one token a byte, four times what the byte estimate assumes."""
+    draw = random.Random(5)
+    return [
+        {"id": f"D{i:04d}", "text": ",".join(str(draw.randrange(10)) for _ in range(1500))}
+        for i in range(count)
+    ]
+
+
+async def test_the_cap_holds_on_dense_text(tmp_path: Path, start) -> None:
+    """Digit lists tokenize at a token a byte: the spend still stays within a small cap."""
+    server = await start(latency_ms=5.0, jitter_ms=5.0)
+    write_csv(tmp_path / "input.csv", _dense_rows(60))
+    data = job_data(server.url, limits={"concurrency": 8, "max_cost_usd": 0.004})
+    job = batchllm.load_job(write_job(tmp_path, data))
+    with pytest.raises(batchllm.BudgetReached):
+        await arun_job(job)
+    spent = batchllm.query(job, "select sum(cost_usd) as s, max(input_tokens) as t from results")
+    row = spent.to_pylist()[0]
+    assert row["t"] > 2500  # ~3,000 tokens from ~3,000 bytes: the dense case
+    assert 0.002 < row["s"] <= 0.004
+    assert _sim_spend(server) <= 0.004
+
+
+async def test_a_reported_count_above_the_byte_bound_raises_the_next_holds() -> None:
+    """A provider that reports more input than one token a byte raises later worst cases."""
+    budget = LocalBudget(1.0, PRICE)
+    before = budget.worst_case(100, 0)
+    assert budget.worst_input(100) == 400  # one token a byte: 4 per estimated token
+    hold = await budget.reserve(100, 0)
+    hold.input_tokens = 600  # a native schema counted as input, say
+    budget.settle(hold, 0.0)
+    assert budget.worst_input(100) == 660
+    assert budget.worst_case(100, 0) > before

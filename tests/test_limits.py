@@ -235,3 +235,31 @@ async def test_settling_while_others_wait_keeps_a_single_timer() -> None:
     for task in tasks:
         task.cancel()
     await _settle()
+
+
+async def test_a_429_on_tokens_stops_refunds_for_the_rest_of_the_run() -> None:
+    """After a 429 on tokens, unused tokens stay charged and the provider gets a second spare."""
+    clock = FakeClock()
+    limiter = LocalLimiter(rpm=None, tpm=6000, clock=clock)  # 100 tokens/s, bucket of 25
+    permit = await limiter.reserve(1, 200)
+    limiter.observe(RateLimitInfo(remaining_tokens=5000, limited="requests"))
+    assert limiter.refunds  # a 429 on requests says nothing about token accounting
+    limiter.observe(RateLimitInfo(remaining_tokens=5000, limited="tokens"))
+    assert not limiter.refunds
+    limiter.settle(permit, used_tokens=20)  # nothing comes back
+    admitted: list[int] = []
+    waiter = _start(limiter, 10, admitted, 1)
+    await clock.advance(2.8)
+    assert admitted == []  # -175, and a second of quota more: -275, 2.85 s to reach 10
+    await clock.advance(0.1)
+    assert admitted == [1]
+    await waiter
+    await clock.advance(1.0)  # full again: 25
+    extra = await limiter.reserve(1, 10)
+    limiter.settle(extra, used_tokens=310)  # a reply longer than reserved is still charged
+    later = _start(limiter, 10, admitted, 2)  # 25 - 310 = -285: 2.95 s to reach 10
+    await clock.advance(2.9)
+    assert admitted == [1]
+    await clock.advance(0.1)
+    assert admitted == [1, 2]
+    await later

@@ -33,6 +33,7 @@ def test_build_sends_the_request_as_the_chat_format() -> None:
     assert orjson.loads(call.body) == {
         "max_tokens": 5,
         "model": "gpt-4o-mini",
+        "stream": False,
         "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}],
     }
 
@@ -194,3 +195,59 @@ def test_a_refusal_becomes_the_text_with_finish_reason_refusal() -> None:
     reply = {"choices": [{"message": message, "finish_reason": "stop"}], "usage": {}}
     done = ADAPTER.parse(200, {}, orjson.dumps(reply))
     assert (done.text, done.finish_reason) == ("I can't help with that.", "refusal")
+
+
+def _null_content(message: dict, finish: str | None) -> bytes:
+    return orjson.dumps(
+        {
+            "model": "gpt-4o-mini",
+            "choices": [{"message": {"role": "assistant", **message}, "finish_reason": finish}],
+            "usage": {"prompt_tokens": 30, "completion_tokens": 7},
+        }
+    )
+
+
+def test_null_content_is_read_by_what_explains_it() -> None:
+    """content null: a refusal is the text, a cap or filter explains it, else a bad reply."""
+    refused = ADAPTER.parse(200, {}, _null_content({"content": None, "refusal": "No."}, "stop"))
+    assert (refused.text, refused.finish_reason) == ("No.", "refusal")
+    for finish in ("length", "content_filter"):
+        cut = ADAPTER.parse(200, {}, _null_content({"content": None}, finish))
+        assert (cut.text, cut.finish_reason) == ("", finish)
+    with pytest.raises(errors.BadReply, match="no content and no reason") as silent:
+        ADAPTER.parse(200, {}, _null_content({"content": None}, "stop"))
+    assert silent.value.retryable and silent.value.kind == "bad_reply"
+    assert silent.value.usage is not None and silent.value.usage.input_tokens == 30
+
+
+def test_tool_calls_nobody_asked_for_fail_the_row() -> None:
+    """Tool calls instead of content: not retried, named, the usage kept."""
+    calls = [
+        {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
+    ]
+    body = _null_content({"content": None, "tool_calls": calls}, "tool_calls")
+    with pytest.raises(errors.BadReply, match=r"called a tool \(lookup\)") as caught:
+        ADAPTER.parse(200, {}, body)
+    assert (caught.value.retryable, caught.value.kind) == (False, "unexpected_tool_call")
+    assert caught.value.usage is not None and caught.value.usage.output_tokens == 7
+
+
+@pytest.mark.parametrize("value", ["nan", "1e999", -4, "lots", True, None, [1]])
+def test_usage_values_that_are_not_counts_read_as_zero(value: object) -> None:
+    """A usage field that is not a sane count reads 0 instead of failing a paid reply."""
+    body = orjson.dumps(
+        {
+            "choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": value, "completion_tokens": 3},
+        }
+    )
+    usage = ADAPTER.parse(200, {}, body).usage
+    assert (usage.input_tokens, usage.output_tokens) == (0, 3)
+
+
+def test_stream_false_is_sent_unless_the_params_say_otherwise() -> None:
+    """Chat sends "stream": false (servers may stream by default); a param set by the user wins."""
+    plain = Request("r", "k", "m", (("user", "U"),), {}, 9, None)
+    assert orjson.loads(ADAPTER.build(plain).body)["stream"] is False
+    chosen = Request("r", "k", "m", (("user", "U"),), {"stream": True}, 9, None)
+    assert orjson.loads(ADAPTER.build(chosen).body)["stream"] is True

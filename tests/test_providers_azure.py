@@ -29,6 +29,7 @@ def test_build_posts_chat_to_the_deployment_with_api_version_and_api_key() -> No
     assert orjson.loads(call.body) == {
         "max_tokens": 5,
         "model": "gpt-4o-mini",
+        "stream": False,
         "messages": [{"role": "user", "content": "U"}],
     }
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+import batchllm
 from batchllm import errors
 from batchllm.providers import DEFAULT_KEY_ENV, make_adapter
 from batchllm.providers.openai_responses import OpenAIResponses
 from batchllm.render import Request
+from batchllm.run.pipeline import arun_job
+from conftest import Start, job_data, ticket_rows, write_csv, write_job
 
 KEY = "sk-proj-secret-key-0001"
 ADAPTER = OpenAIResponses("http://127.0.0.1:1/v1", KEY)
@@ -200,3 +204,34 @@ def test_registry_builds_the_adapter_with_its_key_variable() -> None:
     """provider = "openai-responses" makes this adapter and reads OPENAI_API_KEY by default."""
     assert isinstance(make_adapter("openai-responses", None, "k"), OpenAIResponses)
     assert DEFAULT_KEY_ENV["openai-responses"] == "OPENAI_API_KEY"
+
+
+def test_stream_false_is_sent_unless_the_params_say_otherwise() -> None:
+    """The Responses body says "stream": false: transformers serve streams when it is absent."""
+    assert _sent(_request({}))["stream"] is False
+    assert _sent(_request({"stream": True}))["stream"] is True
+
+
+def test_a_function_call_instead_of_a_message_fails_the_row_with_its_usage() -> None:
+    """Output with a function_call and no message: unexpected_tool_call, not retried, paid."""
+    call = {"type": "function_call", "name": "lookup", "arguments": "{}", "call_id": "c1"}
+    with pytest.raises(errors.BadReply, match=r"called a tool \(lookup\)") as caught:
+        ADAPTER.parse(200, {}, _reply(output=[call]))
+    assert (caught.value.kind, caught.value.retryable) == ("unexpected_tool_call", False)
+    assert caught.value.usage is not None and caught.value.usage.input_tokens == 2036
+    with pytest.raises(errors.BadReply, match="no content") as empty:
+        ADAPTER.parse(200, {}, _reply(output=[]))
+    assert empty.value.retryable
+
+
+async def test_a_server_that_streams_by_default_answers_every_row(
+    tmp_path: Path, start: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Against a server that streams unless told not to, every row comes back ok."""
+    monkeypatch.setenv(DEFAULT_KEY_ENV["openai-responses"], KEY)
+    sim = await start(streams_by_default=True)
+    write_csv(tmp_path / "input.csv", ticket_rows(12))
+    data = job_data(sim.url, model={"provider": "openai-responses"})
+    job = batchllm.load_job(write_job(tmp_path, data))
+    summary = await arun_job(job)
+    assert (summary.ok, summary.failed) == (12, 0)

@@ -804,3 +804,47 @@ def test_simulate_options_come_from_the_settings_and_map_back() -> None:
     settings = SimConfig(rpm=600, error_rate=0.25, native_schema=False, batch_delay_s=0.5)
     assert parsed(flags(settings)) == settings
     assert parsed([]) == SimConfig()
+
+
+@pytest.mark.parametrize("refund", [True, False])
+async def test_unused_max_tokens_come_back_only_when_the_provider_refunds(
+    start: Start, session: aiohttp.ClientSession, refund: bool
+) -> None:
+    """refund_unused=False keeps a reply's whole max_tokens charged until the minute passes."""
+    server = await start(tpm=60_000, refund_unused=refund)
+    _, headers, raw = await chat(session, server, ask("hi", max_tokens=5000))
+    used = orjson.loads(raw)["usage"]["total_tokens"]
+    _, headers, _ = await chat(session, server, ask("again", max_tokens=10))
+    remaining = int(headers["x-ratelimit-remaining-tokens"])
+    charged = 60_000 - remaining
+    if refund:
+        assert charged < used + 200
+    else:
+        assert charged >= 5000
+
+
+async def test_a_server_that_streams_unless_told_not_to(
+    start: Start, session: aiohttp.ClientSession
+) -> None:
+    """streams_by_default answers an event stream unless the body says "stream": false."""
+    server = await start(streams_by_default=True)
+    status, headers, raw = await chat(session, server, ask("hi"))
+    assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
+    assert raw.startswith(b"data: {") and raw.endswith(b"data: [DONE]\n\n")
+    _, headers, raw = await chat(session, server, ask("hi", stream=False))
+    assert headers["Content-Type"].startswith("application/json")
+    assert orjson.loads(raw)["choices"][0]["message"]["content"]
+
+
+async def test_reply_headers_and_the_empty_fault(
+    start: Start, session: aiohttp.ClientSession
+) -> None:
+    """reply_headers go on every reply; an "empty" fault is a 200 with usage and no content."""
+    server = await start(reply_headers=(("x-ratelimit-limit-requests", "nan"),))
+    server.script([Fault("empty")])
+    status, headers, raw = await chat(session, server, ask("hi"))
+    reply = orjson.loads(raw)
+    assert status == 200 and headers["x-ratelimit-limit-requests"] == "nan"
+    assert reply["choices"][0]["message"]["content"] is None
+    assert reply["usage"]["prompt_tokens"] > 0
+    assert server.stats()["ok"] == 1

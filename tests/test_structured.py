@@ -154,6 +154,20 @@ def test_fences_and_prose_are_stripped_before_validating() -> None:
     assert checked.error.startswith('$.label: "urgent" is not one of')
 
 
+def test_a_reply_that_is_not_json_says_why() -> None:
+    """A number too large for a double is reported as such, not as "not a JSON object"."""
+    schema = OutputSchema(SCHEMA)
+    huge = schema.check('{"label": "bug", "confidence": 1E99999}', "stop")
+    assert huge.value is None and huge.error is not None
+    assert huge.error.startswith("the reply is not valid JSON: number is infinity")
+    fenced = schema.check('```json\n{"label": "bug", "count": 1e400}\n```', "stop")
+    assert fenced.error is not None and "infinity" in fenced.error
+    assert schema.check('["bug"]', "stop").error == "the reply is not a JSON object"
+    assert schema.check("I cannot help with that.", "stop").error == (
+        "the reply is not a JSON object"
+    )
+
+
 def test_strict_mode_is_used_only_when_the_schema_allows_it() -> None:
     """OpenAI strict mode needs every property required and objects closed."""
     assert OutputSchema(SCHEMA).strict is False

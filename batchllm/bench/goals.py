@@ -97,11 +97,15 @@ def figures(obs: Observation) -> Figures:
 
 
 def ideal_time(obs: Observation) -> tuple[str, float | None]:
-    """The binding limit and the time it allows at best: rows at RPM, tokens used at TPM."""
+    """The binding limit and the time it allows at best: rows at RPM, tokens at TPM (those
+    used, or with a provider that does not refund, input plus ``max_tokens`` a reply)."""
     rpm, tpm = obs.scenario.rpm, obs.tpm
+    tokens = obs.replies.tokens
+    if not obs.scenario.refund_unused:
+        tokens = obs.replies.input_tokens + obs.replies.ok * obs.scenario.max_tokens
     candidates = [
         ("rpm", obs.rows / (rpm / 60) if rpm else None),
-        ("tpm", obs.replies.tokens / (tpm / 60) if tpm else None),
+        ("tpm", tokens / (tpm / 60) if tpm else None),
     ]
     known = [(bound, seconds) for bound, seconds in candidates if seconds is not None]
     if not known:
@@ -149,6 +153,19 @@ def _tpm_goals(f: Figures) -> list[Goal]:
     return [binding, *_limit_goals(f)]
 
 
+def _norefund_goals(f: Figures) -> list[Goal]:
+    return [
+        Goal(f.scenario, "the token limit binds", f"bound = {f.bound}", f.bound == "tpm"),
+        Goal(f.scenario, "utilization >= 0.97", num(f.util, 3), (f.util or 0) >= 0.97),
+        Goal(
+            f.scenario,
+            "rate-limit errors <= 0.5% of requests",
+            f"{f.rate_limited_pct:.2f}% ({f.rate_limited} of {f.requests})",
+            f.rate_limited_pct <= 0.5,
+        ),
+    ]
+
+
 def _fault_goals(f: Figures) -> list[Goal]:
     once = f.ok == f.rows and f.outcomes == f.rows and f.duplicates == 0
     detail = f"{f.ok} ok of {f.rows} rows, {f.outcomes} outcomes, {f.duplicates} duplicates"
@@ -170,6 +187,7 @@ def _schema_goals(f: Figures) -> list[Goal]:
 _GOALS: dict[str, Callable[[Figures], list[Goal]]] = {
     "rpm-bound": _limit_goals,
     "tpm-bound": _tpm_goals,
+    "tpm-norefund": _norefund_goals,
     "faults": _fault_goals,
     "overhead-schema": _schema_goals,
     "overhead-images": _schema_goals,

@@ -60,6 +60,8 @@ class Scenario:
     the generated rows' average tokens. ``kind`` says what runs as the client: ``batchllm``
     (``batchllm run``), ``raw`` (the plain aiohttp client), or one of the probes, ``memory``
     and ``resume``. ``schema`` gives the job a reply schema (``REPLY_SCHEMA``).
+    ``refund_unused`` False makes the simulator keep ``max_tokens`` charged until its window
+    passes, as some providers do.
     """
 
     name: str
@@ -79,6 +81,8 @@ class Scenario:
     schema: bool = False
     #: each row sends a small PNG by path (``{{ image(photo) }}``), base64-encoded inline
     images: bool = False
+    #: whether the simulator gives back the unused part of max_tokens when a reply is sent
+    refund_unused: bool = True
 
     def job_file(self, url: str, tpm: int | None = None, input_path: str = "input.csv") -> JobFile:
         """The job file this scenario runs against the simulator at ``url``."""
@@ -105,6 +109,7 @@ class Scenario:
             hang_rate=self.hang_rate,
             rpm=self.rpm,
             tpm=tpm,
+            refund_unused=self.refund_unused,
         )
 
     def sim_flags(self, tpm: int | None = None) -> list[str]:
@@ -115,6 +120,8 @@ class Scenario:
 SCENARIOS = (
     Scenario("rpm-bound", 3000, 150, rpm=6000),
     Scenario("tpm-bound", 3000, 150, rpm=6000, tpm_share=0.6),
+    # A provider that keeps max_tokens charged: the client must stop giving back what it saves.
+    Scenario("tpm-norefund", 1500, 150, rpm=6000, tpm_share=0.6, refund_unused=False),
     Scenario(
         "faults", 3000, 150, rpm=6000, error_rate=0.05, hang_rate=0.01, timeout_s=5, max_attempts=8
     ),
@@ -145,6 +152,9 @@ class Replies:
     p10_reply: float
     p90_reply: float
     p99_reply: float
+    #: input tokens of the ok rows (with ``max_tokens``, what a provider that does not refund
+    #: charges)
+    input_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +223,8 @@ select count(*)::bigint as rows,
        max(epoch_us(finished_at))::double / 1e6 as last_reply,
        quantile_cont(epoch_us(finished_at), 0.1)::double / 1e6 as p10_reply,
        quantile_cont(epoch_us(finished_at), 0.9)::double / 1e6 as p90_reply,
-       quantile_cont(epoch_us(finished_at), 0.99)::double / 1e6 as p99_reply
+       quantile_cont(epoch_us(finished_at), 0.99)::double / 1e6 as p99_reply,
+       coalesce(sum(input_tokens) filter (status = 'ok'), 0)::bigint as input_tokens
 from results
 """
 

@@ -36,9 +36,7 @@ Resets are RFC 3339 times, read as seconds from now.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import re
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,9 +50,17 @@ from batchllm.errors import (
     ServerError,
     error_for_status,
 )
+from batchllm.providers import ratelimits
 from batchllm.providers.base import Completion, HttpCall, RateLimitInfo, Usage, redact
 from batchllm.providers.media_parts import anthropic_content
-from batchllm.providers.wire import error_text, int_or_none, json_or_none, retry_after, snippet
+from batchllm.providers.ratelimits import seconds_until as seconds_until
+from batchllm.providers.wire import (
+    count,
+    error_text,
+    json_or_none,
+    retry_after,
+    snippet,
+)
 from batchllm.render import Request, estimate_tokens
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -71,7 +77,6 @@ _FINISH = {
 _SPEND_LIMIT = re.compile(
     r"usage limits?|spend(?:ing)? limit|credit balance is too low", re.IGNORECASE
 )
-_RATE_PREFIX = "anthropic-ratelimit-"
 
 
 class AnthropicMessages:
@@ -90,6 +95,7 @@ class AnthropicMessages:
     def build(self, request: Request) -> HttpCall:
         body = _params(request.params)
         body["model"] = request.model
+        body.setdefault("stream", False)
         body["max_tokens"] = (
             request.max_tokens if request.max_tokens is not None else DEFAULT_MAX_TOKENS
         )
@@ -128,15 +134,7 @@ class AnthropicMessages:
         )
 
     def rate_limits(self, headers: Mapping[str, str]) -> RateLimitInfo:
-        tokens = "tokens" if f"{_RATE_PREFIX}tokens-limit" in headers else "input-tokens"
-        return RateLimitInfo(
-            limit_requests=int_or_none(headers.get(f"{_RATE_PREFIX}requests-limit")),
-            remaining_requests=int_or_none(headers.get(f"{_RATE_PREFIX}requests-remaining")),
-            reset_requests_s=seconds_until(headers.get(f"{_RATE_PREFIX}requests-reset")),
-            limit_tokens=int_or_none(headers.get(f"{_RATE_PREFIX}{tokens}-limit")),
-            remaining_tokens=int_or_none(headers.get(f"{_RATE_PREFIX}{tokens}-remaining")),
-            reset_tokens_s=seconds_until(headers.get(f"{_RATE_PREFIX}{tokens}-reset")),
-        )
+        return ratelimits.read(headers)
 
     def _error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         data = json_or_none(body)
@@ -153,29 +151,15 @@ def parse_usage(raw: Any) -> Usage:
     """A Messages ``usage`` block as a ``Usage``; missing or null fields count as 0."""
     if not isinstance(raw, dict):
         return Usage(estimated=True)
-    written = int(raw.get("cache_creation_input_tokens") or 0)
-    read = int(raw.get("cache_read_input_tokens") or 0)
-    details = raw.get("output_tokens_details") or {}
+    written = count(raw, "cache_creation_input_tokens")
+    read = count(raw, "cache_read_input_tokens")
     return Usage(
-        input_tokens=int(raw.get("input_tokens") or 0) + written + read,
-        output_tokens=int(raw.get("output_tokens") or 0),
+        input_tokens=count(raw, "input_tokens") + written + read,
+        output_tokens=count(raw, "output_tokens"),
         cached_tokens=read,
         cache_write_tokens=written,
-        reasoning_tokens=int(details.get("thinking_tokens") or 0),
+        reasoning_tokens=count(raw.get("output_tokens_details"), "thinking_tokens"),
     )
-
-
-def seconds_until(value: str | None) -> float | None:
-    """Seconds from now to an RFC 3339 time (0 when it has passed); None when unreadable."""
-    if not value:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return max(moment.timestamp() - time.time(), 0.0)
 
 
 def _params(params: Mapping[str, Any]) -> dict[str, Any]:

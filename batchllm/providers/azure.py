@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from batchllm.errors import ProviderError, RateLimited
 from batchllm.providers.openai import OpenAIChat
+from batchllm.providers.wire import wait_or_none
 
 DEFAULT_API_VERSION = "2024-10-21"
 _RETRY_AFTER = re.compile(r"retry after (\d+(?:\.\d+)?) seconds?", re.IGNORECASE)
@@ -46,7 +47,7 @@ class AzureOpenAI(OpenAIChat):
         if not isinstance(error, RateLimited) or error.retry_after_s is not None:
             return error
         said = _RETRY_AFTER.search(str(error))
-        wait = float(said.group(1)) if said else None
+        wait = wait_or_none(float(said.group(1))) if said else None
         return RateLimited(str(error), status=status, retry_after_s=wait)
 
 

@@ -55,6 +55,8 @@ class RateLimitInfo:
     limit_tokens: int | None = None
     remaining_tokens: int | None = None
     reset_tokens_s: float | None = None
+    #: on a 429, the limit it said was passed ("tokens", "requests"), when it said
+    limited: str | None = None
 
 
 class Adapter(Protocol):

@@ -116,7 +116,7 @@ class OpenAIBatches(_JsonReplies):
             "custom_id": custom_id,
             "method": "POST",
             "url": self.endpoint,
-            "body": orjson.loads(call.body),
+            "body": synchronous_body(call),
         }
         return orjson.dumps(line)
 
@@ -215,7 +215,7 @@ class AnthropicBatches(_JsonReplies):
         self.headers = {"anthropic-version": version, **({"x-api-key": api_key} if api_key else {})}
 
     def entry(self, custom_id: str, call: HttpCall) -> bytes:
-        return orjson.dumps({"custom_id": custom_id, "params": orjson.loads(call.body)})
+        return orjson.dumps({"custom_id": custom_id, "params": synchronous_body(call)})
 
     def upload(self, entries: Sequence[bytes], tag: str) -> HttpCall | None:
         return None  # the requests travel in the create call itself
@@ -333,3 +333,12 @@ def _timestamp(value: Any) -> float | None:
         return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
+
+
+def synchronous_body(call: HttpCall) -> dict[str, Any]:
+    """The request body a batch line carries: the online one without ``"stream": false``, a
+    field batch lines do not take."""
+    body: dict[str, Any] = orjson.loads(call.body)
+    if body.get("stream") is False:
+        del body["stream"]
+    return body

@@ -44,7 +44,7 @@ from batchllm.errors import (
 )
 from batchllm.providers.base import Completion, HttpCall, RateLimitInfo, Usage, redact
 from batchllm.providers.media_parts import gemini_parts
-from batchllm.providers.wire import error_text, json_or_none, parse_duration, snippet
+from batchllm.providers.wire import count, error_text, json_or_none, parse_duration, snippet
 from batchllm.render import Request, estimate_tokens
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
@@ -119,7 +119,7 @@ class Gemini:
         )
 
     def rate_limits(self, headers: Mapping[str, str]) -> RateLimitInfo:
-        return RateLimitInfo()
+        return RateLimitInfo()  # Gemini sends none; its 429 body says how long to wait
 
     def _error(self, status: int, body: bytes) -> ProviderError:
         data = json_or_none(body)
@@ -171,12 +171,12 @@ def _candidate_text(candidate: dict[str, Any]) -> str:
 def _usage(raw: Any, text: str) -> Usage:
     if not isinstance(raw, dict):
         return Usage(output_tokens=estimate_tokens(text), estimated=True)
-    thoughts = int(raw.get("thoughtsTokenCount") or 0)
-    prompt = int(raw.get("promptTokenCount") or 0)
+    thoughts = count(raw, "thoughtsTokenCount")
+    prompt = count(raw, "promptTokenCount")
     return Usage(
-        input_tokens=prompt + int(raw.get("toolUsePromptTokenCount") or 0),
-        output_tokens=int(raw.get("candidatesTokenCount") or 0) + thoughts,
-        cached_tokens=int(raw.get("cachedContentTokenCount") or 0),
+        input_tokens=prompt + count(raw, "toolUsePromptTokenCount"),
+        output_tokens=count(raw, "candidatesTokenCount") + thoughts,
+        cached_tokens=count(raw, "cachedContentTokenCount"),
         reasoning_tokens=thoughts,
     )
 

@@ -21,19 +21,22 @@ from batchllm.errors import (
     ServerError,
     error_for_status,
 )
+from batchllm.providers import ratelimits
 from batchllm.providers.base import Completion, HttpCall, RateLimitInfo, Usage, redact
 from batchllm.providers.media_parts import chat_content
 from batchllm.providers.wire import (
+    count,
     error_text,
-    int_or_none,
     json_or_none,
-    parse_duration,
     retry_after,
     snippet,
+    wait_or_none,
 )
 from batchllm.render import Request, estimate_tokens
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+#: finish reasons that explain a reply with no content
+_EXPLAINED = frozenset({"length", "content_filter"})
 _TRY_AGAIN = re.compile(r"try again in (\d+(?:\.\d+)?)(ms|s)\b", re.IGNORECASE)
 
 
@@ -53,6 +56,7 @@ class OpenAIChat:
     def build(self, request: Request) -> HttpCall:
         body: dict[str, Any] = dict(request.params)
         body["model"] = request.model
+        body.setdefault("stream", False)  # some servers stream unless told not to
         body["messages"] = [
             {"role": role, "content": chat_content(text, request.media)}
             for role, text in request.messages
@@ -75,31 +79,30 @@ class OpenAIChat:
             data = orjson.loads(body)
             choice = data["choices"][0]
             message = choice.get("message") or {}
+            if not isinstance(message, dict):
+                raise TypeError("message is not an object")
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise BadReply(f"unreadable reply: {body[:200]!r}", status=status) from exc
         if isinstance(data.get("error"), dict | str):
             raise ServerError(error_text(data), status=status)
-        text = message.get("content") or ""
+        content = message.get("content")
+        text = content if isinstance(content, str) else ""
         finish = choice.get("finish_reason")
+        usage = _usage(data.get("usage"), text)
         if not text and message.get("refusal"):
             text, finish = str(message["refusal"]), "refusal"
+        elif content is None:
+            unexplained(message.get("tool_calls"), finish, usage, status)
         return Completion(
             text=text,
             finish_reason=finish,
-            usage=_usage(data.get("usage"), text),
+            usage=usage,
             model=str(data.get("model") or ""),
             request_id=headers.get("x-request-id") or data.get("id"),
         )
 
     def rate_limits(self, headers: Mapping[str, str]) -> RateLimitInfo:
-        return RateLimitInfo(
-            limit_requests=int_or_none(headers.get("x-ratelimit-limit-requests")),
-            remaining_requests=int_or_none(headers.get("x-ratelimit-remaining-requests")),
-            reset_requests_s=parse_duration(headers.get("x-ratelimit-reset-requests")),
-            limit_tokens=int_or_none(headers.get("x-ratelimit-limit-tokens")),
-            remaining_tokens=int_or_none(headers.get("x-ratelimit-remaining-tokens")),
-            reset_tokens_s=parse_duration(headers.get("x-ratelimit-reset-tokens")),
-        )
+        return ratelimits.read(headers)
 
     def _error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         data = json_or_none(body)
@@ -117,17 +120,46 @@ class OpenAIChat:
         return error_for_status(status, text, retry_after_s=wait)
 
 
+def unexplained(tool_calls: Any, finish: Any, usage: Usage, status: int) -> None:
+    """A reply with no text: fine when ``finish`` explains it (cut at max_tokens, filtered);
+    tool calls nobody asked for fail the row; silence is a bad reply, worth another try. The
+    usage goes with the error: the reply was paid for."""
+    if tool_calls:
+        names = (
+            [
+                str((call.get("function") or {}).get("name") or "?")
+                for call in tool_calls
+                if isinstance(call, dict)
+            ]
+            if isinstance(tool_calls, list)
+            else []
+        )
+        raise BadReply(
+            f"the model called a tool ({', '.join(names) or 'unnamed'}) instead of answering; "
+            "batchllm sends no tools, so a server or proxy added them",
+            status=status,
+            usage=usage,
+            retryable=False,
+            kind="unexpected_tool_call",
+        )
+    if finish not in _EXPLAINED:
+        raise BadReply(
+            f"the reply has no content and no reason for it (finish_reason {finish!r})",
+            status=status,
+            usage=usage,
+        )
+
+
 def _usage(raw: Any, text: str) -> Usage:
     if not isinstance(raw, dict):
         return Usage(output_tokens=estimate_tokens(text), estimated=True)
-    prompt = raw.get("prompt_tokens_details") or {}
-    completion = raw.get("completion_tokens_details") or {}
+    prompt = raw.get("prompt_tokens_details")
     return Usage(
-        input_tokens=int(raw.get("prompt_tokens") or 0),
-        output_tokens=int(raw.get("completion_tokens") or 0),
-        cached_tokens=int(prompt.get("cached_tokens") or 0),
-        cache_write_tokens=int(prompt.get("cache_write_tokens") or 0),
-        reasoning_tokens=int(completion.get("reasoning_tokens") or 0),
+        input_tokens=count(raw, "prompt_tokens"),
+        output_tokens=count(raw, "completion_tokens"),
+        cached_tokens=count(prompt, "cached_tokens"),
+        cache_write_tokens=count(prompt, "cache_write_tokens"),
+        reasoning_tokens=count(raw.get("completion_tokens_details"), "reasoning_tokens"),
     )
 
 
@@ -136,7 +168,7 @@ def _wait_from_message(message: str) -> float | None:
     if match is None:
         return None
     number = float(match.group(1))
-    return number / 1000 if match.group(2).lower() == "ms" else number
+    return wait_or_none(number / 1000 if match.group(2).lower() == "ms" else number)
 
 
 def _error_field(data: Any, key: str) -> str | None:

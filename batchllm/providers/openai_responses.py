@@ -32,8 +32,8 @@ import orjson
 from batchllm.errors import BadReply, ProviderError, RateLimited, RequestRejected, ServerError
 from batchllm.providers.base import Completion, HttpCall, Usage, redact
 from batchllm.providers.media_parts import responses_content
-from batchllm.providers.openai import DEFAULT_BASE_URL, OpenAIChat
-from batchllm.providers.wire import json_or_none
+from batchllm.providers.openai import DEFAULT_BASE_URL, OpenAIChat, unexplained
+from batchllm.providers.wire import count, json_or_none
 from batchllm.render import Request, estimate_tokens
 
 _MAPPED_PARAMS = frozenset({"max_tokens", "max_completion_tokens", "seed"})
@@ -53,6 +53,7 @@ class OpenAIResponses(OpenAIChat):
         body = {k: v for k, v in request.params.items() if k not in _MAPPED_PARAMS}
         body["model"] = request.model
         body.setdefault("store", False)
+        body.setdefault("stream", False)  # transformers serve streams unless told not to
         instructions = "\n\n".join(text for role, text in request.messages if role == "system")
         if instructions:
             body["instructions"] = instructions
@@ -89,12 +90,16 @@ class OpenAIResponses(OpenAIChat):
             raise BadReply(f"the response is {state}, not finished", status=status)
         text, refusal = _output_text(output)
         finish = _finish(data)
+        usage = _usage(data.get("usage"), text)
         if not text and refusal:
             text, finish = refusal, "refusal"
+        elif not any(isinstance(i, dict) and i.get("type") == "message" for i in output):
+            calls = [i for i in output if isinstance(i, dict) and i.get("type") == "function_call"]
+            unexplained([{"function": call} for call in calls], finish, usage, status)
         return Completion(
             text=text,
             finish_reason=finish,
-            usage=_usage(data.get("usage"), text),
+            usage=usage,
             model=str(data.get("model") or ""),
             request_id=headers.get("x-request-id") or data.get("id"),
         )
@@ -142,12 +147,11 @@ def _finish(data: dict[str, Any]) -> str | None:
 def _usage(raw: Any, text: str) -> Usage:
     if not isinstance(raw, dict):
         return Usage(output_tokens=estimate_tokens(text), estimated=True)
-    given = raw.get("input_tokens_details") or {}
-    made = raw.get("output_tokens_details") or {}
+    given = raw.get("input_tokens_details")
     return Usage(
-        input_tokens=int(raw.get("input_tokens") or 0),
-        output_tokens=int(raw.get("output_tokens") or 0),
-        cached_tokens=int(given.get("cached_tokens") or 0),
-        cache_write_tokens=int(given.get("cache_write_tokens") or 0),
-        reasoning_tokens=int(made.get("reasoning_tokens") or 0),
+        input_tokens=count(raw, "input_tokens"),
+        output_tokens=count(raw, "output_tokens"),
+        cached_tokens=count(given, "cached_tokens"),
+        cache_write_tokens=count(given, "cache_write_tokens"),
+        reasoning_tokens=count(raw.get("output_tokens_details"), "reasoning_tokens"),
     )

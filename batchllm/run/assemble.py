@@ -67,5 +67,9 @@ def _pool(job: JobSpec) -> tuple[EndpointPool, ...]:
 def settings_of(job: JobSpec) -> Settings:
     retry = job.retry
     return Settings(
-        retry.max_attempts, retry.timeout_s, job.output.max_repairs, retry.resend_stragglers
+        retry.max_attempts,
+        retry.timeout_s,
+        job.output.max_repairs,
+        retry.resend_stragglers,
+        retry.max_wait_s,
     )

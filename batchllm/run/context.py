@@ -40,6 +40,8 @@ class Settings:
     timeout_s: float
     max_repairs: int = 0
     resend_stragglers: bool = True
+    #: the longest single wait a provider's Retry-After can impose
+    max_wait_s: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)

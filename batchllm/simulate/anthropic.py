@@ -144,7 +144,8 @@ class AnthropicFormat:
         if r.too_large:
             message = f"{message} This request asks for {r.requested} tokens on its own."
         wanted = with_wait and not r.too_large
-        headers = {"retry-after": str(math.ceil(r.wait_s))} if wanted else {}
+        wait = str(math.ceil(r.wait_s)) if math.isfinite(r.wait_s) else str(r.wait_s)
+        headers = {"retry-after": wait} if wanted else {}
         body = envelope("rate_limit_error", message, incoming.request_id)
         return ErrorReply(429, body, headers=headers)
 

@@ -92,7 +92,8 @@ class AzureFormat(ChatFormat):
     ) -> ErrorReply:
         if rejection.too_large:
             return ErrorReply(429, envelope(429, rate_limit_message(rejection, model)))
-        seconds = max(1, math.ceil(rejection.wait_s))
+        wait = rejection.wait_s
+        seconds = max(1, math.ceil(wait)) if math.isfinite(wait) else wait
         unit = "call" if rejection.dimension == "requests" else "token"
         version = incoming.query.get("api-version", "")
         message = (

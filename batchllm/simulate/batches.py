@@ -167,7 +167,7 @@ class BatchEngine:
 
     def refusal(self, fmt: WireFormat, kind: str | None, request: web.Request) -> ErrorReply | None:
         """The error a scripted fault answers a create call with (None: the batch is made)."""
-        if kind is None or kind in LOST_REPLY or kind == "malformed":
+        if kind is None or kind in LOST_REPLY or kind in ("malformed", "empty"):
             return None
         if kind == "429":
             rejection = Rejection("requests", _CREATE_429_WAIT_S, 1, 1, 1)

@@ -22,7 +22,7 @@ from batchllm.simulate import serve_forever
 from batchllm.simulate.config import SimConfig
 
 #: settings with no option of their own: the key comes from --api-key-env
-_NOT_OPTIONS = frozenset({"api_key", "retry_after"})
+_NOT_OPTIONS = frozenset({"api_key", "retry_after", "reply_headers"})
 
 
 def flags(settings: SimulateSpec) -> list[str]:

@@ -16,7 +16,7 @@ from batchllm.jobspec import SimulateSpec
 
 FAULT_KINDS = frozenset(
     {"429", "500", "502", "503", "529", "hang", "reset", "401", "403", "400"}
-    | {"insufficient_quota", "malformed"}
+    | {"insufficient_quota", "malformed", "empty"}
 )
 _MASK64 = (1 << 64) - 1
 
@@ -41,6 +41,12 @@ class SimConfig(SimulateSpec):
         default=None,
         metadata={"help": "Answer 400 to an image or document larger than this many bytes."},
     )
+    streams_by_default: bool = field(
+        default=False,
+        metadata={"help": 'Stream replies unless a request says "stream": false.'},
+    )
+    #: headers added to every reply (a proxy's, or hostile values), over the format's own
+    reply_headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_spec(cls, spec: SimulateSpec, **extra: Any) -> SimConfig:
@@ -58,6 +64,8 @@ class Fault:
     own way (retry-after headers, or Gemini's RetryInfo); when None, it carries no retry hint
     beyond the message's wording.
     "malformed" on a plain-text request cuts the reply in half with finish reason "length".
+    "empty" answers 200 with the usage but without the text (Chat ``content`` null, no Responses
+    output items, no Anthropic content blocks, no Gemini parts).
     """
 
     kind: str

@@ -64,6 +64,7 @@ from batchllm.simulate.formats import ErrorReply, Incoming, SimRequest, SimUsage
 from batchllm.simulate.gemini import GeminiFormat
 from batchllm.simulate.limits import RateLimiter, Rejection
 from batchllm.simulate.media import MediaRejected, media_tokens
+from batchllm.simulate.reshape import as_events, body_digest, emptied, no_stream
 from batchllm.simulate.responses import ResponsesFormat
 
 HANG_S = 3600.0
@@ -71,6 +72,9 @@ HANG_S = 3600.0
 UNKNOWN_MODEL_PREFIX = "no-such-"
 _MAX_BODY = 64 * 1024 * 1024
 _UNCAPPED_RESERVE = 16
+_EVENTS = "text/event-stream"
+#: scripted faults that change a reply's content rather than replace the reply
+_CONTENT_FAULTS = frozenset({"malformed", "empty"})
 _SCRIPTED_429_WAIT_S = 0.02
 _DELAYED_FAULTS = frozenset({"500", "502", "502-json", "503", "529", "reset"})
 _STAT_KEYS = ("requests", "ok", "rate_limited", "errors", "hangs", "resets", "duplicates")
@@ -159,8 +163,9 @@ class Provider:
         n, started = self._n, self._clock()
         call = _Call(request, fmt, await self._incoming(request, n), n, started)
         fault = self.script.take()
-        if fault is not None and fault.kind != "malformed":
-            return await self._fault(call, fault.kind, fault)
+        kind = fault.kind if fault is not None else None
+        if kind is not None and kind not in _CONTENT_FAULTS:
+            return await self._fault(call, kind, fault)
         denied = fmt.authorize(self.config.api_key, call.incoming)
         if denied is not None:
             return self._send_error(call, denied, "errors")
@@ -171,7 +176,7 @@ class Provider:
             return self._send_error(
                 call, _model_not_found(fmt, parsed.model, call.incoming), "errors"
             )
-        return await self._answer(call, parsed, forced_malformed=fault is not None)
+        return await self._answer(call, parsed, kind)
 
     def _parse(self, fmt: WireFormat, incoming: Incoming) -> SimRequest | ErrorReply:
         parsed = fmt.parse(incoming)
@@ -201,7 +206,7 @@ class Provider:
             )
             self.counts["errors"] += 1
             return error.status, error.body
-        digest = hashlib.blake2b(incoming.body, digest_size=16).digest()
+        digest = body_digest(incoming.body)
         reply = self._content(parsed, digest, forced_malformed=False)
         tokens_in = prompt_tokens(parsed.messages) + parsed.media_tokens
         usage = self._usage(parsed, tokens_in, reply.completion_tokens)
@@ -221,7 +226,7 @@ class Provider:
         )
 
     async def _answer(
-        self, call: _Call, ask: SimRequest, forced_malformed: bool
+        self, call: _Call, ask: SimRequest, scripted: str | None
     ) -> web.StreamResponse:
         tokens_in = prompt_tokens(ask.messages) + ask.media_tokens
         reserved = tokens_in + (ask.max_tokens or _UNCAPPED_RESERVE)
@@ -232,13 +237,21 @@ class Provider:
         if fault is not None:
             self.limiter.refund(reserved)
             return await self._fault(call, fault, None)
-        digest = hashlib.blake2b(call.incoming.body, digest_size=16).digest()
-        reply = self._content(ask, digest, forced_malformed)
+        digest = body_digest(call.incoming.body)
+        reply = self._content(ask, digest, scripted == "malformed")
         usage = self._usage(ask, tokens_in, reply.completion_tokens)
         await self._delay(call.n)
-        self.limiter.refund(reserved - tokens_in - reply.completion_tokens)
+        unused = reserved - tokens_in - reply.completion_tokens
+        # A provider that does not refund keeps max_tokens until its window passes; either way
+        # a reply longer than its reservation (no max_tokens) is charged in full.
+        self.limiter.refund(unused if self.config.refund_unused else min(unused, 0))
         self._record_ok(digest, tokens_in, reply.completion_tokens)
-        return self._send(call, 200, call.fmt.reply(ask, reply, usage, call.incoming), "ok")
+        body = call.fmt.reply(ask, reply, usage, call.incoming)
+        if scripted == "empty":
+            body = emptied(body)
+        if self.config.streams_by_default and not no_stream(call.incoming.body):
+            return self._send(call, 200, as_events(body), "ok", content_type=_EVENTS)
+        return self._send(call, 200, body, "ok")
 
     def _content(self, ask: SimRequest, digest: bytes, forced_malformed: bool) -> Reply:
         rng = random.Random(int.from_bytes(digest, "big") + (self.config.seed << 128))
@@ -338,6 +351,7 @@ class Provider:
         processing_ms = round((self._clock() - call.started) * 1000)
         all_headers = {
             **call.fmt.headers(call.incoming, processing_ms, self.limiter.state()),
+            **dict(self.config.reply_headers),
             **(headers or {}),
         }
         return web.Response(

@@ -23,7 +23,10 @@ from batchllm.bucket import Bucket
 
 
 def go_duration(seconds: float) -> str:
-    """Format like Go's time.Duration at millisecond precision: 0s, 12ms, 1.5s, 1m0s, 2h3m4.5s."""
+    """Format like Go's time.Duration at millisecond precision: 0s, 12ms, 1.5s, 1m0s, 2h3m4.5s
+    (a value that is not finite, from a hostile scripted fault, as Python spells it)."""
+    if not math.isfinite(seconds):
+        return str(seconds)
     ms = max(0, round(seconds * 1000))
     if ms < 1000:
         return f"{ms}ms" if ms else "0s"

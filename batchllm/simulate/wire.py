@@ -203,7 +203,10 @@ def completion(
 
 
 def retry_headers(wait_s: float) -> dict[str, str]:
-    """``retry-after-ms`` and ``retry-after`` (whole seconds, rounded up) for a 429."""
+    """``retry-after-ms`` and ``retry-after`` (whole seconds, rounded up) for a 429; a wait that
+    is not a finite number (a hostile server's) is sent as Python spells it."""
+    if not math.isfinite(wait_s):
+        return {"retry-after-ms": str(wait_s), "retry-after": str(wait_s)}
     return {"retry-after-ms": f"{wait_s * 1000:.3f}", "retry-after": str(math.ceil(wait_s))}
 
 
