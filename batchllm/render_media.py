@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from batchllm.errors import RowError
-from batchllm.jobspec import JobSpec
+from batchllm.job.spec import JobSpec
 from batchllm.media import DOCUMENT, IMAGE, FactCache, MediaRef, reference
 from batchllm.providers import media_parts
 

@@ -41,7 +41,7 @@ from batchllm.bench.process import (
     simulator,
     tail,
 )
-from batchllm.jobspec import SimulateSpec
+from batchllm.job.spec import SimulateSpec
 from batchllm.query import query
 from batchllm.simulate.command import flags
 from batchllm.simulate.content import prompt_tokens

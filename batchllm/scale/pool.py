@@ -19,7 +19,7 @@ import aiohttp
 import structlog
 from yarl import URL
 
-from batchllm.jobspec import EndpointSpec
+from batchllm.job.spec import EndpointSpec
 
 log = structlog.get_logger("batchllm")
 

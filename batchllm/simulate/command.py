@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from batchllm.jobspec import SimulateSpec
+from batchllm.job.spec import SimulateSpec
 from batchllm.simulate import serve_forever
 from batchllm.simulate.config import SimConfig
 

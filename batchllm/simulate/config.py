@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from batchllm.jobspec import SimulateSpec
+from batchllm.job.spec import SimulateSpec
 
 FAULT_KINDS = frozenset(
     {"429", "500", "502", "503", "529", "hang", "reset", "401", "403", "400"}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from batchllm.jobspec import JobSpec
+from batchllm.job.spec import JobSpec
 from batchllm.providers.registry import ProviderEntry
 from batchllm.simulate import start_server
 from batchllm.simulate.config import SimConfig

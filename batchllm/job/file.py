@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 
-from batchllm import jobchecks as checks
 from batchllm.errors import JobFileError, SchemaProblem
-from batchllm.jobspec import (
+from batchllm.job import checks
+from batchllm.job.spec import (
     BACKENDS,
     ENDPOINT_CONCURRENCY,
     INPUT_FORMATS,

@@ -1,7 +1,7 @@
 """Checks of single values in a job file: each returns what is wrong, or None.
 
 Owns the rules a value must follow (names, URLs, encodings, ranges, choices); the reader in
-``batchllm.jobfile`` turns a problem into a ``JobFileError`` naming the file, section and key.
+``batchllm.job.file`` turns a problem into a ``JobFileError`` naming the file, section and key.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Owns the two ways in: ``load_job`` (a job file) and ``with_mode`` (``--mode`` on the command
 line), and re-exports the spec values. The values and their defaults are
-``batchllm.jobspec``'s; reading and checking the TOML is ``batchllm.jobfile``'s.
+``batchllm.job.spec``'s; reading and checking the TOML is ``batchllm.job.file``'s.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import dataclasses
 from pathlib import Path
 
 from batchllm.errors import JobFileError
-from batchllm.jobfile import read_job
-from batchllm.jobspec import (
+from batchllm.job.file import read_job
+from batchllm.job.spec import (
     INPUT_FORMATS,
     BatchSpec,
     InputSpec,

@@ -1,7 +1,7 @@
 """The job as batchllm holds it: frozen specs, checked and with every default filled in.
 
 Owns the spec values (``JobSpec`` and its sections), their defaults and the job's fingerprint.
-Reading and checking a job file is ``batchllm.jobfile``'s; these values are what it returns.
+Reading and checking a job file is ``batchllm.job.file``'s; these values are what it returns.
 """
 
 from __future__ import annotations

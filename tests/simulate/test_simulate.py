@@ -765,7 +765,7 @@ def test_serve_forever_prints_url_and_stops_on_sigterm() -> None:
         "from batchllm.simulate import SimConfig, serve_forever\n"
         "serve_forever(SimConfig(), '127.0.0.1', 0)"
     )
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     with subprocess.Popen(
         [sys.executable, "-c", code], cwd=repo, stdout=subprocess.PIPE, text=True
     ) as proc:
