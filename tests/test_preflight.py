@@ -34,7 +34,7 @@ def _validate(path: Path, *args: str) -> tuple[int, str, str]:
 def test_a_cost_cap_needs_max_tokens(tmp_path: Path) -> None:
     """Without max_tokens no reply's cost is bounded, so a cap cannot hold: refused."""
     job = _job(tmp_path, model={"params": {"temperature": 0}}, limits={"max_cost_usd": 1.0})
-    with pytest.raises(UserError, match="a cost cap needs \\[model.params\\] max_tokens"):
+    with pytest.raises(UserError, match=r"a cost cap needs \[model.params\] max_tokens"):
         check_budget(job)
     assert check_budget(_job(tmp_path, limits={"max_cost_usd": 1.0})) == 1.0
 
