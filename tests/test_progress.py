@@ -21,7 +21,8 @@ def _outcome(status: str, cost: float = 0.001, tokens: int = 100) -> Outcome:
 
 def _summary(**changes: object) -> RunSummary:
     values: dict[str, object] = {
-        "job": "triage", "run_id": "r1", "run_dir": "/runs/triage", "status": "finished", "rows": 300,
+        "job": "triage", "run_id": "r1", "run_dir": "/runs/triage", "status": "finished",
+        "rows": 300,
         "reused": 200, "sent": 100, "ok": 97, "failed": 3, "invalid": 0, "input_tokens": 12_000,
         "output_tokens": 3_000, "cached_tokens": 1_000, "cost_usd": 0.0123, "wall_s": 10.0,
         "price_source": "genai-prices 1: openai/gpt-4o-mini",
