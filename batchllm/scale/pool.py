@@ -5,7 +5,8 @@ fewest requests outstanding that has a free slot (its own ``concurrency``), wait
 a slot when all are full. An endpoint that fails ``SET_ASIDE_AFTER`` times in a row (no
 connection, or a 5xx) is set aside and tried again after a cool-down that doubles up to
 ``MAX_ASIDE_S``; the request that failed is retried by the dispatcher as usual and lands
-elsewhere. The adapter builds every call for the first endpoint; the pool moves it. It does not retry, limit rates or parse.
+elsewhere. The adapter builds every call for the first endpoint; the pool moves it. It does
+not retry, limit rates or parse.
 """
 
 from __future__ import annotations
