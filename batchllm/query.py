@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import duckdb
 from batchllm.job import JobSpec, load_job
 from batchllm.run.record import RunRecord
+from batchllm.scale import objects
 from batchllm.store import check_parts
 
 
@@ -43,6 +44,9 @@ def connect(target: str | Path | JobSpec) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the run directory's views."""
     import duckdb  # loaded only when a query is asked for: a run does not need it
 
+    uri = output_uri(target)
+    if uri is not None:
+        return objects.connect(uri, _runs_of)
     run_dir = run_dir_of(target)
     places = [d for d in _stores(run_dir) if any((d / "results").glob("part-*.parquet"))]
     if not places:
@@ -147,6 +151,22 @@ def _runs_table(run_dir: Path) -> pa.Table:
         manifest_path = place / "manifest.json"
         if manifest_path.exists():
             runs += orjson.loads(manifest_path.read_bytes()).get("runs", [])
+    return _runs_of(runs)
+
+
+def output_uri(target: str | Path | JobSpec) -> str | None:
+    """The object-storage URI a target names (itself, or its job's output), or None."""
+    if isinstance(target, str) and objects.is_uri(target):
+        return target
+    if isinstance(target, JobSpec):
+        return target.output.uri
+    path = Path(target)
+    if path.suffix == ".toml" and path.is_file():
+        return load_job(path).output.uri
+    return None
+
+
+def _runs_of(runs: list[dict[str, Any]]) -> pa.Table:
     schema = RunRecord.arrow_schema()
     return pa.table(
         {

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from batchllm.errors import InputError
 from batchllm.hashset import HashSet64
 from batchllm.job import InputSpec
+from batchllm.scale.objects import input_exists, open_input
 
 BATCH_ROWS = 1024
 #: bytes a CSV or JSONL reader takes at a time; a longer row makes the pass read again with
@@ -64,8 +65,8 @@ class Source:
     def __init__(self, spec: InputSpec) -> None:
         self.spec = spec
         self.path = spec.path
-        if not self.path.is_file():
-            raise InputError(f"{self.path}: input file not found")
+        if not (input_exists(spec.uri) if spec.uri else self.path.is_file()):
+            raise InputError(f"{spec.uri or self.path}: input file not found")
         self.schema = self._read_schema()
         self.columns: list[str] = list(self.schema.names)
         #: a Parquet file's binary columns stay bytes (images, PDFs); CSV cells are text
@@ -92,7 +93,7 @@ class Source:
     def count_rows(self) -> int:
         """Count the rows by streaming through the file (Parquet reads its footer only)."""
         if self.spec.format == "parquet":
-            return int(pq.ParquetFile(self.path).metadata.num_rows)
+            return int(pq.ParquetFile(self._parquet()).metadata.num_rows)
         skipped = _Skipped()
         counted = int(sum(batch.num_rows for batch in self._read(1 << 16, skipped)))
         return counted + len(skipped.drain())
@@ -159,7 +160,7 @@ class Source:
     def _read_schema(self) -> pa.Schema:
         if self.spec.format == "parquet":
             try:
-                return pq.ParquetFile(self.path).schema_arrow
+                return pq.ParquetFile(self._parquet()).schema_arrow
             except _READ_ERRORS as exc:
                 raise InputError(f"{self.path}: cannot read as parquet: {exc}") from None
         _quiet_unreadable_lines()
@@ -188,7 +189,7 @@ class Source:
 
     def _check_not_empty(self) -> None:
         if self.spec.format == "parquet":
-            empty = pq.ParquetFile(self.path).metadata.num_rows == 0
+            empty = pq.ParquetFile(self._parquet()).metadata.num_rows == 0
         else:
             empty = next(self.batches(batch_rows=1), None) is None
         if empty:
@@ -196,14 +197,22 @@ class Source:
 
     def _open(self, block: int, skipped: _Skipped) -> Iterator[pa.RecordBatch]:
         if self.spec.format == "parquet":
-            batches: Iterator[pa.RecordBatch] = pq.ParquetFile(self.path).iter_batches(
+            batches: Iterator[pa.RecordBatch] = pq.ParquetFile(self._parquet()).iter_batches(
                 batch_size=BATCH_ROWS
             )
             return batches
         return iter(self._open_stream(block, skipped, typed=True))
 
+    def _parquet(self) -> Any:
+        """The Parquet input: its path, or a file opened on object storage."""
+        return open_input(self.spec.uri, random_access=True) if self.spec.uri else self.path
+
     def _open_stream(self, block: int, skipped: _Skipped, *, typed: bool = False) -> Any:
-        stream: Any = pa.input_stream(str(self.path), compression="detect")
+        stream: Any = (
+            open_input(self.spec.uri)
+            if self.spec.uri
+            else pa.input_stream(str(self.path), compression="detect")
+        )
         if skipped.lossy:
             stream = io.BufferedReader(_LossyUtf8(stream), buffer_size=1 << 16)
         if self.spec.format == "jsonl":

@@ -38,7 +38,7 @@ import contextlib
 import fcntl
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -77,8 +77,11 @@ class Store:
         part_rows: int = PART_ROWS,
         part_seconds: float = PART_SECONDS,
         keep_history: bool = True,
+        publish: Callable[[], None] | None = None,
     ) -> None:
         self.path = path
+        #: called once a part is written and at the end of a run (object storage uploads)
+        self.publish = publish
         self.job_name = job_name
         self.schema = schema if SEQ_FIELD.name in schema.names else schema.append(SEQ_FIELD)
         self.part_rows = part_rows
@@ -171,6 +174,8 @@ class Store:
     def _end_run(self, entry: dict[str, Any]) -> None:
         self.manifest["runs"][-1].update({**entry, "run_number": self._run_number})
         self.save_manifest()
+        if self.publish is not None:
+            self.publish()
 
     async def flush(self) -> None:
         """Wait until every part handed to a background write is on disk."""
@@ -246,6 +251,8 @@ class Store:
         journal.unlink(missing_ok=True)
         if self.index is not None:
             self.index.add_part(part, table)
+        if self.publish is not None:
+            self.publish()
 
     def _compact(self) -> None:
         parts = parts_in_order(self.path, self.manifest["runs"])

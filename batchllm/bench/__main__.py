@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from batchllm.bench.fleet import Skipped, check_runnable, fleet_goals, run_pool
 from batchllm.bench.goals import Figures, Goal, figures, goals, num
 from batchllm.bench.probes import Step, run_probe
 from batchllm.bench.scenarios import SCENARIOS, THROUGHPUT, Scenario, raw_main, run_scenario
@@ -115,9 +116,10 @@ class Report:
     results: list[Figures] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def goals(self) -> list[Goal]:
-        return goals(self.results, self.steps)
+        return goals(self.results, self.steps) + fleet_goals(self.results)
 
 
 def write_json(path: Path, quick: bool, report: Report) -> None:
@@ -128,6 +130,7 @@ def write_json(path: Path, quick: bool, report: Report) -> None:
         "steps": [asdict(s) for s in report.steps],
         "goals": [asdict(g) for g in report.goals()],
         "errors": report.errors,
+        "skipped": report.skipped,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(found, indent=2) + "\n", encoding="utf-8")
@@ -192,10 +195,15 @@ def _run(scenario: Scenario, args: argparse.Namespace, report: Report) -> None:
     rows = scenario.quick_rows if args.quick else scenario.rows
     print(f"running {scenario.name} ({rows:,} rows) ...", file=sys.stderr, flush=True)
     try:
-        if scenario.kind in THROUGHPUT:
+        check_runnable(scenario)
+        if scenario.pool:
+            report.results.append(figures(run_pool(scenario, args.quick)))
+        elif scenario.kind in THROUGHPUT:
             report.results.append(figures(run_scenario(scenario, args.quick)))
         else:
             report.steps += run_probe(scenario, args.quick, args.cache)
+    except Skipped as skip:
+        report.skipped[scenario.name] = str(skip)
     except Exception as exc:  # one broken scenario must not hide the others' figures
         report.errors[scenario.name] = f"{type(exc).__name__}: {exc}"
 
@@ -211,6 +219,8 @@ def _print(report: Report) -> None:
         print()
     for goal in report.goals():
         print(goal_line(goal))
+    for name, reason in report.skipped.items():
+        print(f"SKIP  {name}: skipped, {reason}")
     for name, error in report.errors.items():
         print(f"ERROR {name}: {error}", file=sys.stderr)
 

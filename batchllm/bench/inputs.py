@@ -226,6 +226,10 @@ class JobFile:
     max_attempts: int = 6
     schema: Mapping[str, Any] | None = None
     images: bool = False
+    #: an endpoint pool: (url, concurrency) of each server; ``url`` is then unused
+    endpoints: tuple[tuple[str, int], ...] = ()
+    #: the ``[run]`` table (backend, shards, shard_cpus), if any
+    run: Mapping[str, Any] | None = None
 
     def write(self, work: Path) -> Path:
         """Write ``work/job.toml``; its output goes to ``work/out``."""
@@ -250,7 +254,7 @@ class JobFile:
             "[model]",
             'provider = "openai-compatible"',
             f"name = {json.dumps(MODEL)}",
-            f"base_url = {json.dumps(self.url)}",
+            f"base_url = {self._base_url()}",
             "[model.params]",
             "temperature = 0",
             f"max_tokens = {self.max_tokens}",
@@ -263,7 +267,18 @@ class JobFile:
             f"max_attempts = {self.max_attempts}",
             "[output]",
             *output,
+            *self._run_lines(),
         ]
+
+    def _base_url(self) -> str:
+        if not self.endpoints:
+            return json.dumps(self.url)
+        return toml_value([{"url": url, "concurrency": c} for url, c in self.endpoints])
+
+    def _run_lines(self) -> list[str]:
+        if self.run is None:
+            return []
+        return ["[run]", *(f"{key} = {toml_value(value)}" for key, value in self.run.items())]
 
 
 def toml_value(value: Any) -> str:

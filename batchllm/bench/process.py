@@ -107,9 +107,16 @@ def _listening_url(process: subprocess.Popen[bytes], log: Path) -> str:
 # directory or loaded DuckDB). The launcher is Python without site-packages (~10 MB), so the
 # client it forks starts its high-water mark from there. It also times the client from just
 # before the fork, and reports on a file: the client's stdout and stderr go to the log.
+# With "--tree" (a client that starts processes of its own, such as a local Ray) the launcher
+# becomes their subreaper, reaps every one of them after the client exits (up to TREE_S), and
+# reports the CPU of them all; peak RSS is then that of the largest process.
 _LAUNCHER = """
-import json, os, sys, time
-report, argv = sys.argv[1], sys.argv[2:]
+import json, os, resource, sys, time
+tree = sys.argv[1] == "--tree"
+report, argv = sys.argv[1 + tree], sys.argv[2 + tree:]
+if tree:
+    import ctypes
+    ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 started_at, clock = time.time(), time.monotonic()
 pid = os.fork()
 if pid == 0:
@@ -118,22 +125,35 @@ if pid == 0:
     finally:
         os._exit(127)
 _, status, usage = os.wait4(pid, 0)
+wall_s = time.monotonic() - clock
+while tree and time.monotonic() - clock < wall_s + TREE_S:
+    try:
+        if os.waitpid(-1, os.WNOHANG)[0] == 0:
+            time.sleep(0.05)
+    except ChildProcessError:
+        break
+if tree:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 found = {
     "started_at": started_at,
-    "wall_s": time.monotonic() - clock,
+    "wall_s": wall_s,
     "cpu_s": usage.ru_utime + usage.ru_stime,
     "peak_rss_mb": usage.ru_maxrss / 1024,
     "exit_code": os.waitstatus_to_exitcode(status),
 }
 with open(report, "w") as out:
     json.dump(found, out)
-"""
+""".replace("TREE_S", "30.0")
 
 
-def run_measured(argv: list[str], log: Path, deadline_s: float = DEADLINE_S) -> Usage:
-    """Run ``argv`` to the end, stdout and stderr into ``log``; killed after ``deadline_s``."""
+def run_measured(
+    argv: list[str], log: Path, deadline_s: float = DEADLINE_S, tree: bool = False
+) -> Usage:
+    """Run ``argv`` to the end, stdout and stderr into ``log``; killed after ``deadline_s``.
+    ``tree``: measure every process the client starts too (``_LAUNCHER``)."""
     report = log.with_suffix(".usage.json")
-    launcher = [sys.executable, "-S", "-c", _LAUNCHER, str(report), *argv]
+    tree_flag = ["--tree"] if tree else []
+    launcher = [sys.executable, "-S", "-c", _LAUNCHER, *tree_flag, str(report), *argv]
     with log.open("wb") as out:
         # its own process group, so that the deadline kills the launcher and the client both
         process = subprocess.Popen(launcher, stdout=out, stderr=subprocess.STDOUT, process_group=0)

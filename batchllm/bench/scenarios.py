@@ -83,9 +83,20 @@ class Scenario:
     images: bool = False
     #: whether the simulator gives back the unused part of max_tokens when a reply is sent
     refund_unused: bool = True
+    #: run on the Ray backend in this many shards (``None``: the local backend)
+    shards: int | None = None
+    #: one simulator per entry, each an endpoint of the job's pool with this concurrency
+    pool: tuple[int, ...] = ()
 
-    def job_file(self, url: str, tpm: int | None = None, input_path: str = "input.csv") -> JobFile:
-        """The job file this scenario runs against the simulator at ``url``."""
+    def job_file(
+        self,
+        url: str,
+        tpm: int | None = None,
+        input_path: str = "input.csv",
+        urls: tuple[str, ...] = (),
+    ) -> JobFile:
+        """The job file this scenario runs against the simulator at ``url`` (or, with a
+        ``pool``, the simulators at ``urls``)."""
         return JobFile(
             name=f"bench-{self.name}",
             url=url,
@@ -98,7 +109,12 @@ class Scenario:
             max_attempts=self.max_attempts,
             schema=REPLY_SCHEMA if self.schema else None,
             images=self.images,
-        )
+            endpoints=tuple(zip(urls, self.pool, strict=True)) if self.pool else (),
+            # a shard's share of 2 cores: every shard runs at once, as on a cluster
+            run=None if self.shards is None else {
+                "backend": "ray", "shards": self.shards, "shard_cpus": 0.25
+            },
+        )  # fmt: skip
 
     def sim_settings(self, tpm: int | None = None) -> SimulateSpec:
         """The simulator's settings for this scenario (a token limit of ``tpm``, if given)."""
@@ -132,6 +148,10 @@ SCENARIOS = (
     ),
     Scenario("overhead-images", 100_000, 2000, latency_ms=1.0, jitter_ms=1.0, images=True),
     Scenario("raw-aiohttp", 20_000, 1000, kind="raw", latency_ms=1.0, jitter_ms=1.0),
+    # Beyond one machine (batchllm.bench.fleet): shards on a local Ray, and an endpoint pool.
+    Scenario("ray-limit", 3000, 200, rpm=6000, tpm_share=0.8, shards=4),
+    Scenario("ray-overhead", 20_000, 1000, latency_ms=1.0, jitter_ms=1.0, shards=2),
+    Scenario("pool", 3600, 360, concurrency=96, latency_ms=200.0, pool=(8, 16, 16, 32)),
     # rows: the large input; the small one and the run's --limit are in batchllm.bench.probes
     Scenario("memory", 1_000_000, 100_000, kind="memory", latency_ms=1.0, jitter_ms=1.0),
     Scenario("resume", 200_000, 20_000, kind="resume", latency_ms=1.0, jitter_ms=1.0),
@@ -207,7 +227,8 @@ def _run_batchllm(
         write_input(work / "input.csv", rows)
     job = scenario.job_file(url, tpm).write(work)
     log = work / "client.log"
-    usage = run_measured(batchllm_command("run", str(job)), log)
+    tree = scenario.shards is not None  # a local Ray: its workers are the client too
+    usage = run_measured(batchllm_command("run", str(job)), log, tree=tree)
     if usage.exit_code != 0:
         raise BenchError(f"batchllm run exited {usage.exit_code}: {tail(log)}")
     return usage, read_replies(job)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlparse
 
 import orjson
 
@@ -38,6 +39,7 @@ from batchllm.job.spec import (
     SimulateSpec,
 )
 from batchllm.providers import registry
+from batchllm.scale.objects import is_uri, work_dir_for
 from batchllm.validate import OutputSchema
 
 
@@ -177,13 +179,16 @@ class _Reader:
     def input(self) -> InputSpec:
         table = self.section("input", required=True)
         self.check_keys("input", table, (*_INPUT_KEYS, *_MEDIA_KEYS))
-        path = _normal(self.base / self.take("input", table, "path", str, required=True))
+        given = self.take("input", table, "path", str, required=True)
+        uri = given if is_uri(given) else None
+        path = Path(urlparse(given).path) if uri else _normal(self.base / given)
         fmt = self.take("input", table, "format", str, check=checks.one_of(INPUT_FORMATS))
         columns = self.take("input", table, "columns", list, check=checks.strings) or []
         tsv = ".tsv" in [suffix.lower() for suffix in path.suffixes]
         delimiter = self.take("input", table, "delimiter", str, check=checks.delimiter)
         return InputSpec(
             path=path,
+            uri=uri,
             format=fmt or _format_from_suffix(path, self),
             id_column=self.take("input", table, "id_column", str),
             columns=tuple(columns),
@@ -278,13 +283,20 @@ class _Reader:
     def output(self, name: str) -> OutputSpec:
         table = self.section("output")
         self.check_keys(
-            "output", table, ("dir", "schema", "schema_file", "max_repairs", "keep_history")
+            "output",
+            table,
+            ("dir", "work_dir", "schema", "schema_file", "max_repairs", "keep_history"),
         )
         out = self.take("output", table, "dir", str)
+        work = self.take("output", table, "work_dir", str)
+        uri = out if out and is_uri(out) else None
+        if uri:
+            out = str(work_dir_for(uri, _normal(self.base / work) if work else None))
         repairs = self.take("output", table, "max_repairs", int, check=checks.between(0, 10))
         history = self.take("output", table, "keep_history", bool)
         return OutputSpec(
             dir=_normal(self.base / out if out else self.base / "runs" / name),
+            uri=uri,
             schema=self.checked_schema(table),
             max_repairs=_OUTPUT.max_repairs if repairs is None else repairs,
             keep_history=_OUTPUT.keep_history if history is None else history,

@@ -31,6 +31,8 @@ class InputSpec:
     #: columns holding an image / a PDF (a path, an http(s) URL or bytes), sent after the text
     images: tuple[str, ...] = ()
     documents: tuple[str, ...] = ()
+    #: an object-storage URI (``s3://...``) read in place of ``path`` (then only a name)
+    uri: str | None = None
     #: downscale an image over the provider's limits instead of failing its row
     resize_images: bool = False
     #: OpenAI's image ``detail`` for every image that does not give its own
@@ -76,6 +78,8 @@ class ModelSpec:
 @dataclass(frozen=True, slots=True)
 class OutputSpec:
     dir: Path
+    #: an object-storage URI the results go to; ``dir`` is then the local working directory
+    uri: str | None = None
     schema: Mapping[str, Any] | None = None
     max_repairs: int = 1
     #: keep outcomes superseded by later outcomes of the same row (``all_results``) when parts

@@ -43,6 +43,7 @@ from batchllm.run.batch import BatchMode, BatchSettings, Book, batch_api
 from batchllm.run.context import RunContext, Seams
 from batchllm.run.record import Counters, RunRecord, record_of
 from batchllm.run.workers import Answers, Item, Ledger, Stop, Workers, outage_rows
+from batchllm.scale.objects import publisher
 from batchllm.source import Source
 from batchllm.store import Store
 from batchllm.tally import ProgressHook, RunOptions, RunSummary, Tally
@@ -133,6 +134,7 @@ class JobRun:
             job.name,
             results_schema(copied, fields),
             keep_history=job.output.keep_history,
+            publish=publisher(job),
             **part_settings(),
         )
 

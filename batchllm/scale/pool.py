@@ -1,17 +1,19 @@
 """An endpoint pool: one job's requests spread over several servers of one model.
 
 ``EndpointPool`` is an aiohttp client middleware: each request goes to the endpoint with the
-fewest requests outstanding that has a free slot (its own ``concurrency``), waiting for a slot
-when all are full. An endpoint that fails ``SET_ASIDE_AFTER`` times in a row (no connection, or a
-5xx) is set aside and tried again after a cool-down that doubles up to ``MAX_ASIDE_S``; the
-request that failed is retried by the dispatcher as usual and lands elsewhere. The adapter builds
-every call for the first endpoint; the pool moves it. It does not retry, limit rates or parse.
+fewest requests outstanding that has a free slot (its own ``concurrency``), waiting in turn for
+a slot when all are full. An endpoint that fails ``SET_ASIDE_AFTER`` times in a row (no
+connection, or a 5xx) is set aside and tried again after a cool-down that doubles up to
+``MAX_ASIDE_S``; the request that failed is retried by the dispatcher as usual and lands
+elsewhere. The adapter builds every call for the first endpoint; the pool moves it. It does
+not retry, limit rates or parse.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -50,7 +52,9 @@ class EndpointPool:
     def __init__(self, endpoints: tuple[EndpointSpec, ...]) -> None:
         self._endpoints = [_Endpoint(e.url.rstrip("/"), e.concurrency) for e in endpoints]
         self._primary = self._endpoints[0].url
-        self._freed = asyncio.Condition()
+        #: requests waiting for a slot, first come first served
+        self._waiting: deque[asyncio.Future[_Endpoint]] = deque()
+        self._wake: asyncio.TimerHandle | None = None
 
     @property
     def sent(self) -> dict[str, int]:
@@ -72,16 +76,37 @@ class EndpointPool:
             return response
         finally:
             endpoint.outstanding -= 1
-            async with self._freed:
-                self._freed.notify()
+            self._hand_out()
 
     async def _take(self) -> _Endpoint:
-        async with self._freed:
-            while (endpoint := self._choice()) is None:
-                await asyncio.wait_for(self._freed.wait(), timeout=self._next_back_s())
-        endpoint.outstanding += 1
-        endpoint.sent += 1
-        return endpoint
+        """A slot: at once if nobody waits and one is free, else in turn (a newcomer never
+        overtakes a waiting request, or a waiter could wait out the run and count as hung)."""
+        if not self._waiting and (endpoint := self._choice()) is not None:
+            return _claim(endpoint)
+        turn: asyncio.Future[_Endpoint] = asyncio.get_running_loop().create_future()
+        self._waiting.append(turn)
+        self._hand_out()
+        try:
+            return await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                turn.result().outstanding -= 1  # handed a slot as it was cancelled
+                self._hand_out()
+            raise
+
+    def _hand_out(self) -> None:
+        """Give free slots to waiters in turn; come back when a set-aside endpoint does."""
+        while self._waiting and (endpoint := self._choice()) is not None:
+            turn = self._waiting.popleft()
+            if not turn.done():
+                turn.set_result(_claim(endpoint))
+        back_s = self._next_back_s()
+        if self._waiting and back_s is not None and self._wake is None:
+            self._wake = asyncio.get_running_loop().call_later(back_s, self._woken)
+
+    def _woken(self) -> None:
+        self._wake = None
+        self._hand_out()
 
     def _choice(self) -> _Endpoint | None:
         now = time.monotonic()
@@ -106,6 +131,12 @@ class EndpointPool:
     def _answered(endpoint: _Endpoint) -> None:
         endpoint.failures = 0
         endpoint.aside_s = FIRST_ASIDE_S
+
+
+def _claim(endpoint: _Endpoint) -> _Endpoint:
+    endpoint.outstanding += 1
+    endpoint.sent += 1
+    return endpoint
 
 
 def _move(request: aiohttp.ClientRequest, primary: str, target: str) -> None:

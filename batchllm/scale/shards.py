@@ -38,7 +38,8 @@ def shard_dir(output_dir: Path, shard: int) -> Path:
 
 def shard_job(job: JobSpec, shard: int) -> JobSpec:
     """The job as one shard runs it: the same, writing into the shard's own directory."""
-    output = dataclasses.replace(job.output, dir=shard_dir(job.output_dir, shard))
+    uri = job.output.uri and f"{job.output.uri.rstrip('/')}/{SHARDS_DIR}/{shard:03d}"
+    output = dataclasses.replace(job.output, dir=shard_dir(job.output_dir, shard), uri=uri)
     return dataclasses.replace(job, output=output)
 
 

@@ -34,3 +34,19 @@ def test_pool_spreads_requests_and_survives_a_dead_endpoint(
     assert counts == [{"n": 300, "k": 300}]
     answered = [s.stats()["ok"] for s in servers]
     assert all(n > 0 for n in answered) and sum(answered) >= 300
+
+
+def test_requests_waiting_for_a_slot_are_served_in_turn(tmp_path: Path, sims: SimThread) -> None:
+    """More workers than the pool's slots: no request waits out the run and is sent twice."""
+    servers = [sims.start(SimConfig(latency_ms=20, jitter_ms=2)) for _ in range(2)]
+    write_csv(tmp_path / "input.csv", ticket_rows(400))
+    path = write_job(tmp_path, job_data(None, limits={"concurrency": 12}))
+    pool = ", ".join(f'{{ url = "{s.url}", concurrency = 2 }}' for s in servers)
+    text = path.read_text().replace('base_url = "http://127.0.0.1:9/v1"', f"base_url = [{pool}]")
+    path.write_text(text)
+
+    summary = run_job(load_job(path))
+
+    assert (summary.rows, summary.ok) == (400, 400)
+    assert sum(s.stats()["requests"] for s in servers) == 400
+    assert sum(s.stats()["duplicates"] for s in servers) == 0
