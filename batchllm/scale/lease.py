@@ -25,6 +25,8 @@ from batchllm.scale.book import BURST_S, BudgetLease, Lease, LeaseBook
 
 #: requests' worth of worst-case cost a shard leases at once
 BUDGET_LEASE_REQUESTS = 16
+#: a shard's token stock may hold this many leases' worth, so refunds survive a lease in hand
+REFUND_ROOM = 2.0
 #: forward the provider's rate-limit headers at most this often (seconds)
 OBSERVE_EVERY_S = 1.0
 
@@ -117,7 +119,11 @@ class LeaseLimiter:
             return
         grant.settled = True
         if self._tpm:
-            self._tokens = min(self._tokens + grant.tokens - used_tokens, self._want(self._tpm))
+            # Room for a lease and its refunds: the next lease is often in the stock already,
+            # waiting its turn, while replies settle; capping at one lease threw their unused
+            # tokens away (the shared limit was used at prompt+max_tokens, ~0.76 of it).
+            stock = self._tokens + grant.tokens - used_tokens
+            self._tokens = min(stock, REFUND_ROOM * self._want(self._tpm))
 
     def observe(self, info: RateLimitInfo) -> None:
         learned = (info.limit_requests, info.limit_tokens)
