@@ -16,6 +16,7 @@ import pytest
 
 from batchllm.job import JobSpec, load_job
 from batchllm.query import query
+from batchllm.report import build_report
 from batchllm.simulate import SimConfig, SimServer
 from batchllm.tally import RunOptions
 from conftest import SimThread, job_data, ticket_rows, write_csv, write_job
@@ -76,6 +77,9 @@ def test_shards_share_one_limit(ray_address: str, tmp_path: Path, sims: SimThrea
     assert sim.stats()["rate_limited"] <= 2
     assert len(list(tmp_path.glob("run/shards/*/manifest.json"))) == 3
     _every_row_once(job, 240)
+    report = build_report(job)  # the report reads every shard, as query does
+    assert (report.rows, report.by_status["ok"]) == (240, 240)
+    assert sum(run.ok for run in report.runs) == 240
 
 
 def test_rerun_maps_rows_to_the_same_shards(
