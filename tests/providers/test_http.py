@@ -62,7 +62,7 @@ async def test_no_reply_within_the_timeout_is_a_timeout(serve, session) -> None:
         return web.Response()
 
     root = await serve(handler)
-    with pytest.raises(Timeout, match="no reply within 0.2 s") as caught:
+    with pytest.raises(Timeout, match=r"no reply within 0\.2 s") as caught:
         await send(session, _call(root), 0.2)
     assert caught.value.retryable
 
