@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from batchllm.job import load_job
+from batchllm.job import JobSpec, load_job
 from batchllm.query import query
 from batchllm.run.pipeline import run_job
 from batchllm.simulate import SimConfig
@@ -50,3 +50,40 @@ def test_requests_waiting_for_a_slot_are_served_in_turn(tmp_path: Path, sims: Si
     assert (summary.rows, summary.ok) == (400, 400)
     assert sum(s.stats()["requests"] for s in servers) == 400
     assert sum(s.stats()["duplicates"] for s in servers) == 0
+
+
+def _pool_job(tmp_path: Path, endpoints: str, rows: int, concurrency: int) -> JobSpec:
+    write_csv(tmp_path / "input.csv", ticket_rows(rows))
+    data = job_data(None, limits={"concurrency": concurrency}, retry={"timeout_s": 5})
+    path = write_job(tmp_path, data)
+    text = path.read_text().replace(
+        'base_url = "http://127.0.0.1:9/v1"', f"base_url = [{endpoints}]"
+    )
+    path.write_text(text)
+    return load_job(path)
+
+
+def test_each_endpoint_gets_work_in_proportion_to_its_slots(
+    tmp_path: Path, sims: SimThread
+) -> None:
+    """Two equal servers, one given 1 slot and one 3: the second answers about three times as
+    many requests (least outstanding, within each endpoint's concurrency)."""
+    small, large = (sims.start(SimConfig(latency_ms=20, jitter_ms=0)) for _ in range(2))
+    pool = f'{{ url = "{small.url}", concurrency = 1 }}, {{ url = "{large.url}", concurrency = 3 }}'
+    job = _pool_job(tmp_path, pool, rows=200, concurrency=8)
+    summary = run_job(job)
+    assert summary.ok == 200
+    few, many = small.stats()["ok"], large.stats()["ok"]
+    assert few + many == 200
+    assert 2.0 <= many / few <= 4.5
+
+
+def test_plain_urls_in_a_list_share_the_run_s_concurrency(tmp_path: Path, sims: SimThread) -> None:
+    """base_url as a list of plain URLs: both servers are used and every row is answered once."""
+    servers = [sims.start(SimConfig(latency_ms=5, jitter_ms=0)) for _ in range(2)]
+    pool = ", ".join(f'"{s.url}"' for s in servers)
+    job = _pool_job(tmp_path, pool, rows=100, concurrency=4)
+    summary = run_job(job)
+    assert summary.ok == 100
+    answered = [s.stats()["ok"] for s in servers]
+    assert sum(answered) == 100 and min(answered) >= 20
