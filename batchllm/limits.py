@@ -80,6 +80,16 @@ class Grant:
     settled: bool = False
 
 
+def check_fits(tokens: int, tpm: float | None) -> None:
+    """Raise ``RequestTooLarge`` for a request that could never be admitted: it needs more
+    tokens than the whole per-minute limit (any limiter, local or shared, refuses it alike)."""
+    if tpm is not None and tokens > tpm:
+        raise RequestTooLarge(
+            f"request needs {tokens} tokens, more than the whole limit of {int(tpm)} tokens "
+            "per minute"
+        )
+
+
 class Limiter(Protocol):
     """Admission of a run's requests under its rate limits, shared by all its workers."""
 
@@ -170,11 +180,7 @@ class LocalLimiter:
         return self._limited
 
     async def reserve(self, requests: int, tokens: int) -> Grant:
-        if self._tokens is not None and tokens > self._tokens.per_minute:
-            raise RequestTooLarge(
-                f"request needs {tokens} tokens, more than the whole limit of "
-                f"{int(self._tokens.per_minute)} tokens per minute"
-            )
+        check_fits(tokens, self.tpm)
         if not self._queue and self._ready(requests, tokens) <= _EPSILON_S:
             self._take(requests, tokens)
             return Grant(requests, tokens)

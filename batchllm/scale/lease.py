@@ -17,8 +17,7 @@ import asyncio
 from typing import Protocol
 
 from batchllm.budget import Hold, LocalBudget, OverBudget
-from batchllm.errors import RequestTooLarge
-from batchllm.limits import DEFAULT_429_PAUSE_S, Grant
+from batchllm.limits import DEFAULT_429_PAUSE_S, Grant, check_fits
 from batchllm.pricing import Price
 from batchllm.providers.base import RateLimitInfo
 from batchllm.scale.book import BURST_S, BudgetLease, Lease, LeaseBook
@@ -101,11 +100,7 @@ class LeaseLimiter:
         return self._limited
 
     async def reserve(self, requests: int, tokens: int) -> Grant:
-        if self._tpm is not None and tokens > self._tpm:
-            raise RequestTooLarge(
-                f"request needs {tokens} tokens, more than the whole limit of "
-                f"{self._tpm} tokens per minute"
-            )
+        check_fits(tokens, self._tpm)
         async with self._turn:
             await self._wait_pause()
             while not self._covers(requests, tokens):
