@@ -21,6 +21,7 @@ import orjson
 from batchllm.errors import JobFileError, SchemaProblem
 from batchllm.job import checks
 from batchllm.job.spec import (
+    PlanSpec,
     BACKENDS,
     ENDPOINT_CONCURRENCY,
     INPUT_FORMATS,
@@ -37,6 +38,7 @@ from batchllm.job.spec import (
     RunSpec,
     SimulateSpec,
 )
+from batchllm.plan.clock import deadline_problem
 from batchllm.providers import registry
 from batchllm.validate import OutputSchema
 
@@ -63,7 +65,7 @@ _INPUT_KEYS = ("path", "format", "id_column", "columns", "encoding", "delimiter"
 _MEDIA_KEYS = ("images", "documents", "resize_images", "image_detail")
 _SECTIONS = (
     "job", "input", "prompt", "model", "output", "limits", "retry", "pricing", "simulate", "batch",
-    "run",
+    "run", "plan",
 )  # fmt: skip
 
 
@@ -141,6 +143,21 @@ class _Reader:
             simulate=self.simulate(model.provider),
             batch=self.batch(),
             run=self.run(),
+            plan=self.plan(),
+        )
+
+    def plan(self) -> PlanSpec:
+        table = self.section("plan")
+        self.check_keys("plan", table, ("deadline", "cheapest", "safety", "reserve_s", "soft"))
+        take = self.take
+        safety = take("plan", table, "safety", (int, float), check=checks.between(1, 100))
+        reserve = take("plan", table, "reserve_s", (int, float), check=checks.positive)
+        return PlanSpec(
+            deadline=take("plan", table, "deadline", str, check=deadline_problem),
+            cheapest=take("plan", table, "cheapest", bool) is not False,
+            safety=float(safety) if safety is not None else PlanSpec.safety,
+            reserve_s=float(reserve) if reserve is not None else PlanSpec.reserve_s,
+            soft=take("plan", table, "soft", bool) is True,
         )
 
     def run(self) -> RunSpec:

@@ -35,11 +35,14 @@ from batchllm.index import DoneIndex
 from batchllm.job import JobSpec
 from batchllm.outcome import RECENT_REQUESTS, results_schema
 from batchllm.preflight import api_key, check_budget, check_copies, check_fields
+from batchllm.plan.history import History
+from batchllm.plan.setup import deadline_plan
 from batchllm.pricing import context_window, resolve_price
 from batchllm.render import Renderer
 from batchllm.run.admit import Admission
 from batchllm.run.assemble import connect
 from batchllm.run.batch import BatchMode, BatchSettings, Book, batch_api
+from batchllm.run.batch_switch import Switch
 from batchllm.run.context import RunContext, Seams
 from batchllm.run.record import Counters, RunRecord, record_of
 from batchllm.run.workers import Answers, Item, Ledger, Stop, Workers, outage_rows
@@ -89,6 +92,7 @@ class JobRun:
         self.job, self.options, self.progress = job, options, progress
         self.seams = seams or Seams()
         self._preflight()
+        self.plan = deadline_plan(job, options, self.budget.cap_usd)
         # Sortable by start time, so later parts win when outcomes are read back in name order.
         self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         self.tally = Tally()
@@ -196,7 +200,7 @@ class JobRun:
             self.context = context
             self.ledger.endpoint = str(getattr(context.adapter, "url", context.base_url) or "")
             self.dispatcher = Dispatcher(context)
-            if self.job.model.mode == "batch":
+            if self.job.model.mode == "batch" or (self.plan is not None and self.plan.batch):
                 await self._work_batch(context, self.dispatcher, done)
             else:
                 await self._work(self.dispatcher, done)
@@ -256,7 +260,7 @@ class JobRun:
         mode.answers = Answers(done, self.store.flush, self.field_names)
         try:
             async with asyncio.TaskGroup() as group:
-                self.stop.tasks = [group.create_task(mode.run(self.queue))]
+                self.stop.tasks = [group.create_task(self._batches(mode, group, done))]
                 await self._produce(done, len(self.stop.tasks))
         except* FatalProviderError as caught:
             first = caught.exceptions[0]
@@ -265,6 +269,24 @@ class JobRun:
             )
         finally:
             self.tally.sent += mode.sent
+
+    async def _batches(self, mode: BatchMode, group: asyncio.TaskGroup, done: DoneIndex) -> None:
+        """Batch mode, and with a deadline the online workers that take the rows moved at the
+        switch point (``batchllm.plan``)."""
+        if self.plan is None or self.plan.switch_at is None:
+            return await mode.run(self.queue)
+        mode.switch = Switch(self.plan.switch_at)
+        mode.history = (History(self.store.path), self.job.model.provider)
+        answers = Answers(done, self.store.flush, self.field_names)
+        self.workers = Workers(self.dispatcher, self.ledger, self.stop, self.budget,  # type: ignore[arg-type]  # set before batch mode starts
+                               self.tally, answers)  # fmt: skip
+        online = [group.create_task(self.workers.work(mode.switch.online))
+                  for _ in range(self.job.limits.concurrency)]  # fmt: skip
+        try:
+            await mode.run(self.queue)
+        finally:
+            mode.switch.end(len(online))
+        await asyncio.gather(*online)
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
