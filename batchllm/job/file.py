@@ -155,8 +155,8 @@ class _Reader:
         return PlanSpec(
             deadline=take("plan", table, "deadline", str, check=deadline_problem),
             cheapest=take("plan", table, "cheapest", bool) is not False,
-            safety=float(safety) if safety is not None else PlanSpec.safety,
-            reserve_s=float(reserve) if reserve is not None else PlanSpec.reserve_s,
+            safety=float(safety) if safety is not None else _PLAN.safety,
+            reserve_s=float(reserve) if reserve is not None else _PLAN.reserve_s,
             soft=take("plan", table, "soft", bool) is True,
         )
 
@@ -403,6 +403,7 @@ _BATCH = BatchSpec()
 _LIMITS = LimitsSpec()
 _RETRY = RetrySpec()
 _RUN = RunSpec()
+_PLAN = PlanSpec()
 _TYPE_NAMES = {
     str: "a string",
     int: "an integer",

@@ -92,7 +92,11 @@ class JobRun:
         self.job, self.options, self.progress = job, options, progress
         self.seams = seams or Seams()
         self._preflight()
-        self.plan = deadline_plan(job, options, self.budget.cap_usd)
+        try:
+            self.plan = deadline_plan(job, options, self.budget.cap_usd)
+        except BaseException:
+            self.store.close()  # refused before anything was sent: the run directory is free
+            raise
         # Sortable by start time, so later parts win when outcomes are read back in name order.
         self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         self.tally = Tally()
@@ -200,7 +204,7 @@ class JobRun:
             self.context = context
             self.ledger.endpoint = str(getattr(context.adapter, "url", context.base_url) or "")
             self.dispatcher = Dispatcher(context)
-            if self.job.model.mode == "batch" or (self.plan is not None and self.plan.batch):
+            if self.job.model.mode == "batch" or self._planned_batches():
                 await self._work_batch(context, self.dispatcher, done)
             else:
                 await self._work(self.dispatcher, done)
@@ -270,12 +274,19 @@ class JobRun:
         finally:
             self.tally.sent += mode.sent
 
+    def _planned_batches(self) -> bool:
+        """A deadline run goes through batch mode when its plan batches rows, or when batches
+        of an earlier run are open: their rows go online only once they have ended."""
+        if self.plan is None:
+            return False
+        return self.plan.batch or bool(Book(self.store.path, create=False).open_tags())
+
     async def _batches(self, mode: BatchMode, group: asyncio.TaskGroup, done: DoneIndex) -> None:
         """Batch mode, and with a deadline the online workers that take the rows moved at the
         switch point (``batchllm.plan``)."""
-        if self.plan is None or self.plan.switch_at is None:
+        if self.plan is None:
             return await mode.run(self.queue)
-        mode.switch = Switch(self.plan.switch_at)
+        mode.switch = Switch(self.plan.switch_at or 0.0)  # no batch planned: due at once
         mode.history = (History(self.store.path), self.job.model.provider)
         answers = Answers(done, self.store.flush, self.field_names)
         self.workers = Workers(self.dispatcher, self.ledger, self.stop, self.budget,  # type: ignore[arg-type]  # set before batch mode starts
