@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from batchllm.bench.deadline import Night, deadline_goals, deadline_table, run_nights
 from batchllm.bench.goals import Figures, Goal, figures, goals, num
 from batchllm.bench.probes import Step, run_probe
 from batchllm.bench.scenarios import SCENARIOS, THROUGHPUT, Scenario, raw_main, run_scenario
@@ -115,9 +116,13 @@ class Report:
     results: list[Figures] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    #: the ``deadline`` scenario's simulated nights
+    nights: list[Night] = field(default_factory=list)
 
     def goals(self) -> list[Goal]:
-        return goals(self.results, self.steps)
+        return goals(self.results, self.steps) + (
+            deadline_goals(self.nights) if self.nights else []
+        )
 
 
 def write_json(path: Path, quick: bool, report: Report) -> None:
@@ -126,6 +131,7 @@ def write_json(path: Path, quick: bool, report: Report) -> None:
         "quick": quick,
         "results": [asdict(f) for f in report.results],
         "steps": [asdict(s) for s in report.steps],
+        "nights": [asdict(n) for n in report.nights],
         "goals": [asdict(g) for g in report.goals()],
         "errors": report.errors,
     }
@@ -192,7 +198,9 @@ def _run(scenario: Scenario, args: argparse.Namespace, report: Report) -> None:
     rows = scenario.quick_rows if args.quick else scenario.rows
     print(f"running {scenario.name} ({rows:,} rows) ...", file=sys.stderr, flush=True)
     try:
-        if scenario.kind in THROUGHPUT:
+        if scenario.kind == "deadline":
+            report.nights += run_nights(args.quick)
+        elif scenario.kind in THROUGHPUT:
             report.results.append(figures(run_scenario(scenario, args.quick)))
         else:
             report.steps += run_probe(scenario, args.quick, args.cache)
@@ -208,6 +216,9 @@ def _print(report: Report) -> None:
         print()
     if report.steps:
         print(table(report.steps, _STEP_COLUMNS))
+        print()
+    if report.nights:
+        print(deadline_table(report.nights))
         print()
     for goal in report.goals():
         print(goal_line(goal))

@@ -21,7 +21,6 @@ import orjson
 from batchllm.errors import JobFileError, SchemaProblem
 from batchllm.job import checks
 from batchllm.job.spec import (
-    PlanSpec,
     BACKENDS,
     ENDPOINT_CONCURRENCY,
     INPUT_FORMATS,
@@ -32,6 +31,7 @@ from batchllm.job.spec import (
     LimitsSpec,
     ModelSpec,
     OutputSpec,
+    PlanSpec,
     PricingSpec,
     PromptSpec,
     RetrySpec,

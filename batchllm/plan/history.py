@@ -27,10 +27,8 @@ class History:
 
     def add(self, provider: str, requests: int, seconds: float, status: str) -> None:
         """One collected batch; a cancelled one is kept as a lower bound of its time."""
-        self.entries.append(
-            {"provider": provider, "requests": requests, "seconds": round(seconds, 3),
-             "status": status}  # fmt: skip
-        )
+        entry = {"provider": provider, "requests": requests, "status": status}
+        self.entries.append(entry | {"seconds": round(seconds, 3)})
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_bytes(orjson.dumps(self.entries, option=orjson.OPT_INDENT_2))

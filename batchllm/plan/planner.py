@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from batchllm.progress import money
+
 #: how long a batch is taken to need before this job's own batches say otherwise
 GUESS_BATCH_S = 3600.0
 
@@ -81,7 +83,7 @@ def make_plan(s: Situation) -> Plan:
     note = None
     if s.budget_usd is not None and s.online_usd > s.budget_usd:
         note = (f"a batch still out at the switch point would need up to "
-                f"${s.online_usd:,.2f} online, over the ${s.budget_usd:,.2f} budget")  # fmt: skip
+                f"{money(s.online_usd)} online, over the {money(s.budget_usd)} budget")  # fmt: skip
     return Plan(s.rows, s.rows, 0, online_s, s.now + window, expected, s.online_usd, finish,
                 s.deadline, batch_s, s.batch_s is not None, _over(expected, s.budget_usd),
                 note)  # fmt: skip
@@ -110,7 +112,10 @@ def _late(online_s: float, s: Situation) -> str:
 def _over(cost: float, budget: float | None) -> str | None:
     if budget is None or cost <= budget:
         return None
-    return f"the deadline cannot be met within the budget: ~${cost:,.2f} expected, ${budget:,.2f} allowed"
+    return (
+        f"the deadline cannot be met within the budget: ~{money(cost)} expected, "
+        f"{money(budget)} allowed"
+    )
 
 
 def _span(seconds: float) -> str:

@@ -93,7 +93,9 @@ def run_plan(job: JobSpec, budget_usd: float | None, limit: int | None) -> Plan:
              problem=plan.problem)  # fmt: skip
     if plan.problem is not None:
         if not job.plan.soft:
-            raise DeadlineUnreachable(f"{plan.problem}; nothing was sent (--deadline-soft: run anyway)")
+            raise DeadlineUnreachable(
+                f"{plan.problem}; nothing was sent (--deadline-soft: run anyway)"
+            )
         log.warning("plan.soft_deadline", problem=plan.problem)
     return plan
 

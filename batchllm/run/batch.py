@@ -31,15 +31,15 @@ import structlog
 from batchllm.dispatch import Dispatcher
 from batchllm.errors import FatalProviderError, ProviderError, RequestRejected
 from batchllm.outcome import OK, Outcome, Outcomes, RecentRequests, shared_outcome
+from batchllm.plan.history import History
 from batchllm.pricing import Price
 from batchllm.providers.base import HttpCall
 from batchllm.providers.batches import BatchApi, BatchState, ItemResult
 from batchllm.render import Request
 from batchllm.run.batch_book import Book, Pending, request_json
 from batchllm.run.batch_collect import Collector
-from batchllm.plan.history import History
-from batchllm.run.batch_switch import Switch
 from batchllm.run.batch_control import batch_api, batch_status, cancel_batches, control_call
+from batchllm.run.batch_switch import Switch
 from batchllm.run.context import RunContext
 from batchllm.run.workers import Answers, Item
 

@@ -34,9 +34,9 @@ from batchllm.errors import (
 from batchllm.index import DoneIndex
 from batchllm.job import JobSpec
 from batchllm.outcome import RECENT_REQUESTS, results_schema
-from batchllm.preflight import api_key, check_budget, check_copies, check_fields
 from batchllm.plan.history import History
 from batchllm.plan.setup import deadline_plan
+from batchllm.preflight import api_key, check_budget, check_copies, check_fields
 from batchllm.pricing import context_window, resolve_price
 from batchllm.render import Renderer
 from batchllm.run.admit import Admission
@@ -264,7 +264,7 @@ class JobRun:
         mode.answers = Answers(done, self.store.flush, self.field_names)
         try:
             async with asyncio.TaskGroup() as group:
-                self.stop.tasks = [group.create_task(self._batches(mode, group, done))]
+                self.stop.tasks = [group.create_task(self._batches(mode, repairer, group, done))]
                 await self._produce(done, len(self.stop.tasks))
         except* FatalProviderError as caught:
             first = caught.exceptions[0]
@@ -281,16 +281,18 @@ class JobRun:
             return False
         return self.plan.batch or bool(Book(self.store.path, create=False).open_tags())
 
-    async def _batches(self, mode: BatchMode, group: asyncio.TaskGroup, done: DoneIndex) -> None:
+    async def _batches(
+        self, mode: BatchMode, dispatcher: Dispatcher, group: asyncio.TaskGroup, done: DoneIndex
+    ) -> None:
         """Batch mode, and with a deadline the online workers that take the rows moved at the
         switch point (``batchllm.plan``)."""
         if self.plan is None:
-            return await mode.run(self.queue)
+            await mode.run(self.queue)
+            return
         mode.switch = Switch(self.plan.switch_at or 0.0)  # no batch planned: due at once
         mode.history = (History(self.store.path), self.job.model.provider)
         answers = Answers(done, self.store.flush, self.field_names)
-        self.workers = Workers(self.dispatcher, self.ledger, self.stop, self.budget,  # type: ignore[arg-type]  # set before batch mode starts
-                               self.tally, answers)  # fmt: skip
+        self.workers = Workers(dispatcher, self.ledger, self.stop, self.budget, self.tally, answers)
         online = [group.create_task(self.workers.work(mode.switch.online))
                   for _ in range(self.job.limits.concurrency)]  # fmt: skip
         try:

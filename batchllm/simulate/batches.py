@@ -3,10 +3,11 @@
 Owns ``BatchEngine``: batches in memory, the fate of each item, the clock that moves a batch from
 created to ended, cancelling, and the counters ``batches``, ``batch_requests``,
 ``batch_expired`` and ``batch_cancelled``. Nothing polls: a batch ends on a timer
-(``loop.call_later``) set when it is created, its drawn time later (``batches_time``: by default
-``batch_delay_s``; validation takes the first tenth of that); its progress before then is computed from the clock when asked. A cancel stops
-that timer, keeps the items done so far (the share of the delay that has passed), and ends the
-batch a moment later with the rest cancelled.
+(``loop.call_later``) set when it is created, its drawn time later (``batches_time``: by
+default ``batch_delay_s``; validation takes the first tenth of that); its progress before then
+is computed from the clock when asked. A cancel stops that timer, keeps the items done so far
+(the share of the delay that has passed), and ends the batch a moment later with the rest
+cancelled.
 
 At the end every item is answered through ``Provider.answer_item``, exactly as the online path
 answers the same body (content, usage, error bodies, statistics), unless its fate says

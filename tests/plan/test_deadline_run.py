@@ -23,8 +23,8 @@ from click.testing import CliRunner
 
 import batchllm
 from batchllm.cli import main
-from batchllm.pricing import resolve_price
 from batchllm.plan.setup import with_deadline
+from batchllm.pricing import resolve_price
 from batchllm.providers import DEFAULT_KEY_ENV
 from batchllm.providers.base import Usage
 from batchllm.simulate import SimConfig, SimServer
