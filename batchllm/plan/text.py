@@ -12,7 +12,9 @@ def plan_lines(p: Plan) -> list[str]:
     """Tiers, expected and worst-case cost, switch point and expected finish."""
     lines = [f"  deadline        {_at(p.deadline)}"]
     if p.batch:
-        took = "this job's batches took" if p.batch_s_known else "guessed (no batch returned yet)"
+        took = (
+            "what this job's batches took" if p.batch_s_known else "a guess: no batch returned yet"
+        )
         lines += [
             f"  plan            {p.batch_rows:,} rows in a batch, online at the switch point",
             f"  switch point    {_at(p.switch_at)}: rows still in a batch move online "
