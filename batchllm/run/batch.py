@@ -122,10 +122,10 @@ class BatchMode:
                 self._share(request, copied) or await self._reuse(request, copied)
             ):
                 continue
-            if self._moving():
+            if (switch := self._moving()) is not None:
                 self._move_pending(pending)
                 pending, seen = Pending([], []), set()
-                self.switch.move(item)  # type: ignore[union-attr]  # _moving() says it is set
+                switch.move(item)
                 continue
             entry, row = self._lines(request, copied)
             if request.request_key not in seen:
@@ -136,19 +136,18 @@ class BatchMode:
                 pending.size += len(entry) + 1
                 seen.add(request.request_key)
             pending.rows.append(row)
-        if self._moving():
+        if self._moving() is not None:
             self._move_pending(pending)
         elif pending.entries:
             group.create_task(self._follow(self._prepare(pending, keys=seen)))
 
-    def _moving(self) -> bool:
-        """Past the switch point: rows go online rather than into a new batch."""
-        return self.switch is not None and self.switch.due()
+    def _moving(self) -> Switch | None:
+        """The switch, once past its point: rows go online rather than into a new batch."""
+        return self.switch if self.switch is not None and self.switch.due() else None
 
     def _move_pending(self, pending: Pending) -> None:
+        """Rows gathered for a batch not prepared yet: no batch holds them, they go online."""
         if pending.rows and self.switch is not None:
-            for key in {orjson.loads(line)["custom_id"] for line in pending.entries}:
-                self._remember(key, None)
             self.switch.move_lines(pending.rows, "switch point: not batched yet")
 
     def _share(self, request: Request, copied: dict[str, Any]) -> bool:
@@ -206,7 +205,8 @@ class BatchMode:
         same for the batch of items sent again, until none is left (at most max_attempts)."""
         while tag is not None:
             entry = self.book.batches[tag]
-            if "batch_id" not in entry and self._moving() and not await self._found(tag, entry):
+            moving = self._moving() is not None
+            if "batch_id" not in entry and moving and not await self._found(tag, entry):
                 self._move_unsent(tag, entry)
                 return
             if "batch_id" not in entry:
@@ -272,7 +272,7 @@ class BatchMode:
     async def _poll(self, batch_id: str, entry: dict[str, Any]) -> BatchState:
         wait = self.settings.poll_s
         while True:
-            if self._moving() and entry.get("cancel") != "sent":
+            if self._moving() is not None and entry.get("cancel") != "sent":
                 await self._cancel(batch_id, entry)
             try:
                 state = self.api.parse_batch(*await self._call(self.api.get(batch_id)))
@@ -316,7 +316,8 @@ class BatchMode:
                  requests=len(settled), again=len(again.entries))  # fmt: skip
         self._remember_time(entry, state)
         again_tag = None
-        if again.entries and self.switch is not None and (self._moving() or "cancel" in entry):
+        moving = self._moving() is not None or "cancel" in entry
+        if again.entries and self.switch is not None and moving:
             for key in {orjson.loads(line)["custom_id"] for line in again.entries}:
                 self._remember(key, None)
             self.switch.move_lines(again.rows, "switch point: unfinished in the batch")

@@ -261,6 +261,7 @@ class JobRun:
             ),
         )
         self.admission.in_batch = mode.in_flight
+        mode.history = (History(self.store.path), job.model.provider)
         mode.answers = Answers(done, self.store.flush, self.field_names)
         try:
             async with asyncio.TaskGroup() as group:
@@ -290,7 +291,6 @@ class JobRun:
             await mode.run(self.queue)
             return
         mode.switch = Switch(self.plan.switch_at or 0.0)  # no batch planned: due at once
-        mode.history = (History(self.store.path), self.job.model.provider)
         answers = Answers(done, self.store.flush, self.field_names)
         self.workers = Workers(dispatcher, self.ledger, self.stop, self.budget, self.tally, answers)
         online = [group.create_task(self.workers.work(mode.switch.online))
