@@ -318,7 +318,7 @@ class BatchMode:
         again_tag = None
         moving = self._moving() is not None or "cancel" in entry
         if again.entries and self.switch is not None and moving:
-            for key in {orjson.loads(line)["custom_id"] for line in again.entries}:
+            for key in {orjson.loads(line)["custom_id"] for line in again.rows}:
                 self._remember(key, None)
             self.switch.move_lines(again.rows, "switch point: unfinished in the batch")
         elif again.entries:

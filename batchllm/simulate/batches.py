@@ -20,7 +20,8 @@ batch job sends no other request: "hang" and "reset" make the batch and lose the
 between create and recording its id that a client must survive); the error kinds refuse the call.
 
 Wire shapes live in ``batches_openai`` (Batches), ``batches_files`` (Files)
-and ``batches_anthropic`` (Message Batches); this module owns none of them.
+``batches_anthropic`` (Message Batches) and ``batches_gemini`` (Batch Mode); this module owns
+none of them.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class BatchItem:
 
 @dataclass(slots=True)
 class SimBatch:
-    """A batch as the simulator keeps it; ``api`` is "openai" or "anthropic"."""
+    """A batch as the simulator keeps it; ``api`` is "openai", "anthropic" or "gemini"."""
 
     id: str
     api: str
@@ -149,7 +150,7 @@ class BatchEngine:
         extra: dict[str, Any] | None = None,
     ) -> SimBatch:
         """A new batch of (custom_id, online request body); it ends ``batch_delay_s`` from now."""
-        prefix = "batch_" if api == "openai" else "msgbatch_"
+        prefix = {"openai": "batch_", "anthropic": "msgbatch_"}.get(api, "")
         items = [BatchItem(cid, body, self._fate(cid)) for cid, body in requests]
         drawn = batch_time(self.provider.config, len(self.batches))
         delay = drawn.seconds
