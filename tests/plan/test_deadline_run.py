@@ -33,6 +33,10 @@ from conftest import REPO, SimThread, job_data, ticket_rows, write_csv, write_jo
 KEY = "sim-deadline-key-00001"
 FAST = {"latency_ms": 1, "jitter_ms": 0, "api_key": KEY}
 ROWS = 20
+#: a deadline whose switch point is 15 - 5 x 1.5 - 1 = 6.5 s away (room for a slow start), and
+#: a batch too slow for it
+SWITCH_DEADLINE_S = 15.0
+SLOW_BATCH_S = 20.0
 #: provider -> (its base URL's path on a simulator, a model with a batch price)
 PROVIDERS = {
     "openai": ("/v1", "gpt-4o-mini"),
@@ -104,11 +108,11 @@ async def test_a_batch_back_in_time_gives_every_row_at_the_batch_price(
 async def test_a_stalled_batch_is_cancelled_at_the_switch_point_and_the_rest_sent_online(
     tmp_path: Path, sims: SimThread, monkeypatch: pytest.MonkeyPatch, provider: str
 ) -> None:
-    """A 10 s batch, a switch point 3.5 s in: what it finished is kept at the batch price, the
+    """A 20 s batch, a switch point 6.5 s in: what it finished is kept at the batch price, the
     rest goes online, done before the deadline, and no row is billed twice (each batch API)."""
-    sim = sims.start(SimConfig(**FAST, batch_delay_s=10.0))
-    deadline = time.time() + 12
-    job = _job(tmp_path, monkeypatch, sim, 12, provider)
+    sim = sims.start(SimConfig(**FAST, batch_delay_s=SLOW_BATCH_S))
+    deadline = time.time() + SWITCH_DEADLINE_S
+    job = _job(tmp_path, monkeypatch, sim, SWITCH_DEADLINE_S, provider)
     summary = await batchllm.arun_job(job)
     assert time.time() < deadline
     assert (summary.ok, summary.failed) == (ROWS, 0)
@@ -139,15 +143,21 @@ def _cancel_asked(job: batchllm.JobSpec, sim: SimServer) -> bool:
 
 
 def _collected(job: batchllm.JobSpec, sim: SimServer) -> bool:
-    return any(e["state"] == "done" for e in _book(job))
+    """The batch collected and booked done, its rows moved online; then the pause of
+    ``_between_requests``."""
+    return any(e["state"] == "done" for e in _book(job)) and _between_requests()
 
 
 def _online(job: batchllm.JobSpec, sim: SimServer) -> bool:
-    """Two rows answered online; then a pause shorter than the rpm's spacing (0.25 s), so the
-    kill lands between requests: a request in flight at a kill is billed by any provider."""
+    """Two rows answered online; then the pause of ``_between_requests``."""
     stats = sim.stats()
-    if not stats["batch_cancelled"] or stats["ok"] < ROWS - stats["batch_cancelled"] + 2:
-        return False
+    kept = ROWS - stats["batch_cancelled"]
+    return bool(stats["batch_cancelled"]) and stats["ok"] >= kept + 2 and _between_requests()
+
+
+def _between_requests() -> bool:
+    """A pause shorter than the rpm's spacing (0.25 s), so the kill lands between requests: a
+    request in flight at a kill is billed by any provider, whatever the client does."""
     time.sleep(0.1)
     return True
 
@@ -159,8 +169,9 @@ def test_killed_at_a_step_of_the_switch_every_row_is_saved_once_and_paid_once(
 ) -> None:  # fmt: skip
     """kill -9 once the cancel is asked (before the batch is cancelled), once it is collected,
     or while the rest goes online (rpm-limited); run again: every row once, none billed twice."""
-    sim = sims.start(SimConfig(**FAST, batch_delay_s=10.0))
-    job = _job(tmp_path, monkeypatch, sim, 12, limits={"concurrency": 8, "rpm": 240})
+    sim = sims.start(SimConfig(**FAST, batch_delay_s=SLOW_BATCH_S))
+    limits = {"concurrency": 8, "rpm": 240}
+    job = _job(tmp_path, monkeypatch, sim, SWITCH_DEADLINE_S, limits=limits)
     _run_and_kill(job, lambda: step(job, sim))
     again = with_deadline(job, _iso(time.time()), soft=True)  # past: every row goes online
     summary = batchllm.run_job(again)
