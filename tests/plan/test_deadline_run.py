@@ -221,3 +221,15 @@ def test_estimate_with_a_deadline_prints_the_plan(
     for words in ("rows in a batch", "switch point", "worst case", "expected finish"):
         assert words in result.output
     assert sim.stats()["requests"] == 0
+
+
+def test_a_deadline_on_the_ray_backend_is_a_usage_error(
+    tmp_path: Path, sims: SimThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plan watches one process's batches: --backend ray with a deadline exits 2."""
+    sim = sims.start(SimConfig(**FAST, batch_delay_s=0.1))
+    job = _job(tmp_path, monkeypatch, sim, 3600)
+    result = CliRunner().invoke(main, ["run", str(job.path), "--backend", "ray"])
+    assert result.exit_code == 2, result.output
+    assert "local backend" in result.output
+    assert sim.stats()["requests"] == 0
