@@ -56,6 +56,30 @@ def _plugins() -> dict[str, EntryPoint]:
     return {point.name: point for point in entry_points(group=COMMANDS_GROUP)}
 
 
+def _deadline_options(command: Any) -> Any:
+    """``--deadline`` and ``--deadline-soft`` (``[plan]`` in the job file)."""
+    command = click.option(
+        "--deadline-soft",
+        is_flag=True,
+        help="Run even when the plan says the deadline or the budget cannot be kept.",
+    )(command)
+    return click.option(
+        "--deadline",
+        metavar="HH:MM|ISO",
+        help="Be done by then at the lowest price: batch, then online at the switch point.",
+    )(command)
+
+
+def _with_deadline(job: Any, deadline: str | None, soft: bool) -> Any:
+    from batchllm.plan.setup import with_deadline
+
+    try:
+        return with_deadline(job, deadline, soft)
+    except ValueError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
 @click.group(cls=_Commands, epilog=EXIT_CODES)
 @click.version_option(__version__, prog_name="batchllm")
 @click.option(
@@ -102,6 +126,7 @@ def main(log_format: str, quiet: bool, verbose: bool) -> None:
 )
 @click.option("--shards", type=click.IntRange(1, 4096), help="Shards of a Ray run.")
 @click.option("--address", help="The Ray cluster to join (default: a local Ray).")
+@_deadline_options
 def run(
     job_file: str,
     limit: int | None,
@@ -114,12 +139,17 @@ def run(
     backend: str | None,
     shards: int | None,
     address: str | None,
+    deadline: str | None,
+    deadline_soft: bool,
 ) -> None:
     """Run JOB_FILE: every input row becomes a request; results go to Parquet."""
-    job = _guard(load_job, job_file)
+    job = _with_deadline(_guard(load_job, job_file), deadline, deadline_soft)
     if mode is not None:
         job = _guard(with_mode, job, mode)
     job = with_run(job, backend, shards, address)
+    if job.plan.deadline is not None and job.run.backend != "local":
+        click.echo("error: a deadline is planned on the local backend, not on Ray", err=True)
+        sys.exit(2)
     options = RunOptions(limit=limit, fresh=fresh, retry_failed=retry_failed, max_cost_usd=max_cost)
     show = sys.stderr.isatty() if progress is None else progress
     line = ProgressLine() if show else None
@@ -161,17 +191,26 @@ def run(
 )
 @click.option("--limit", type=click.IntRange(min=1), help="Estimate the first N input rows only.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
+@_deadline_options
 def estimate(
-    job_file: str, sample: int, pilot_max_cost: float, limit: int | None, as_json: bool
+    job_file: str,
+    sample: int,
+    pilot_max_cost: float,
+    limit: int | None,
+    as_json: bool,
+    deadline: str | None,
+    deadline_soft: bool,
 ) -> None:
     """What JOB_FILE will cost and how long it will take, from a pilot on a random sample."""
     from batchllm.estimate import aestimate, estimate_text
 
-    job = _guard(load_job, job_file)
+    job = _with_deadline(_guard(load_job, job_file), deadline, deadline_soft)
     found = _guard(
         asyncio.run, aestimate(job, sample=sample, pilot_max_cost=pilot_max_cost, limit=limit)
     )
     click.echo(found.to_json() if as_json else estimate_text(found))
+    if found.plan is not None and found.plan.problem is not None and not job.plan.soft:
+        sys.exit(3)
 
 
 @main.command()

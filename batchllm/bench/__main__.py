@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from batchllm.bench.deadline import Night, deadline_goals, deadline_table, run_nights
 from batchllm.bench.fleet import Skipped, check_runnable, fleet_goals, run_pool
 from batchllm.bench.goals import Figures, Goal, figures, goals, num
 from batchllm.bench.probes import Step, run_probe
@@ -117,9 +118,12 @@ class Report:
     steps: list[Step] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    #: the ``deadline`` scenario's simulated nights
+    nights: list[Night] = field(default_factory=list)
 
     def goals(self) -> list[Goal]:
-        return goals(self.results, self.steps) + fleet_goals(self.results)
+        found = goals(self.results, self.steps) + fleet_goals(self.results)
+        return found + (deadline_goals(self.nights) if self.nights else [])
 
 
 def write_json(path: Path, quick: bool, report: Report) -> None:
@@ -128,6 +132,7 @@ def write_json(path: Path, quick: bool, report: Report) -> None:
         "quick": quick,
         "results": [asdict(f) for f in report.results],
         "steps": [asdict(s) for s in report.steps],
+        "nights": [asdict(n) for n in report.nights],
         "goals": [asdict(g) for g in report.goals()],
         "errors": report.errors,
         "skipped": report.skipped,
@@ -196,7 +201,9 @@ def _run(scenario: Scenario, args: argparse.Namespace, report: Report) -> None:
     print(f"running {scenario.name} ({rows:,} rows) ...", file=sys.stderr, flush=True)
     try:
         check_runnable(scenario)
-        if scenario.pool:
+        if scenario.kind == "deadline":
+            report.nights += run_nights(args.quick)
+        elif scenario.pool:
             report.results.append(figures(run_pool(scenario, args.quick)))
         elif scenario.kind in THROUGHPUT:
             report.results.append(figures(run_scenario(scenario, args.quick)))
@@ -216,6 +223,9 @@ def _print(report: Report) -> None:
         print()
     if report.steps:
         print(table(report.steps, _STEP_COLUMNS))
+        print()
+    if report.nights:
+        print(deadline_table(report.nights))
         print()
     for goal in report.goals():
         print(goal_line(goal))

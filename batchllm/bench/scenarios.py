@@ -155,6 +155,8 @@ SCENARIOS = (
     # rows: the large input; the small one and the run's --limit are in batchllm.bench.probes
     Scenario("memory", 1_000_000, 100_000, kind="memory", latency_ms=1.0, jitter_ms=1.0),
     Scenario("resume", 200_000, 20_000, kind="resume", latency_ms=1.0, jitter_ms=1.0),
+    # 100 simulated nights of 50,000 rows (batch.deadline); rows are the job's, not sent
+    Scenario("deadline", 50_000, 50_000, kind="deadline"),
 )
 
 

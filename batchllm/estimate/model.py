@@ -18,6 +18,8 @@ from batchllm.errors import PriceError
 from batchllm.estimate.pilot import Pilot
 from batchllm.estimate.scan import Scan
 from batchllm.job import JobSpec
+from batchllm.plan.planner import Plan
+from batchllm.plan.setup import plan_for
 from batchllm.pricing import Price, resolve_price
 from batchllm.providers.base import Usage
 from batchllm.render import estimate_tokens
@@ -51,6 +53,8 @@ class Estimate:
     expected_invalid_rows: int
     expected_failed_rows: int
     price_source: str
+    #: the plan that keeps the job's deadline (None: no deadline)
+    plan: Plan | None = None
 
     def to_json(self) -> str:
         return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2).decode()
@@ -120,7 +124,18 @@ def extrapolate(job: JobSpec, price: Price, scan: Scan, pilot: Pilot | None) -> 
         expected_invalid_rows=round(scan.to_do * pilot.invalid_rate) if pilot else 0,
         expected_failed_rows=round(scan.to_do * pilot.failed_rate) if pilot else 0,
         price_source=price.source,
+        plan=_plan(job, n, input_tokens, output_tokens if pilot else None, pilot),
     )
+
+
+def _plan(
+    job: JobSpec, rows: int, input_tokens: int, output_tokens: int | None, pilot: Pilot | None
+) -> Plan | None:
+    if job.plan.deadline is None:
+        return None
+    latency = pilot.latency_ms / 1000 if pilot is not None and pilot.latency_ms else None
+    return plan_for(job, rows, input_tokens, output_tokens, latency_s=latency,
+                    budget_usd=job.limits.max_cost_usd)  # fmt: skip
 
 
 def _worst(job: JobSpec, price: Price, input_tokens: int, rows: int) -> float | None:

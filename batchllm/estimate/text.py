@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from batchllm.estimate.model import CACHE_MIN_TOKENS, Estimate
+from batchllm.plan.text import plan_lines
 from batchllm.progress import money
 
 
@@ -28,6 +29,8 @@ def estimate_text(e: Estimate) -> str:
         f"  invalid rows    ~{e.expected_invalid_rows:,}; failed rows ~{e.expected_failed_rows:,}",
         f"  prices          {e.price_source}",
     ]
+    if e.plan is not None:
+        lines += ["", *plan_lines(e.plan)]
     return "\n".join(lines)
 
 

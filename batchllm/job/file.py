@@ -32,12 +32,14 @@ from batchllm.job.spec import (
     LimitsSpec,
     ModelSpec,
     OutputSpec,
+    PlanSpec,
     PricingSpec,
     PromptSpec,
     RetrySpec,
     RunSpec,
     SimulateSpec,
 )
+from batchllm.plan.clock import deadline_problem
 from batchllm.providers import registry
 from batchllm.scale.objects import is_uri, work_dir_for
 from batchllm.validate import OutputSchema
@@ -65,7 +67,7 @@ _INPUT_KEYS = ("path", "format", "id_column", "columns", "encoding", "delimiter"
 _MEDIA_KEYS = ("images", "documents", "resize_images", "image_detail")
 _SECTIONS = (
     "job", "input", "prompt", "model", "output", "limits", "retry", "pricing", "simulate", "batch",
-    "run",
+    "run", "plan",
 )  # fmt: skip
 
 
@@ -143,6 +145,21 @@ class _Reader:
             simulate=self.simulate(model.provider),
             batch=self.batch(),
             run=self.run(),
+            plan=self.plan(),
+        )
+
+    def plan(self) -> PlanSpec:
+        table = self.section("plan")
+        self.check_keys("plan", table, ("deadline", "cheapest", "safety", "reserve_s", "soft"))
+        take = self.take
+        safety = take("plan", table, "safety", (int, float), check=checks.between(1, 100))
+        reserve = take("plan", table, "reserve_s", (int, float), check=checks.positive)
+        return PlanSpec(
+            deadline=take("plan", table, "deadline", str, check=deadline_problem),
+            cheapest=take("plan", table, "cheapest", bool) is not False,
+            safety=float(safety) if safety is not None else _PLAN.safety,
+            reserve_s=float(reserve) if reserve is not None else _PLAN.reserve_s,
+            soft=take("plan", table, "soft", bool) is True,
         )
 
     def run(self) -> RunSpec:
@@ -398,6 +415,7 @@ _BATCH = BatchSpec()
 _LIMITS = LimitsSpec()
 _RETRY = RetrySpec()
 _RUN = RunSpec()
+_PLAN = PlanSpec()
 _TYPE_NAMES = {
     str: "a string",
     int: "an integer",

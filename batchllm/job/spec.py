@@ -115,6 +115,22 @@ class BatchSpec:
     max_requests: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PlanSpec:
+    """A deadline and how to keep it (``[plan]``); without a deadline nothing is planned."""
+
+    #: "HH:MM" (the next such time) or an ISO date and time
+    deadline: str | None = None
+    #: the cheapest tiers that keep the deadline (batch first); false: online only
+    cheapest: bool = True
+    #: the online time every row needs is multiplied by this for the switch point
+    safety: float = 1.5
+    #: seconds kept for cancelling a batch and collecting what it finished
+    reserve_s: float = 60.0
+    #: run even when the plan says the deadline (or the budget) cannot be kept
+    soft: bool = False
+
+
 BACKENDS = ("local", "ray")
 
 
@@ -168,6 +184,16 @@ class SimulateSpec:
     batch_delay_s: float = _setting(
         1.0, "Seconds a batch takes from creation to its end (Batch APIs)."
     )
+    batch_delay_spread: float = _setting(
+        0.0, "On-time batches take between (1 - spread) x batch_delay_s and batch_delay_s."
+    )
+    batch_late_rate: float = _setting(0.0, "Share of batches that are late.")
+    batch_late_min_s: float = _setting(0.0, "Shortest time of a late batch, in seconds.")
+    batch_late_max_s: float = _setting(0.0, "Longest time of a late batch, in seconds.")
+    batch_stall_rate: float = _setting(
+        0.0, "Share of batches that never finish: every item expires at batch_window_s."
+    )
+    batch_window_s: float = _setting(86400.0, "Seconds after which a stalled batch expires.")
     batch_expire_rate: float = _setting(0.0, "Share of batch items that expire unanswered.")
     batch_error_rate: float = _setting(0.0, "Share of batch items answered 500.")
     refund_unused: bool = _setting(
@@ -195,6 +221,13 @@ class SimulateSpec:
             return "batch rates must be between 0 and 1, and their sum at most 1"
         if self.batch_delay_s < 0:
             return "batch_delay_s must not be negative"
+        if not 0.0 <= self.batch_delay_spread <= 1.0:
+            return "batch_delay_spread must be between 0 and 1"
+        tails = (self.batch_late_rate, self.batch_stall_rate)
+        if any(not 0.0 <= r <= 1.0 for r in tails) or sum(tails) > 1.0:
+            return "batch_late_rate + batch_stall_rate must be between 0 and 1"
+        if self.batch_late_max_s < self.batch_late_min_s:
+            return "batch_late_max_s must not be below batch_late_min_s"
         return None
 
 
@@ -212,6 +245,7 @@ class JobSpec:
     simulate: SimulateSpec
     batch: BatchSpec = field(default_factory=BatchSpec)
     run: RunSpec = field(default_factory=RunSpec)
+    plan: PlanSpec = field(default_factory=PlanSpec)
 
     @property
     def output_dir(self) -> Path:

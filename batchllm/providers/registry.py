@@ -108,6 +108,7 @@ BUILTIN = (
         "batchllm.providers.gemini:Gemini",
         key_env="GEMINI_API_KEY",
         price_id="google",
+        batch_api="batchllm.providers.batches_gemini:gemini_batches",
     ),
 )
 

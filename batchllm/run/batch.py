@@ -31,6 +31,7 @@ import structlog
 from batchllm.dispatch import Dispatcher
 from batchllm.errors import FatalProviderError, ProviderError, RequestRejected
 from batchllm.outcome import OK, Outcome, Outcomes, RecentRequests, shared_outcome
+from batchllm.plan.history import History
 from batchllm.pricing import Price
 from batchllm.providers.base import HttpCall
 from batchllm.providers.batches import BatchApi, BatchState, ItemResult
@@ -38,6 +39,7 @@ from batchllm.render import Request
 from batchllm.run.batch_book import Book, Pending, request_json
 from batchllm.run.batch_collect import Collector
 from batchllm.run.batch_control import batch_api, batch_status, cancel_batches, control_call
+from batchllm.run.batch_switch import Switch
 from batchllm.run.context import RunContext
 from batchllm.run.workers import Answers, Item
 
@@ -86,6 +88,10 @@ class BatchMode:
         self.collecting: set[str] = set()
         #: rows of batches an earlier run left open, (row key, request key) -> tag
         self.in_flight = book.in_flight()
+        #: the switch point of a run with a deadline (None: batches are followed to their end)
+        self.switch: Switch | None = None
+        #: the run directory's record of batch times, and the provider they are kept under
+        self.history: tuple[History, str] | None = None
         for (_, key), tag in self.in_flight.items():
             self._remember(key, tag)  # a new row asking one of these requests joins that batch
 
@@ -116,6 +122,11 @@ class BatchMode:
                 self._share(request, copied) or await self._reuse(request, copied)
             ):
                 continue
+            if (switch := self._moving()) is not None:
+                self._move_pending(pending)
+                pending, seen = Pending([], []), set()
+                switch.move(item)
+                continue
             entry, row = self._lines(request, copied)
             if request.request_key not in seen:
                 if self._full(pending, entry):
@@ -125,8 +136,19 @@ class BatchMode:
                 pending.size += len(entry) + 1
                 seen.add(request.request_key)
             pending.rows.append(row)
-        if pending.entries:
+        if self._moving() is not None:
+            self._move_pending(pending)
+        elif pending.entries:
             group.create_task(self._follow(self._prepare(pending, keys=seen)))
+
+    def _moving(self) -> Switch | None:
+        """The switch, once past its point: rows go online rather than into a new batch."""
+        return self.switch if self.switch is not None and self.switch.due() else None
+
+    def _move_pending(self, pending: Pending) -> None:
+        """Rows gathered for a batch not prepared yet: no batch holds them, they go online."""
+        if pending.rows and self.switch is not None:
+            self.switch.move_lines(pending.rows, "switch point: not batched yet")
 
     def _share(self, request: Request, copied: dict[str, Any]) -> bool:
         """Give the row the reply of an identical request in an earlier batch of this run: its
@@ -183,10 +205,33 @@ class BatchMode:
         same for the batch of items sent again, until none is left (at most max_attempts)."""
         while tag is not None:
             entry = self.book.batches[tag]
+            moving = self._moving() is not None
+            if "batch_id" not in entry and moving and not await self._found(tag, entry):
+                self._move_unsent(tag, entry)
+                return
             if "batch_id" not in entry:
                 await self._submit(tag, entry)
-            state = await self._poll(entry["batch_id"])
+            state = await self._poll(entry["batch_id"], entry)
             tag = await self._collect(tag, entry, state)
+
+    async def _found(self, tag: str, entry: dict[str, Any]) -> bool:
+        """Whether a batch was made for ``tag`` (its id then booked): one that may answer."""
+        found = await self._find(tag, entry)
+        if found is not None:
+            entry.update(batch_id=found, state="submitted", submitted_at=time.time())
+            self.book.save()
+        return found is not None
+
+    def _move_unsent(self, tag: str, entry: dict[str, Any]) -> None:
+        """Past the switch point, a batch never submitted: its rows go online instead. Booked
+        done first: killed before they are sent, the next run admits them again."""
+        entry.update(state="done", status="moved_online")
+        self.book.save()
+        lines = self.book.rows(tag)
+        for key in {orjson.loads(line)["custom_id"] for line in lines}:
+            self._remember(key, None)
+        assert self.switch is not None
+        self.switch.move_lines(lines, "switch point: batch not submitted")
 
     async def _submit(self, tag: str, entry: dict[str, Any]) -> None:
         found = await self._find(tag, entry)
@@ -224,9 +269,11 @@ class BatchMode:
                 return state.id
         return None
 
-    async def _poll(self, batch_id: str) -> BatchState:
+    async def _poll(self, batch_id: str, entry: dict[str, Any]) -> BatchState:
         wait = self.settings.poll_s
         while True:
+            if self._moving() is not None and entry.get("cancel") != "sent":
+                await self._cancel(batch_id, entry)
             try:
                 state = self.api.parse_batch(*await self._call(self.api.get(batch_id)))
             except RequestRejected as exc:
@@ -238,8 +285,22 @@ class BatchMode:
                 return state
             log.info("batch.poll", batch_id=batch_id, status=state.status, done=state.succeeded,
                      failed=state.failed, total=state.total, next_s=round(wait, 1))  # fmt: skip
-            await asyncio.sleep(wait)
+            switch_s = self.switch.wait_s() if self.switch is not None else wait
+            await asyncio.sleep(min(wait, switch_s) if switch_s > 0 else self.settings.poll_s)
             wait = min(wait * 1.5, self.settings.max_poll_s)
+
+    async def _cancel(self, batch_id: str, entry: dict[str, Any]) -> None:
+        """The switch point: ask the provider to cancel; polling goes on until it says the batch
+        ended, and what it finished is collected. Booked before the call and after it."""
+        entry["cancel"] = "asked"
+        self.book.save()
+        log.info("plan.switch", batch_id=batch_id, requests=entry["requests"])
+        try:
+            self.api.parse_batch(*await self._call(self.api.cancel(batch_id)))
+        except RequestRejected as exc:  # it ended before the cancel came
+            log.info("batch.cancel_refused", batch_id=batch_id, error=str(exc))
+        entry["cancel"] = "sent"
+        self.book.save()
 
     async def _collect(self, tag: str, entry: dict[str, Any], state: BatchState) -> str | None:
         """Record every row of an ended batch; the tag of the batch of items to send again."""
@@ -253,8 +314,14 @@ class BatchMode:
         self.book.save()
         log.info("batch.done", tag=tag, batch_id=state.id, status=state.status,
                  requests=len(settled), again=len(again.entries))  # fmt: skip
+        self._remember_time(entry, state)
         again_tag = None
-        if again.entries:
+        moving = self._moving() is not None or "cancel" in entry
+        if again.entries and self.switch is not None and moving:
+            for key in {orjson.loads(line)["custom_id"] for line in again.rows}:
+                self._remember(key, None)
+            self.switch.move_lines(again.rows, "switch point: unfinished in the batch")
+        elif again.entries:
             log.info("batch.resubmit", requests=len(again.entries), attempt=entry["attempt"] + 1)
             again_tag = self._prepare(again, entry["attempt"] + 1)
         for key, outcome in settled.items():
@@ -263,6 +330,12 @@ class BatchMode:
                 self._remember(key, outcome if ok else again_tag if outcome is None else None)
         self.collecting.discard(tag)
         return again_tag
+
+    def _remember_time(self, entry: dict[str, Any], state: BatchState) -> None:
+        if self.history is not None and "submitted_at" in entry:
+            history, provider = self.history
+            seconds = time.time() - entry["submitted_at"]
+            history.add(provider, entry["requests"], seconds, state.status)
 
     async def _items(self, state: BatchState) -> dict[str, ItemResult]:
         items: dict[str, ItemResult] = {}

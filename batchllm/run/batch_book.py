@@ -76,6 +76,13 @@ class Book:
         return {entry["batch_id"] for entry in self.batches.values() if "batch_id" in entry}
 
 
+def entry_key(line: bytes) -> str:
+    """The custom id of a provider entry: ``custom_id`` (OpenAI, Anthropic) or
+    ``metadata.key`` (Gemini)."""
+    data = orjson.loads(line)
+    return str(data["custom_id"] if "custom_id" in data else data["metadata"]["key"])
+
+
 def request_json(request: Request) -> dict[str, Any]:
     """A rendered request as a row line keeps it (``request_from`` reads it back)."""
     return {

@@ -14,15 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from batchllm.dispatch import Dispatcher
 from batchllm.errors import FatalProviderError, ProviderError
 from batchllm.outcome import Outcome, Outcomes, shared_outcome
 from batchllm.providers.base import Adapter, Completion
 from batchllm.providers.batches import UNFINISHED, ItemResult
 from batchllm.render import Request
-from batchllm.run.batch_book import Pending, request_from
+from batchllm.run.batch_book import Pending, entry_key, request_from
 
 #: schema repairs of one batch's replies sent at once (online, under the job's limits)
 REPAIR_WORKERS = 16
@@ -80,7 +78,7 @@ class Collector:
     ) -> Pending:
         """Record each row's outcome (rows sharing a request share its reply, paid once); the
         requests to send again, with their rows."""
-        by_key = {orjson.loads(line)["custom_id"]: line for line in entries}
+        by_key = {entry_key(line): line for line in entries}
         again = Pending([], [])
         seen: set[str] = set()
         for line, row in zip(lines, rows, strict=True):

@@ -34,12 +34,15 @@ from batchllm.errors import (
 from batchllm.index import DoneIndex
 from batchllm.job import JobSpec
 from batchllm.outcome import RECENT_REQUESTS, results_schema
+from batchllm.plan.history import History
+from batchllm.plan.setup import deadline_plan
 from batchllm.preflight import api_key, check_budget, check_copies, check_fields
 from batchllm.pricing import context_window, resolve_price
 from batchllm.render import Renderer
 from batchllm.run.admit import Admission
 from batchllm.run.assemble import connect
 from batchllm.run.batch import BatchMode, BatchSettings, Book, batch_api
+from batchllm.run.batch_switch import Switch
 from batchllm.run.context import RunContext, Seams
 from batchllm.run.record import Counters, RunRecord, record_of
 from batchllm.run.workers import Answers, Item, Ledger, Stop, Workers, outage_rows
@@ -90,6 +93,11 @@ class JobRun:
         self.job, self.options, self.progress = job, options, progress
         self.seams = seams or Seams()
         self._preflight()
+        try:
+            self.plan = deadline_plan(job, options, self.budget.cap_usd)
+        except BaseException:
+            self.store.close()  # refused before anything was sent: the run directory is free
+            raise
         # Sortable by start time, so later parts win when outcomes are read back in name order.
         self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         self.tally = Tally()
@@ -198,7 +206,7 @@ class JobRun:
             self.context = context
             self.ledger.endpoint = str(getattr(context.adapter, "url", context.base_url) or "")
             self.dispatcher = Dispatcher(context)
-            if self.job.model.mode == "batch":
+            if self.job.model.mode == "batch" or self._planned_batches():
                 await self._work_batch(context, self.dispatcher, done)
             else:
                 await self._work(self.dispatcher, done)
@@ -255,10 +263,11 @@ class JobRun:
             ),
         )
         self.admission.in_batch = mode.in_flight
+        mode.history = (History(self.store.path), job.model.provider)
         mode.answers = Answers(done, self.store.flush, self.field_names)
         try:
             async with asyncio.TaskGroup() as group:
-                self.stop.tasks = [group.create_task(mode.run(self.queue))]
+                self.stop.tasks = [group.create_task(self._batches(mode, repairer, group, done))]
                 await self._produce(done, len(self.stop.tasks))
         except* FatalProviderError as caught:
             first = caught.exceptions[0]
@@ -267,6 +276,32 @@ class JobRun:
             )
         finally:
             self.tally.sent += mode.sent
+
+    def _planned_batches(self) -> bool:
+        """A deadline run goes through batch mode when its plan batches rows, or when batches
+        of an earlier run are open: their rows go online only once they have ended."""
+        if self.plan is None:
+            return False
+        return self.plan.batch or bool(Book(self.store.path, create=False).open_tags())
+
+    async def _batches(
+        self, mode: BatchMode, dispatcher: Dispatcher, group: asyncio.TaskGroup, done: DoneIndex
+    ) -> None:
+        """Batch mode, and with a deadline the online workers that take the rows moved at the
+        switch point (``batchllm.plan``)."""
+        if self.plan is None:
+            await mode.run(self.queue)
+            return
+        mode.switch = Switch(self.plan.switch_at or 0.0)  # no batch planned: due at once
+        answers = Answers(done, self.store.flush, self.field_names)
+        self.workers = Workers(dispatcher, self.ledger, self.stop, self.budget, self.tally, answers)
+        online = [group.create_task(self.workers.work(mode.switch.online))
+                  for _ in range(self.job.limits.concurrency)]  # fmt: skip
+        try:
+            await mode.run(self.queue)
+        finally:
+            mode.switch.end(len(online))
+        await asyncio.gather(*online)
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:

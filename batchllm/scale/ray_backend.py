@@ -119,7 +119,8 @@ class ActorService:
         self._actor.give_back.remote(shard, usd, spent)
 
 
-@ray.remote(max_retries=SHARD_RETRIES)
+# without Ray installed its decorator is untyped to mypy; with Ray it is typed and the ignore unused
+@ray.remote(max_retries=SHARD_RETRIES)  # type: ignore[untyped-decorator, unused-ignore]
 def run_shard(
     job: JobSpec, options: RunOptions, shard: int, shards: int, actor: Any
 ) -> ShardResult:

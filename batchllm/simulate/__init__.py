@@ -11,6 +11,8 @@ names. Each wire format answers on its real path:
     /v1/files[/{id}[/content]]                              OpenAI Files      batches_files
     /v1/batches[/{id}[/cancel]]                             OpenAI Batch      batches_openai
     /v1/messages/batches[/{id}[/cancel|/results]]           Anthropic Batch   batches_anthropic
+    /v1beta/models/{model}:batchGenerateContent, /v1beta/batches[/{id}[:cancel]]
+                                                            Gemini Batch      batches_gemini
 
 plus ``GET /_sim/stats``, ``POST /_sim/faults`` and ``POST /_sim/reset``. Delegated: the request
 flow every format shares, statistics, determinism and prompt caching to ``flow``; bodies,

@@ -3,10 +3,11 @@
 Owns ``BatchEngine``: batches in memory, the fate of each item, the clock that moves a batch from
 created to ended, cancelling, and the counters ``batches``, ``batch_requests``,
 ``batch_expired`` and ``batch_cancelled``. Nothing polls: a batch ends on a timer
-(``loop.call_later``) set when it is created, ``batch_delay_s`` later (validation takes the first
-tenth of that); its progress before then is computed from the clock when asked. A cancel stops
-that timer, keeps the items done so far (the share of the delay that has passed), and ends the
-batch a moment later with the rest cancelled.
+(``loop.call_later``) set when it is created, its drawn time later (``batches_time``: by
+default ``batch_delay_s``; validation takes the first tenth of that); its progress before then
+is computed from the clock when asked. A cancel stops that timer, keeps the items done so far
+(the share of the delay that has passed), and ends the batch a moment later with the rest
+cancelled.
 
 At the end every item is answered through ``Provider.answer_item``, exactly as the online path
 answers the same body (content, usage, error bodies, statistics), unless its fate says
@@ -19,7 +20,8 @@ batch job sends no other request: "hang" and "reset" make the batch and lose the
 between create and recording its id that a client must survive); the error kinds refuse the call.
 
 Wire shapes live in ``batches_openai`` (Batches), ``batches_files`` (Files)
-and ``batches_anthropic`` (Message Batches); this module owns none of them.
+``batches_anthropic`` (Message Batches) and ``batches_gemini`` (Batch Mode); this module owns
+none of them.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
+from batchllm.simulate.batches_time import batch_time
 from batchllm.simulate.config import FaultScript, SimConfig, mix, unit
 from batchllm.simulate.formats import ErrorReply, Incoming, WireFormat
 from batchllm.simulate.limits import Rejection
@@ -85,7 +88,7 @@ class BatchItem:
 
 @dataclass(slots=True)
 class SimBatch:
-    """A batch as the simulator keeps it; ``api`` is "openai" or "anthropic"."""
+    """A batch as the simulator keeps it; ``api`` is "openai", "anthropic" or "gemini"."""
 
     id: str
     api: str
@@ -147,9 +150,13 @@ class BatchEngine:
         extra: dict[str, Any] | None = None,
     ) -> SimBatch:
         """A new batch of (custom_id, online request body); it ends ``batch_delay_s`` from now."""
-        prefix = "batch_" if api == "openai" else "msgbatch_"
+        prefix = {"openai": "batch_", "anthropic": "msgbatch_"}.get(api, "")
         items = [BatchItem(cid, body, self._fate(cid)) for cid, body in requests]
-        delay = self.provider.config.batch_delay_s
+        drawn = batch_time(self.provider.config, len(self.batches))
+        delay = drawn.seconds
+        if drawn.stalled:
+            for item in items:
+                item.fate = "expire"
         batch = SimBatch(
             f"{prefix}{uuid.uuid4().hex}", api, fmt, items, dict(headers), _now(),
             self.clock(), delay, extra or {},

@@ -50,6 +50,7 @@ from batchllm.simulate.anthropic import AnthropicFormat
 from batchllm.simulate.azure import AzureFormat
 from batchllm.simulate.batches import BatchEngine
 from batchllm.simulate.batches_anthropic import AnthropicBatchRoutes
+from batchllm.simulate.batches_gemini import ONLINE_PATH, GeminiBatchRoutes
 from batchllm.simulate.batches_openai import OpenAIBatchRoutes
 from batchllm.simulate.config import Fault, FaultScript, SimConfig, mix, unit
 from batchllm.simulate.content import (
@@ -146,6 +147,7 @@ class Provider:
             app.router.add_post(path, self._handler(fmt))
         OpenAIBatchRoutes(self.batches, dict(ROUTES)).add(app)
         AnthropicBatchRoutes(self.batches, dict(ROUTES)["/v1/messages"]).add(app)
+        GeminiBatchRoutes(self.batches, dict(ROUTES)[ONLINE_PATH]).add(app)
         app.router.add_get("/_sim/stats", self.stats_view)
         app.router.add_post("/_sim/faults", self.faults_view)
         app.router.add_post("/_sim/reset", self.reset_view)

@@ -53,15 +53,15 @@ def test_names_are_unique_and_include_the_simulated_provider() -> None:
     assert len(NAMES) == len(set(NAMES))
     assert "simulated" not in {entry.name for entry in registry.BUILTIN}
     assert provider_entry("simulated").takes_key is False
-    assert set(registry.batch_names()) == {"openai", "anthropic", "simulated"}
+    assert set(registry.batch_names()) == {"openai", "anthropic", "gemini", "simulated"}
 
 
 def test_an_unknown_provider_is_a_key_error_naming_the_known_ones() -> None:
     """Looking up a name no entry has fails with the list of known names."""
     with pytest.raises(KeyError, match="known: openai"):
         provider_entry("acme")
-    with pytest.raises(ValueError, match="no batch mode for provider 'gemini'"):
-        provider_entry("gemini").make_batch_api(None, None)
+    with pytest.raises(ValueError, match="no batch mode for provider 'azure-openai'"):
+        provider_entry("azure-openai").make_batch_api(None, None)
 
 
 def test_job_files_accept_exactly_the_registered_providers(tmp_path: Path) -> None:

@@ -37,7 +37,11 @@ KEY = "sim-batch-key-000001"
 FAST = {"latency_ms": 1, "jitter_ms": 0, "api_key": KEY, "batch_delay_s": 0.1}
 POLL = {"poll_s": 0.05, "max_poll_s": 0.2}
 #: provider -> (its base URL's path on a simulator, a model with a batch price)
-PROVIDERS = {"openai": ("/v1", "gpt-4o-mini"), "anthropic": ("", "claude-haiku-4-5")}
+PROVIDERS = {
+    "openai": ("/v1", "gpt-4o-mini"),
+    "anthropic": ("", "claude-haiku-4-5"),
+    "gemini": ("/v1beta", "gemini-2.5-flash-lite"),
+}
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {

@@ -1,0 +1,56 @@
+"""The switch point of a run with a deadline: when rows still in a batch move online.
+
+Owns ``Switch``: the moment (from the plan), the queue of rows moved online (the run's online
+workers take them), and turning a batch's row lines back into queue items. Batch mode decides
+what moves and when it is safe to (``batchllm.run.batch``): a row goes online only once no batch
+that could answer it is open, so no row is paid twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+
+import orjson
+import structlog
+
+from batchllm.run.batch_book import request_from
+from batchllm.run.workers import Item
+
+log = structlog.get_logger("batchllm")
+
+
+class Switch:
+    """Rows move online from ``at`` (epoch seconds) on."""
+
+    def __init__(self, at: float, clock: Callable[[], float] = time.time) -> None:
+        self.at, self.clock = at, clock
+        #: rows to send online, ended by one None per online worker
+        self.online: asyncio.Queue[Item | None] = asyncio.Queue()
+        #: rows moved so far
+        self.moved = 0
+
+    def due(self) -> bool:
+        return self.clock() >= self.at
+
+    def wait_s(self) -> float:
+        """Seconds until the switch point (0 once it is due)."""
+        return max(self.at - self.clock(), 0.0)
+
+    def move(self, item: Item) -> None:
+        self.moved += 1
+        self.online.put_nowait(item)
+
+    def move_lines(self, lines: Iterable[bytes], why: str) -> None:
+        """Move a batch's rows (their row lines) online."""
+        count = 0
+        for line in lines:
+            row = orjson.loads(line)
+            self.move((request_from(row["request"]), row["copied"]))
+            count += 1
+        log.info("plan.moved_online", rows=count, why=why)
+
+    def end(self, workers: int) -> None:
+        for _ in range(workers):
+            self.online.put_nowait(None)
