@@ -44,19 +44,20 @@ _SLICE = 1 << 15
 
 
 def hash_strings(values: pa.Array | pa.ChunkedArray | list[str]) -> np.ndarray:
-    """A 64-bit hash of each string (a null hashes like the empty string)."""
+    """A 64-bit hash of each string or byte string (a null hashes like the empty string)."""
     array = pa.array(values, pa.large_string()) if isinstance(values, list) else values
     if isinstance(array, pa.ChunkedArray):
         chunks = [hash_strings(chunk) for chunk in array.chunks]
         return np.concatenate(chunks) if chunks else np.zeros(0, U64)
-    array = pc.cast(array, pa.large_string())
+    binary = pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type)
+    array = pc.cast(array, pa.large_binary() if binary else pa.large_string())
     n = len(array)
     if n > _SLICE:  # bounds the temporaries (and the powers table) whatever the input
         return np.concatenate([_hash(array.slice(at, _SLICE)) for at in range(0, n, _SLICE)])
     return _hash(array) if n else np.zeros(0, U64)
 
 
-def _hash(array: pa.LargeStringArray) -> np.ndarray:
+def _hash(array: pa.LargeStringArray | pa.LargeBinaryArray) -> np.ndarray:
     """Each string as little-endian 8-byte words (the last one zero-filled), folded in turn."""
     n = len(array)
     offsets_buf, data_buf = array.buffers()[1], array.buffers()[2]
@@ -251,8 +252,16 @@ class DoneIndex:
                 done, failed = True, bool(keys.failed[at])
         return done and not (retry and failed)
 
+    def done_input_hashes(
+        self, keys: np.ndarray, digests: np.ndarray, *, retry_failed: bool
+    ) -> np.ndarray:
+        """``done_inputs`` of keys and input hashes already hashed (``hash_strings``)."""
+        return self._done_hashed("by_input", pair_hash(keys, digests), retry_failed)
+
     def _done(self, which: str, keys: list[str], others: list[str], retry: bool) -> np.ndarray:
-        hashes = pair_hash(hash_strings(keys), hash_strings(others))
+        return self._done_hashed(which, pair_hash(hash_strings(keys), hash_strings(others)), retry)
+
+    def _done_hashed(self, which: str, hashes: np.ndarray, retry: bool) -> np.ndarray:
         done = np.zeros(len(hashes), np.bool_)
         failed = np.zeros(len(hashes), np.bool_)
         for layer in self._snapshot():
