@@ -11,8 +11,9 @@ over sorted ``uint64`` arrays, never a Python object per row):
 
 A key's latest outcome decides whether it counts as failed (for ``--retry-failed``); parts are read
 in ``parts_in_order`` order and rows within a part in ``seq`` order, so a stable sort keeps the
-last one. Strings are hashed with a polynomial hash over their UTF-8 bytes, finished with
-splitmix64, computed with numpy over whole Arrow arrays. About 34 bytes a done row.
+last one. Strings are hashed over their UTF-8 bytes: each 8-byte word mixed (splitmix64's
+finaliser) with its place, summed, and mixed with the length, computed with numpy over whole
+Arrow arrays. About 34 bytes a done row.
 
 The index is built from the parts (``read_done``) and kept up to date as the run writes parts
 (``add_part``). It does not write anything; which parts exist and in what order is the store's.
@@ -39,6 +40,8 @@ _PAIR = np.uint64(0x9E3779B97F4A7C15)
 INDEX_COLUMNS = ("row_key", "request_key", "input_hash", "status", "run_id")
 #: deltas (one per part written) kept apart before they are folded into one
 _FOLD_AT = 32
+#: rows of a part read at a time
+_READ_ROWS = 1 << 16
 #: strings hashed at a time
 _SLICE = 1 << 15
 
@@ -52,13 +55,15 @@ def hash_strings(values: pa.Array | pa.ChunkedArray | list[str]) -> np.ndarray:
     binary = pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type)
     array = pc.cast(array, pa.large_binary() if binary else pa.large_string())
     n = len(array)
-    if n > _SLICE:  # bounds the temporaries (and the powers table) whatever the input
+    if n > _SLICE:  # bounds the temporaries whatever the input
         return np.concatenate([_hash(array.slice(at, _SLICE)) for at in range(0, n, _SLICE)])
     return _hash(array) if n else np.zeros(0, U64)
 
 
 def _hash(array: pa.LargeStringArray | pa.LargeBinaryArray) -> np.ndarray:
-    """Each string as little-endian 8-byte words (the last one zero-filled), folded in turn."""
+    """Each string as little-endian 8-byte words (the last one zero-filled), each word mixed
+    with its place in the string, summed per string (one pass over all words, whatever the
+    lengths), then mixed with the length."""
     n = len(array)
     offsets_buf, data_buf = array.buffers()[1], array.buffers()[2]
     offsets = np.frombuffer(offsets_buf, np.int64, n + 1, array.offset * 8)
@@ -67,34 +72,34 @@ def _hash(array: pa.LargeStringArray | pa.LargeBinaryArray) -> np.ndarray:
     data = np.zeros(last - first + 8, np.uint8)
     data[: last - first] = raw
     words = np.ndarray((last - first + 1,), np.dtype("<u8"), data, strides=(1,))
-    starts = offsets[:-1] - first
     lengths = offsets[1:] - offsets[:-1]
-    hashed = lengths.astype(U64) * _PAIR
-    active = np.arange(n)
-    step = 0
-    while len(active := active[lengths[active] > step]):
-        left = lengths[active] - step
-        word = words[starts[active] + step]
-        short = left < 8
-        if short.any():  # the string's last bytes: keep those, not its neighbour's
-            keep = (U64(1) << (left[short].astype(U64) * U64(8))) - U64(1)
-            word[short] &= keep
-        with np.errstate(over="ignore"):
-            hashed[active] = _mix(hashed[active] + word)
-        step += 8
-    return hashed
+    counts = (lengths + 7) // 8
+    begins = np.cumsum(counts) - counts
+    place = np.arange(int(counts.sum())) - np.repeat(begins, counts)
+    left = np.repeat(lengths, counts) - 8 * place
+    word = words[np.repeat(offsets[:-1] - first, counts) + 8 * place]
+    keep = np.where(left < 8, (U64(1) << (left.clip(0, 7).astype(U64) * U64(8))) - U64(1), _ALL)
+    with np.errstate(over="ignore"):
+        mixed = _mix((word & keep) ^ (place.astype(U64) * _PAIR))
+        sums = np.zeros(n, U64)
+        filled = counts > 0
+        if filled.any():
+            sums[filled] = np.add.reduceat(mixed, begins[filled], dtype=U64)
+        return _mix(sums + lengths.astype(U64) * _PAIR)
 
 
 _M64 = (1 << 64) - 1
+_ALL = U64(_M64)
 
 
 def hash_one(text: str) -> int:
     """``hash_strings`` of one string, in plain Python (for one lookup at a time)."""
     data = text.encode("utf-8", "surrogatepass")
-    hashed = (len(data) * int(_PAIR)) & _M64
-    for at in range(0, len(data), 8):
-        hashed = _mix_one((hashed + int.from_bytes(data[at : at + 8], "little")) & _M64)
-    return hashed
+    total = 0
+    for place, at in enumerate(range(0, len(data), 8)):
+        word = int.from_bytes(data[at : at + 8], "little")
+        total += _mix_one(word ^ ((place * int(_PAIR)) & _M64))
+    return _mix_one((total + len(data) * int(_PAIR)) & _M64)
 
 
 def pair_one(first: int, second: int) -> int:
@@ -340,10 +345,12 @@ def _batches(part: Path, table: pa.Table | None) -> Any:
             yield 0, batch
         return
     try:
-        parquet = pq.ParquetFile(part)
+        parquet = pq.ParquetFile(part, memory_map=True)
         columns = _present(parquet.schema_arrow.names)
         for group in range(parquet.num_row_groups):
-            yield group, parquet.read_row_group(group, columns=columns).combine_chunks()
+            # a slice of a row group at a time: a large part never has to fit in memory
+            for batch in parquet.iter_batches(_READ_ROWS, row_groups=[group], columns=columns):
+                yield group, batch
     except FileNotFoundError:
         return  # merged away by the run holding the lock (a reader without it)
     except (OSError, pa.ArrowException) as exc:
