@@ -61,27 +61,40 @@ def hash_strings(values: pa.Array | pa.ChunkedArray | list[str]) -> np.ndarray:
 
 
 def _hash(array: pa.LargeStringArray | pa.LargeBinaryArray) -> np.ndarray:
-    """Each string as little-endian 8-byte words (the last one zero-filled), each word mixed
-    with its place in the string, summed per string (one pass over all words, whatever the
-    lengths), then mixed with the length."""
+    """Each string as little-endian 8-byte words (the last one zero-filled), folded."""
     n = len(array)
     offsets_buf, data_buf = array.buffers()[1], array.buffers()[2]
     offsets = np.frombuffer(offsets_buf, np.int64, n + 1, array.offset * 8)
     first, last = int(offsets[0]), int(offsets[-1])
+    lengths = offsets[1:] - offsets[:-1]
+    counts = (lengths + 7) // 8
+    if first % 8 == 0 and not (lengths % 8).any() and data_buf is not None:
+        # every string a whole number of words, the first on a word: the words as they lie
+        words = np.frombuffer(data_buf, np.dtype("<u8"), (last - first) // 8, first)
+        return _fold_words(words, counts, lengths)
     raw = np.frombuffer(data_buf, np.uint8)[first:last] if data_buf is not None else b""
     data = np.zeros(last - first + 8, np.uint8)
     data[: last - first] = raw
-    words = np.ndarray((last - first + 1,), np.dtype("<u8"), data, strides=(1,))
-    lengths = offsets[1:] - offsets[:-1]
-    counts = (lengths + 7) // 8
+    unaligned = np.ndarray((last - first + 1,), np.dtype("<u8"), data, strides=(1,))
     begins = np.cumsum(counts) - counts
     place = np.arange(int(counts.sum())) - np.repeat(begins, counts)
-    left = np.repeat(lengths, counts) - 8 * place
-    word = words[np.repeat(offsets[:-1] - first, counts) + 8 * place]
-    keep = np.where(left < 8, (U64(1) << (left.clip(0, 7).astype(U64) * U64(8))) - U64(1), _ALL)
+    words = unaligned[np.repeat(offsets[:-1] - first, counts) + 8 * place]
+    partial = np.flatnonzero(lengths % 8)
+    ends = begins[partial] + counts[partial] - 1  # a string's last word: keep only its bytes
+    words[ends] &= (U64(1) << ((lengths[partial] % 8).astype(U64) * U64(8))) - U64(1)
+    return _fold_words(words, counts, lengths, place)
+
+
+def _fold_words(
+    words: np.ndarray, counts: np.ndarray, lengths: np.ndarray, place: np.ndarray | None = None
+) -> np.ndarray:
+    """Each word mixed with its place in its string, summed per string, mixed with the length."""
+    begins = np.cumsum(counts) - counts
+    if place is None:
+        place = np.arange(len(words)) - np.repeat(begins, counts)
     with np.errstate(over="ignore"):
-        mixed = _mix((word & keep) ^ (place.astype(U64) * _PAIR))
-        sums = np.zeros(n, U64)
+        mixed = _mix(words ^ (place.astype(U64) * _PAIR))
+        sums = np.zeros(len(counts), U64)
         filled = counts > 0
         if filled.any():
             sums[filled] = np.add.reduceat(mixed, begins[filled], dtype=U64)
@@ -89,7 +102,6 @@ def _hash(array: pa.LargeStringArray | pa.LargeBinaryArray) -> np.ndarray:
 
 
 _M64 = (1 << 64) - 1
-_ALL = U64(_M64)
 
 
 def hash_one(text: str) -> int:
@@ -257,23 +269,31 @@ class DoneIndex:
                 done, failed = True, bool(keys.failed[at])
         return done and not (retry and failed)
 
-    def done_input_hashes(
-        self, keys: np.ndarray, digests: np.ndarray, *, retry_failed: bool
-    ) -> np.ndarray:
-        """``done_inputs`` of keys and input hashes already hashed (``hash_strings``)."""
-        return self._done_hashed("by_input", pair_hash(keys, digests), retry_failed)
+    def input_states(self, keys: np.ndarray, digests: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For keys and input hashes already hashed (``hash_strings``): whether each (row key,
+        input hash) is done, and whether its latest outcome failed; one pass over the index."""
+        pairs = pair_hash(keys, digests)
+        order = np.argsort(pairs)  # looked up in order: far fewer cache misses
+        done, failed = self._states("by_input", pairs[order])
+        found, fails = np.empty_like(done), np.empty_like(failed)
+        found[order], fails[order] = done, failed
+        return found, fails
 
     def _done(self, which: str, keys: list[str], others: list[str], retry: bool) -> np.ndarray:
         return self._done_hashed(which, pair_hash(hash_strings(keys), hash_strings(others)), retry)
 
     def _done_hashed(self, which: str, hashes: np.ndarray, retry: bool) -> np.ndarray:
+        done, failed = self._states(which, hashes)
+        return done & ~failed if retry else done
+
+    def _states(self, which: str, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         done = np.zeros(len(hashes), np.bool_)
         failed = np.zeros(len(hashes), np.bool_)
         for layer in self._snapshot():
             found, fails = getattr(layer, which).lookup(hashes)
             done |= found
             failed = np.where(found, fails, failed)
-        return done & ~failed if retry else done
+        return done, failed
 
 
 def build_index(parts: list[Path], same_job: frozenset[str]) -> DoneIndex:
@@ -304,27 +324,43 @@ def _layer_of(
     where: list[np.ndarray] = []
     for number, part, *table in parts:
         for group, batch in _batches(part, table[0] if table else None):
-            _take(batch, same_job, req, inp)
+            requests = hash_strings(batch.column("request_key"))
+            _take(batch, requests, same_job, req, inp)
             ok = np.asarray(pc.equal(batch.column("status"), OK).fill_null(False))
-            answers.append(hash_strings(batch.column("request_key").filter(ok)))
+            answers.append(requests[ok])
             where.append(np.full(int(ok.sum()), (number << 32) | group, np.int64))
+    pa.default_memory_pool().release_unused()  # what reading the parts took, before sorting
+    by_request, by_input = _built(req), _built(inp)
     flat = np.concatenate(answers) if answers else np.zeros(0, U64)
+    answers.clear()
     located = np.concatenate(where) if where else np.zeros(0, np.int64)
+    where.clear()
     order = np.argsort(flat, kind="stable")
-    return _Layer(Keys.build(*req), Keys.build(*inp), flat[order], located[order])
+    return _Layer(by_request, by_input, flat[order], located[order])
+
+
+def _built(lists: tuple[list[np.ndarray], list[np.ndarray]]) -> Keys:
+    """``Keys.build`` of the lists, emptied as soon as they are taken in (a lower peak)."""
+    keys = Keys.build(*lists)
+    lists[0].clear()
+    lists[1].clear()
+    return keys
 
 
 def _take(
     batch: pa.RecordBatch,
+    requests: np.ndarray,
     same_job: frozenset[str],
     req: tuple[list[np.ndarray], list[np.ndarray]],
     inp: tuple[list[np.ndarray], list[np.ndarray]],
 ) -> None:
     """Add a batch's terminal outcomes to the (row, request) and (row, input) key lists."""
-    batch = batch.filter(pc.is_in(batch.column("status"), pa.array(sorted(TERMINAL))))
+    terminal = pc.is_in(batch.column("status"), pa.array(sorted(TERMINAL))).fill_null(False)
+    chosen = np.asarray(terminal)
+    batch = batch.filter(terminal)
     rows = hash_strings(batch.column("row_key"))
     failed = np.asarray(pc.not_equal(batch.column("status"), OK).fill_null(True))
-    req[0].append(pair_hash(rows, hash_strings(batch.column("request_key"))))
+    req[0].append(pair_hash(rows, requests[chosen]))
     req[1].append(failed)
     if "input_hash" not in batch.schema.names or not same_job:
         return
@@ -332,10 +368,10 @@ def _take(
         pc.is_in(batch.column("run_id"), pa.array(sorted(same_job))),
         pc.is_valid(batch.column("input_hash")),
     )
-    chosen = np.asarray(mine.fill_null(False))
+    kept = np.asarray(mine.fill_null(False))
     digests = hash_strings(batch.column("input_hash").filter(mine))
-    inp[0].append(pair_hash(rows[chosen], digests))
-    inp[1].append(failed[chosen])
+    inp[0].append(pair_hash(rows[kept], digests))
+    inp[1].append(failed[kept])
 
 
 def _batches(part: Path, table: pa.Table | None) -> Any:
@@ -349,7 +385,10 @@ def _batches(part: Path, table: pa.Table | None) -> Any:
         columns = _present(parquet.schema_arrow.names)
         for group in range(parquet.num_row_groups):
             # a slice of a row group at a time: a large part never has to fit in memory
-            for batch in parquet.iter_batches(_READ_ROWS, row_groups=[group], columns=columns):
+            batches = parquet.iter_batches(
+                _READ_ROWS, row_groups=[group], columns=columns, use_threads=False
+            )
+            for batch in batches:
                 yield group, batch
     except FileNotFoundError:
         return  # merged away by the run holding the lock (a reader without it)

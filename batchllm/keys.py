@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from batchllm.index import hash_one, hash_strings, pair_hash
 
 U64 = np.uint64
-_NULL = U64(0x5BD1E9955BD1E995)
+_PRIME = U64(0x100000001B3)
 _HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
 #: how keys batchllm makes begin (mirrors ``source.row_key``): such an id is escaped with ``\``
 _INTERNAL_PREFIXES = ("h:", "line:", "\\")
@@ -40,14 +40,24 @@ def digestible(schema: pa.Schema) -> bool:
 
 
 def batch_digests(batch: pa.RecordBatch) -> np.ndarray:
-    """Each row's input hash as a 64-bit number (the schema must be ``digestible``)."""
-    names = orjson.dumps(batch.schema.names)
-    hashed = np.full(batch.num_rows, U64(hash_one(names.decode())), U64)
-    for column in batch.columns:
-        cells = hash_strings(_as_bytes(column))
-        nulls = np.asarray(column.is_null(), np.bool_).astype(U64) * _NULL
-        hashed = pair_hash(hashed, cells ^ nulls)
-    return hashed
+    """Each row's input hash as a 64-bit number (the schema must be ``digestible``): the hash
+    of its cells' bytes joined, paired with each cell's length (a null's is -1), so that the
+    join is unambiguous."""
+    cells = [_as_bytes(column) for column in batch.columns]
+    names = orjson.dumps(batch.schema.names).decode()
+    lengths = np.full(batch.num_rows, U64(hash_one(names)), U64)
+    total = np.zeros(batch.num_rows, np.int64)
+    with np.errstate(over="ignore"):
+        for column in cells:
+            length = np.asarray(pc.binary_length(column).fill_null(-1), np.int64)
+            lengths = lengths * _PRIME + length.astype(U64)
+            total += length.clip(0)
+    # zero bytes up to a whole number of words: the joined rows' words are hashed in place
+    padding = _zeros((-total) % 8)
+    joined = pc.binary_join_element_wise(
+        *cells, padding, pa.scalar(b"", pa.large_binary()), null_handling="replace"
+    )
+    return pair_hash(hash_strings(joined), lengths)
 
 
 def digest_strings(hashes: np.ndarray) -> pa.Array:
@@ -133,6 +143,16 @@ class SeenIds:
         self._layers.append(layer)
 
 
+def _zeros(lengths: np.ndarray) -> pa.Array:
+    """A binary array of runs of zero bytes, of the given lengths."""
+    offsets = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    data = pa.py_buffer(bytes(int(offsets[-1])))
+    return pa.Array.from_buffers(
+        pa.large_binary(), len(lengths), [None, pa.py_buffer(offsets), data]
+    )
+
+
 def _has(layer: np.ndarray, value: np.uint64) -> bool:
     at = int(np.searchsorted(layer, value))
     return at < len(layer) and layer[at] == value
@@ -155,8 +175,7 @@ def _cells_type(kind: pa.DataType) -> bool:
 def _as_bytes(column: pa.Array) -> pa.Array:
     """A column's cells as bytes: text and bytes as they are, others in Arrow's text form."""
     kind = column.type
-    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+    if pa.types.is_large_binary(kind):
         return column
-    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-        column = pc.cast(column, pa.string())
-    return pc.cast(column, pa.large_binary())
+    textual = pa.types.is_binary(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    return pc.cast(column if textual else pc.cast(column, pa.string()), pa.large_binary())

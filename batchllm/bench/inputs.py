@@ -25,6 +25,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from batchllm.compact import GROUP_ROWS
 from batchllm.job import load_job
 from batchllm.keys import batch_digests, digest_strings
 from batchllm.outcome import OK, Outcome, results_schema
@@ -308,7 +309,9 @@ def fabricate_run(job_path: Path, pending: int) -> int:
     for n, outcome in enumerate(outcomes):
         outcome["seq"] = (1 << SEQ_BITS) | n
     table = pa.Table.from_pylist(outcomes, schema=results_schema([], []).append(SEQ_FIELD))
-    pq.write_table(table, results / f"part-{OLD_RUN_ID}-00001.parquet", compression="zstd")
+    # in row groups as a compacted part holds them (a long run's parts end up compacted)
+    part = results / f"part-{OLD_RUN_ID}-00001.parquet"
+    pq.write_table(table, part, compression="zstd", row_group_size=GROUP_ROWS)
     run = {
         "run_id": OLD_RUN_ID,
         "run_number": 1,

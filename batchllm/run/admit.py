@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pyarrow as pa
 
 from batchllm.errors import RowError
 from batchllm.index import DoneIndex, hash_strings
@@ -28,6 +29,9 @@ from batchllm.render import Renderer
 from batchllm.run.workers import Item, Stop
 from batchllm.source import DuplicateIds, InputRow, RowBatch, Source, row_key
 from batchllm.tally import RunOptions, Tally
+
+#: input rows sorted at a time (a read gives ~1,500 of ~300 bytes; the index is asked per step)
+GATHER_ROWS = 8192
 
 
 class Admission:
@@ -71,7 +75,7 @@ class Admission:
         await self._take(self._sort_rows(items, None, done), done)
 
     async def _produce_from_source(self, done: DoneIndex) -> None:
-        batches = self._source.row_batches()
+        batches = _gathered(self._source.row_batches(), GATHER_ROWS)
         remaining = self._options.limit
         while not self._stop.stopping and (remaining is None or remaining > 0):
             # reading, hashing and looking up a batch is blocking work: a thread does it
@@ -157,11 +161,10 @@ class Admission:
         if done.empty:
             none = np.zeros(len(keys), np.bool_)
             return none, none
+        found, failed = done.input_states(keys, digests)
         # done and not failed: what a retry would skip too (the rest still count as failed)
-        ok_rows = done.done_input_hashes(keys, digests, retry_failed=True)
-        if not self._options.retry_failed:
-            return done.done_input_hashes(keys, digests, retry_failed=False), ok_rows
-        return ok_rows, ok_rows
+        ok_rows = found & ~failed
+        return (ok_rows if self._options.retry_failed else found), ok_rows
 
     async def _take(self, found: _Sorted, done: DoneIndex) -> None:
         """Count the done rows as reused and admit the others, in order."""
@@ -224,6 +227,29 @@ class Admission:
 
     def _copied(self, data: dict[str, Any]) -> dict[str, Any]:
         return {column: _copyable(data.get(column)) for column in self._copy_columns}
+
+
+def _gathered(batches: Iterator[RowBatch], rows: int) -> Iterator[RowBatch]:
+    """Consecutive batches joined up to ``rows`` rows: fewer, larger steps of column work."""
+    held: list[pa.RecordBatch] = []
+    count, lossy = 0, False
+    for read in batches:
+        if held and (read.bad or read.batch is None or read.lossy != lossy or count >= rows):
+            yield RowBatch(_joined(held), [], lossy)
+            held, count = [], 0
+        if read.bad or read.batch is None:
+            yield read
+            continue
+        held.append(read.batch)
+        count, lossy = count + read.batch.num_rows, read.lossy
+    if held:
+        yield RowBatch(_joined(held), [], lossy)
+
+
+def _joined(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 
 
 @dataclass(slots=True)
