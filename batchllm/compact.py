@@ -86,7 +86,7 @@ def _merge(run_dir: Path, run_id: str, schema: pa.Schema, sources: list[Path]) -
             tmp.unlink(missing_ok=True)  # no half-written part left behind
         raise
     marker = {"target": target.name, "sources": [source.name for source in sources]}
-    _atomic_write(run_dir / "merge.json", orjson.dumps(marker))
+    atomic_write(run_dir / "merge.json", orjson.dumps(marker))
     os.replace(tmp, target)
     finish_merge(run_dir)
 
@@ -146,7 +146,7 @@ def compact(run_dir: Path, parts: list[Path], run_id: str, *, keep_history: bool
             writer.abort()
         raise
     marker = {"targets": [t.name for t in targets if t], "sources": [p.name for p in parts]}
-    _atomic_write(run_dir / MARKER, orjson.dumps(marker))
+    atomic_write(run_dir / MARKER, orjson.dumps(marker))
     for writer in writers.values():
         writer.land()
     finish(run_dir)
@@ -285,7 +285,8 @@ def _run_numbers(run_dir: Path) -> dict[str, int]:
     return {run["run_id"]: run.get("run_number", n) for n, run in enumerate(runs, 1)}
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` at once (written aside, then renamed)."""
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)

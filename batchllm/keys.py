@@ -23,7 +23,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from batchllm.index import hash_one, hash_strings, pair_hash
+from batchllm.hashing import hash_one, hash_strings, pair_hash
 
 U64 = np.uint64
 _PRIME = U64(0x100000001B3)

@@ -25,8 +25,9 @@ import pyarrow.parquet as pq
 from batchllm.bench.inputs import cached_input, fabricate_run
 from batchllm.bench.probes import Step, _Measure, _workspace
 from batchllm.bench.scenarios import Scenario
-from batchllm.compact import compact, should_compact
+from batchllm.compact import GROUP_ROWS, compact, should_compact
 from batchllm.job import load_job
+from batchllm.keys import batch_digests, digest_strings
 from batchllm.query import query
 from batchllm.store import SEQ_BITS, parts_in_order
 
@@ -44,7 +45,8 @@ def run_nightly(scenario: Scenario, n: int, cache: Path) -> list[Step]:
     with _workspace(scenario) as (work, sim):
         job = scenario.job_file(sim.url, input_path=str(path)).write(work)
         run_dir = load_job(job).output_dir
-        _copy_cached_run(job, cache / f"nightly-run-{n}-{pending}", pending, run_dir)
+        cached = cache / f"nightly-run-{n}-{pending}-{_hash_version()}"
+        _copy_cached_run(job, cached, pending, run_dir)
         measure = _Measure(scenario, sim, job, n)
         night = measure.run(f"night ({n - pending:,} of {n:,} done)", pending)
         status = _query_step(night, "count(*) by status, 2 parts", job)
@@ -68,6 +70,12 @@ def _copy_cached_run(job: Path, cached: Path, pending: int, run_dir: Path) -> No
         shutil.copytree(cached, run_dir)
 
 
+def _hash_version() -> str:
+    """The input hash of a fixed row: a cached run directory made with another is not used."""
+    row = pa.record_batch({"id": ["m000001"], "text": ["a row"]})
+    return str(digest_strings(batch_digests(row))[0])[:8]
+
+
 def _query_step(base: Step, name: str, job: Path) -> Step:
     """``STATUS_SQL`` timed in this process: the median of three (``wall_s``)."""
     times = []
@@ -83,7 +91,7 @@ def _query_step(base: Step, name: str, job: Path) -> Step:
 def _fabricate_nights(run_dir: Path, nights: int, new_rows: int) -> float:
     """Write ``nights`` runs of ``new_rows`` new ok rows each (copies of the latest night's
     rows under new keys), compacting as a run's end does; returns the directory's size over
-    that of one part holding its current rows."""
+    that of one part holding its current rows in the row groups a compacted part has."""
     results = run_dir / "results"
     template = _newest_rows(run_dir, new_rows)
     for night in range(1, nights + 1):
@@ -102,7 +110,8 @@ def _fabricate_nights(run_dir: Path, nights: int, new_rows: int) -> float:
             compact(run_dir, parts, run_id, keep_history=True)
     size = sum(part.stat().st_size for part in results.iterdir())
     single = results.parent / "single.parquet"
-    pq.write_table(query(run_dir, "select * from results"), single, compression="zstd")
+    rows = query(run_dir, "select * from results")
+    pq.write_table(rows, single, compression="zstd", row_group_size=GROUP_ROWS)
     ratio = size / single.stat().st_size
     single.unlink()
     return ratio
