@@ -47,7 +47,7 @@ def scan(job: JobSpec, sample_size: int, limit: int | None) -> Scan:
     # Duplicate ids are not looked for: a table of every id would grow with the input, and
     # counting a refused duplicate as a request errs on the safe side.
     window = context_window(job)
-    for batch, digests in _batches(source, renderer, limit):
+    for batch, digests in _batches(source, None if done.empty else renderer, limit):
         for key, row in _not_done(batch, digests, done, job.input.id_column):
             try:
                 request = renderer.render(key, row)
@@ -72,14 +72,14 @@ def scan(job: JobSpec, sample_size: int, limit: int | None) -> Scan:
 
 
 def _batches(
-    source: Source, renderer: Renderer, limit: int | None
+    source: Source, renderer: Renderer | None, limit: int | None
 ) -> Iterator[tuple[list[InputRow], list[str]]]:
-    """The input's rows in batches with their input hashes, up to ``limit`` rows (reading stops
-    there)."""
+    """The input's rows in batches with their input hashes (none without a ``renderer``: nothing
+    is done), up to ``limit`` rows (reading stops there)."""
     left = limit
     for read in source.row_batches():
         rows = read.bad + source.to_rows(read)
-        digests = _digests(read, rows, renderer)
+        digests = [""] * len(rows) if renderer is None else _digests(read, rows, renderer)
         if left is not None:
             rows, digests = rows[:left], digests[:left]
             left -= len(rows)

@@ -27,7 +27,7 @@ from batchllm.keys import batch_digests, batch_keys, digest_strings, digestible
 from batchllm.outcome import Outcome, row_failure
 from batchllm.render import Renderer
 from batchllm.run.workers import Item, Stop
-from batchllm.source import DuplicateIds, InputRow, RowBatch, Source, row_key
+from batchllm.source import BATCH_ROWS, DuplicateIds, InputRow, RowBatch, Source, row_key
 from batchllm.tally import RunOptions, Tally
 
 #: input rows sorted at a time (a read gives ~1,500 of ~300 bytes; the index is asked per step)
@@ -128,11 +128,11 @@ class Admission:
         skipped = done_rows & ~repeated
         found = _Sorted(count=batch.num_rows, reused=int(skipped.sum()))
         found.reused_failed = int((skipped & ~ok_rows).sum())
-        admit = np.flatnonzero(~skipped)
-        for index, item in zip(admit.tolist(), self._source.to_rows(rows, admit), strict=True):
+        found.source = rows
+        for index in np.flatnonzero(~skipped).tolist():
             key = content_keys.get(index) or ids[index].as_py()
             refusal = self._duplicate_ids.refusal(key) if repeated[index] else None
-            found.rows.append((item, key, digests[index].as_py(), item.problem or refusal))
+            found.later.append((index, key, digests[index].as_py(), refusal))
         return found
 
     def _sort_rows(
@@ -173,8 +173,17 @@ class Admission:
         self._tally.reused_failed += found.reused_failed
         for item, key, digest, problem in found.rows:
             if self._stop.stopping:
-                break
+                return
             await self._admit(item, key, digest, problem, done)
+        for at in range(0, len(found.later), BATCH_ROWS):  # rows made a few at a time
+            chunk = found.later[at : at + BATCH_ROWS]
+            assert found.source is not None
+            indices = [index for index, *_ in chunk]
+            items = await asyncio.to_thread(self._source.to_rows, found.source, indices)
+            for item, (_, key, digest, refusal) in zip(items, chunk, strict=True):
+                if self._stop.stopping:
+                    return
+                await self._admit(item, key, digest, item.problem or refusal, done)
 
     async def _admit(
         self, row: InputRow, key: str, digest: str, problem: str | None, done: DoneIndex
@@ -233,7 +242,15 @@ def _gathered(batches: Iterator[RowBatch], rows: int) -> Iterator[RowBatch]:
     """Consecutive batches joined up to ``rows`` rows: fewer, larger steps of column work."""
     held: list[pa.RecordBatch] = []
     count, lossy = 0, False
-    for read in batches:
+    while True:
+        try:
+            read = next(batches, None)
+        except Exception:  # the input fails further on: what was read before still counts
+            if held:
+                yield RowBatch(_joined(held), [], lossy)
+            raise
+        if read is None:
+            break
         if held and (read.bad or read.batch is None or read.lossy != lossy or count >= rows):
             yield RowBatch(_joined(held), [], lossy)
             held, count = [], 0
@@ -255,18 +272,24 @@ def _joined(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
 @dataclass(slots=True)
 class _Sorted:
     """A batch of input rows sorted: ``count`` read, ``reused`` of them done (``reused_failed``
-    of those with a failed result), and the ``rows`` to admit (row, key, input hash, problem)."""
+    of those with a failed result), and the ``rows`` to admit (row, key, input hash, problem),
+    then the rows of ``source`` to admit, made rows only when their turn comes (``later``: index,
+    key, input hash, refusal)."""
 
     count: int = 0
     reused: int = 0
     reused_failed: int = 0
     rows: list[tuple[InputRow, str, str, str | None]] = field(default_factory=list)
+    source: RowBatch | None = None
+    later: list[tuple[int, str, str, str | None]] = field(default_factory=list)
 
     def extend(self, other: _Sorted) -> None:
+        """Add ``other``, read after this one (at most one of the two has ``later`` rows)."""
         self.count += other.count
         self.reused += other.reused
         self.reused_failed += other.reused_failed
         self.rows += other.rows
+        self.source, self.later = other.source or self.source, self.later + other.later
 
 
 def _duplicate_key(key: str, data: dict[str, Any]) -> str:
