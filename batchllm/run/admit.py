@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -30,6 +31,7 @@ from batchllm.run.workers import Item, Stop
 from batchllm.source import BATCH_ROWS, DuplicateIds, InputRow, RowBatch, Source, row_key
 from batchllm.tally import RunOptions, Tally
 
+_T = TypeVar("_T")
 #: input rows sorted at a time (a read gives ~1,500 of ~300 bytes; the index is asked per step)
 GATHER_ROWS = 8192
 
@@ -57,15 +59,21 @@ class Admission:
         self._tally, self._record, self._stop = tally, record, stop
         self._queue, self._copy_columns = queue, copy_columns
         self._duplicate_ids = DuplicateIds(job.input.id_column)
+        #: reads, hashes and makes rows: blocking work, always in this one thread (Arrow's
+        #: allocator keeps pages per thread: one thread keeps the peak down)
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="batchllm-admit")
         #: request keys of batches submitted by an earlier run and not collected yet
         self.in_batch: dict[tuple[str, str], str] = {}
 
     async def produce(self, done: DoneIndex, ends: int) -> None:
         """Admit every row, then put ``ends`` end markers (one per consumer)."""
-        if self._options.rows is not None:
-            await self._admit_all(self._options.rows, done)
-        else:
-            await self._produce_from_source(done)
+        try:
+            if self._options.rows is not None:
+                await self._admit_all(self._options.rows, done)
+            else:
+                await self._produce_from_source(done)
+        finally:
+            self._reader.shutdown(wait=False)
         for _ in range(ends):
             await self._queue.put(None)
 
@@ -79,7 +87,7 @@ class Admission:
         remaining = self._options.limit
         while not self._stop.stopping and (remaining is None or remaining > 0):
             # reading, hashing and looking up a batch is blocking work: a thread does it
-            rows = await asyncio.to_thread(self._next_sorted, batches, remaining, done)
+            rows = await self._in_reader(self._next_sorted, batches, remaining, done)
             if rows is None:
                 break
             if remaining is not None:
@@ -166,6 +174,9 @@ class Admission:
         ok_rows = found & ~failed
         return (ok_rows if self._options.retry_failed else found), ok_rows
 
+    async def _in_reader(self, work: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._reader, work, *args)
+
     async def _take(self, found: _Sorted, done: DoneIndex) -> None:
         """Count the done rows as reused and admit the others, in order."""
         self._tally.rows += found.reused
@@ -179,7 +190,7 @@ class Admission:
             chunk = found.later[at : at + BATCH_ROWS]
             assert found.source is not None
             indices = [index for index, *_ in chunk]
-            items = await asyncio.to_thread(self._source.to_rows, found.source, indices)
+            items = await self._in_reader(self._source.to_rows, found.source, indices)
             for item, (_, key, digest, refusal) in zip(items, chunk, strict=True):
                 if self._stop.stopping:
                     return
