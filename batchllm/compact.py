@@ -86,7 +86,7 @@ def _merge(run_dir: Path, run_id: str, schema: pa.Schema, sources: list[Path]) -
             tmp.unlink(missing_ok=True)  # no half-written part left behind
         raise
     marker = {"target": target.name, "sources": [source.name for source in sources]}
-    _atomic_write(run_dir / "merge.json", orjson.dumps(marker))
+    atomic_write(run_dir / "merge.json", orjson.dumps(marker))
     os.replace(tmp, target)
     finish_merge(run_dir)
 
@@ -146,7 +146,7 @@ def compact(run_dir: Path, parts: list[Path], run_id: str, *, keep_history: bool
             writer.abort()
         raise
     marker = {"targets": [t.name for t in targets if t], "sources": [p.name for p in parts]}
-    _atomic_write(run_dir / MARKER, orjson.dumps(marker))
+    atomic_write(run_dir / MARKER, orjson.dumps(marker))
     for writer in writers.values():
         writer.land()
     finish(run_dir)
@@ -174,19 +174,37 @@ def finish(run_dir: Path) -> None:
 
 
 class _Writer:
-    """One compacted part, written aside until ``land``; None from ``close`` when empty."""
+    """One compacted part, written aside until ``land``; None from ``close`` when empty. Small
+    tables (one night's part) are gathered into whole row groups: a row group of a thousand
+    rows takes about twice the bytes a row of a large one does."""
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         self.path, self.tmp = path, path.with_suffix(".parquet.tmp")
         self._writer = pq.ParquetWriter(self.tmp, schema, compression="zstd")
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
         self.rows = 0
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows:
-            self._writer.write_table(table, row_group_size=GROUP_ROWS)
+            self._pending.append(table)
+            self._pending_rows += table.num_rows
             self.rows += table.num_rows
+            if self._pending_rows >= GROUP_ROWS:
+                self._flush(whole_groups=True)
+
+    def _flush(self, *, whole_groups: bool = False) -> None:
+        """Write what is gathered (only whole row groups of it, keeping the rest)."""
+        if not self._pending:
+            return
+        gathered = pa.concat_tables(self._pending).combine_chunks()
+        size = gathered.num_rows - gathered.num_rows % GROUP_ROWS if whole_groups else None
+        self._writer.write_table(gathered.slice(0, size), row_group_size=GROUP_ROWS)
+        rest = gathered.slice(size) if size is not None else gathered.slice(0, 0)
+        self._pending, self._pending_rows = [rest] if rest.num_rows else [], rest.num_rows
 
     def close(self) -> Path | None:
+        self._flush()
         self._writer.close()
         if not self.rows:
             self.tmp.unlink()
@@ -267,7 +285,8 @@ def _run_numbers(run_dir: Path) -> dict[str, int]:
     return {run["run_id"]: run.get("run_number", n) for n, run in enumerate(runs, 1)}
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` at once (written aside, then renamed)."""
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)

@@ -11,8 +11,8 @@ over sorted ``uint64`` arrays, never a Python object per row):
 
 A key's latest outcome decides whether it counts as failed (for ``--retry-failed``); parts are read
 in ``parts_in_order`` order and rows within a part in ``seq`` order, so a stable sort keeps the
-last one. Strings are hashed with a polynomial hash over their UTF-8 bytes, finished with
-splitmix64, computed with numpy over whole Arrow arrays. About 34 bytes a done row.
+last one. Strings are hashed by ``batchllm.hashing``, numpy over whole Arrow arrays. About 34
+bytes a done row.
 
 The index is built from the parts (``read_done``) and kept up to date as the run writes parts
 (``add_part``). It does not write anything; which parts exist and in what order is the store's.
@@ -31,97 +31,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batchllm.errors import RunDirError
+from batchllm.hashing import U64, hash_one, hash_strings, pair_hash, pair_one
+
+__all__ = ["DoneIndex", "build_index", "damaged", "hash_one", "hash_strings", "pair_hash"]
 from batchllm.outcome import OK, TERMINAL
 
-U64 = np.uint64
-_PAIR = np.uint64(0x9E3779B97F4A7C15)
 #: the columns the index reads from a part
 INDEX_COLUMNS = ("row_key", "request_key", "input_hash", "status", "run_id")
 #: deltas (one per part written) kept apart before they are folded into one
 _FOLD_AT = 32
-#: strings hashed at a time
-_SLICE = 1 << 15
-
-
-def hash_strings(values: pa.Array | pa.ChunkedArray | list[str]) -> np.ndarray:
-    """A 64-bit hash of each string (a null hashes like the empty string)."""
-    array = pa.array(values, pa.large_string()) if isinstance(values, list) else values
-    if isinstance(array, pa.ChunkedArray):
-        chunks = [hash_strings(chunk) for chunk in array.chunks]
-        return np.concatenate(chunks) if chunks else np.zeros(0, U64)
-    array = pc.cast(array, pa.large_string())
-    n = len(array)
-    if n > _SLICE:  # bounds the temporaries (and the powers table) whatever the input
-        return np.concatenate([_hash(array.slice(at, _SLICE)) for at in range(0, n, _SLICE)])
-    return _hash(array) if n else np.zeros(0, U64)
-
-
-def _hash(array: pa.LargeStringArray) -> np.ndarray:
-    """Each string as little-endian 8-byte words (the last one zero-filled), folded in turn."""
-    n = len(array)
-    offsets_buf, data_buf = array.buffers()[1], array.buffers()[2]
-    offsets = np.frombuffer(offsets_buf, np.int64, n + 1, array.offset * 8)
-    first, last = int(offsets[0]), int(offsets[-1])
-    raw = np.frombuffer(data_buf, np.uint8)[first:last] if data_buf is not None else b""
-    data = np.zeros(last - first + 8, np.uint8)
-    data[: last - first] = raw
-    words = np.ndarray((last - first + 1,), np.dtype("<u8"), data, strides=(1,))
-    starts = offsets[:-1] - first
-    lengths = offsets[1:] - offsets[:-1]
-    hashed = lengths.astype(U64) * _PAIR
-    active = np.arange(n)
-    step = 0
-    while len(active := active[lengths[active] > step]):
-        left = lengths[active] - step
-        word = words[starts[active] + step]
-        short = left < 8
-        if short.any():  # the string's last bytes: keep those, not its neighbour's
-            keep = (U64(1) << (left[short].astype(U64) * U64(8))) - U64(1)
-            word[short] &= keep
-        with np.errstate(over="ignore"):
-            hashed[active] = _mix(hashed[active] + word)
-        step += 8
-    return hashed
-
-
-_M64 = (1 << 64) - 1
-
-
-def hash_one(text: str) -> int:
-    """``hash_strings`` of one string, in plain Python (for one lookup at a time)."""
-    data = text.encode("utf-8", "surrogatepass")
-    hashed = (len(data) * int(_PAIR)) & _M64
-    for at in range(0, len(data), 8):
-        hashed = _mix_one((hashed + int.from_bytes(data[at : at + 8], "little")) & _M64)
-    return hashed
-
-
-def pair_one(first: int, second: int) -> int:
-    """``pair_hash`` of one pair."""
-    return _mix_one((first * int(_PAIR) + (second ^ (second >> 29))) & _M64)
-
-
-def _mix_one(x: int) -> int:
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
-    return x ^ (x >> 31)
-
-
-def pair_hash(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """One hash of two: (row, request) or (row, input)."""
-    with np.errstate(over="ignore"):
-        return _mix(first * _PAIR + (second ^ (second >> U64(29))))
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: every input bit moves every output bit."""
-    with np.errstate(over="ignore"):
-        x = x ^ (x >> U64(30))
-        x = x * U64(0xBF58476D1CE4E5B9)
-        x = x ^ (x >> U64(27))
-        x = x * U64(0x94D049BB133111EB)
-        mixed: np.ndarray = x ^ (x >> U64(31))
-        return mixed
+#: rows of a part read at a time
+_READ_ROWS = 1 << 16
 
 
 @dataclass(slots=True)
@@ -251,15 +171,31 @@ class DoneIndex:
                 done, failed = True, bool(keys.failed[at])
         return done and not (retry and failed)
 
+    def input_states(self, keys: np.ndarray, digests: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For keys and input hashes already hashed (``hash_strings``): whether each (row key,
+        input hash) is done, and whether its latest outcome failed; one pass over the index."""
+        pairs = pair_hash(keys, digests)
+        order = np.argsort(pairs)  # looked up in order: far fewer cache misses
+        done, failed = self._states("by_input", pairs[order])
+        found, fails = np.empty_like(done), np.empty_like(failed)
+        found[order], fails[order] = done, failed
+        return found, fails
+
     def _done(self, which: str, keys: list[str], others: list[str], retry: bool) -> np.ndarray:
-        hashes = pair_hash(hash_strings(keys), hash_strings(others))
+        return self._done_hashed(which, pair_hash(hash_strings(keys), hash_strings(others)), retry)
+
+    def _done_hashed(self, which: str, hashes: np.ndarray, retry: bool) -> np.ndarray:
+        done, failed = self._states(which, hashes)
+        return done & ~failed if retry else done
+
+    def _states(self, which: str, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         done = np.zeros(len(hashes), np.bool_)
         failed = np.zeros(len(hashes), np.bool_)
         for layer in self._snapshot():
             found, fails = getattr(layer, which).lookup(hashes)
             done |= found
             failed = np.where(found, fails, failed)
-        return done & ~failed if retry else done
+        return done, failed
 
 
 def build_index(parts: list[Path], same_job: frozenset[str]) -> DoneIndex:
@@ -290,27 +226,43 @@ def _layer_of(
     where: list[np.ndarray] = []
     for number, part, *table in parts:
         for group, batch in _batches(part, table[0] if table else None):
-            _take(batch, same_job, req, inp)
+            requests = hash_strings(batch.column("request_key"))
+            _take(batch, requests, same_job, req, inp)
             ok = np.asarray(pc.equal(batch.column("status"), OK).fill_null(False))
-            answers.append(hash_strings(batch.column("request_key").filter(ok)))
+            answers.append(requests[ok])
             where.append(np.full(int(ok.sum()), (number << 32) | group, np.int64))
+    pa.default_memory_pool().release_unused()  # what reading the parts took, before sorting
+    by_request, by_input = _built(req), _built(inp)
     flat = np.concatenate(answers) if answers else np.zeros(0, U64)
+    answers.clear()
     located = np.concatenate(where) if where else np.zeros(0, np.int64)
+    where.clear()
     order = np.argsort(flat, kind="stable")
-    return _Layer(Keys.build(*req), Keys.build(*inp), flat[order], located[order])
+    return _Layer(by_request, by_input, flat[order], located[order])
+
+
+def _built(lists: tuple[list[np.ndarray], list[np.ndarray]]) -> Keys:
+    """``Keys.build`` of the lists, emptied as soon as they are taken in (a lower peak)."""
+    keys = Keys.build(*lists)
+    lists[0].clear()
+    lists[1].clear()
+    return keys
 
 
 def _take(
     batch: pa.RecordBatch,
+    requests: np.ndarray,
     same_job: frozenset[str],
     req: tuple[list[np.ndarray], list[np.ndarray]],
     inp: tuple[list[np.ndarray], list[np.ndarray]],
 ) -> None:
     """Add a batch's terminal outcomes to the (row, request) and (row, input) key lists."""
-    batch = batch.filter(pc.is_in(batch.column("status"), pa.array(sorted(TERMINAL))))
+    terminal = pc.is_in(batch.column("status"), pa.array(sorted(TERMINAL))).fill_null(False)
+    chosen = np.asarray(terminal)
+    batch = batch.filter(terminal)
     rows = hash_strings(batch.column("row_key"))
     failed = np.asarray(pc.not_equal(batch.column("status"), OK).fill_null(True))
-    req[0].append(pair_hash(rows, hash_strings(batch.column("request_key"))))
+    req[0].append(pair_hash(rows, requests[chosen]))
     req[1].append(failed)
     if "input_hash" not in batch.schema.names or not same_job:
         return
@@ -318,10 +270,10 @@ def _take(
         pc.is_in(batch.column("run_id"), pa.array(sorted(same_job))),
         pc.is_valid(batch.column("input_hash")),
     )
-    chosen = np.asarray(mine.fill_null(False))
+    kept = np.asarray(mine.fill_null(False))
     digests = hash_strings(batch.column("input_hash").filter(mine))
-    inp[0].append(pair_hash(rows[chosen], digests))
-    inp[1].append(failed[chosen])
+    inp[0].append(pair_hash(rows[kept], digests))
+    inp[1].append(failed[kept])
 
 
 def _batches(part: Path, table: pa.Table | None) -> Any:
@@ -331,10 +283,15 @@ def _batches(part: Path, table: pa.Table | None) -> Any:
             yield 0, batch
         return
     try:
-        parquet = pq.ParquetFile(part)
+        parquet = pq.ParquetFile(part, memory_map=True)
         columns = _present(parquet.schema_arrow.names)
         for group in range(parquet.num_row_groups):
-            yield group, parquet.read_row_group(group, columns=columns).combine_chunks()
+            # a slice of a row group at a time: a large part never has to fit in memory
+            batches = parquet.iter_batches(
+                _READ_ROWS, row_groups=[group], columns=columns, use_threads=False
+            )
+            for batch in batches:
+                yield group, batch
     except FileNotFoundError:
         return  # merged away by the run holding the lock (a reader without it)
     except (OSError, pa.ArrowException) as exc:

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -31,6 +32,7 @@ import pyarrow.parquet as pq
 from batchllm.errors import InputError
 from batchllm.hashset import HashSet64
 from batchllm.job import InputSpec
+from batchllm.keys import SeenIds
 from batchllm.scale.objects import input_exists, open_input
 
 BATCH_ROWS = 1024
@@ -58,6 +60,16 @@ class InputRow:
     key: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RowBatch:
+    """A batch of input rows as read (``batch``; None after the last) and the unusable lines
+    met before it (``bad``); ``lossy``: read with bytes that are not UTF-8 replaced."""
+
+    batch: pa.RecordBatch | None
+    bad: list[InputRow]
+    lossy: bool = False
+
+
 class Source:
     """An opened, checked input. ``batches()`` and ``rows()`` may be called more than once, also
     at the same time (a run counts the rows in a thread while it reads them)."""
@@ -82,13 +94,25 @@ class Source:
 
     def rows(self, batch_rows: int = BATCH_ROWS) -> Iterator[list[InputRow]]:
         """Yield the input as lists of rows, the unusable ones carrying their problem."""
+        for rows in self.row_batches(batch_rows):
+            yield rows.bad + self.to_rows(rows)
+
+    def row_batches(self, batch_rows: int = BATCH_ROWS) -> Iterator[RowBatch]:
+        """Yield the input as Arrow batches, each with the unusable lines read before it; rows
+        become dicts only when asked (``to_rows``), so rows found done cost no Python object."""
         skipped = _Skipped()
         for batch in self._read(batch_rows, skipped):
-            rows = [self._row(data, skipped.lossy) for data in batch.to_pylist()]
-            yield _bad_rows(skipped.drain()) + rows
+            yield RowBatch(batch, _bad_rows(skipped.drain()), skipped.lossy)
         tail = _bad_rows(skipped.drain())
         if tail:
-            yield tail
+            yield RowBatch(None, tail, skipped.lossy)
+
+    def to_rows(self, rows: RowBatch, indices: Any = None) -> list[InputRow]:
+        """The batch's rows at ``indices`` (all when None) as ``InputRow``s."""
+        if rows.batch is None:
+            return []
+        batch = rows.batch if indices is None else rows.batch.take(pa.array(indices, pa.int64()))
+        return [self._row(data, rows.lossy) for data in batch.to_pylist()]
 
     def count_rows(self) -> int:
         """Count the rows by streaming through the file (Parquet reads its footer only)."""
@@ -341,19 +365,27 @@ def _rebatch(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Record
 
 class DuplicateIds:
     """The ids one read of the input has met: a second row with a seen id would hide the first
-    in the results, so it is refused. One 8-byte hash an id (``HashSet64``)."""
+    in the results, so it is refused. One 8-byte hash an id (``SeenIds``)."""
 
     __slots__ = ("_column", "_seen")
 
     def __init__(self, id_column: str | None) -> None:
         self._column = id_column
-        self._seen = HashSet64()
+        self._seen = SeenIds()
 
     def problem(self, key: str) -> str | None:
         """Why the row with ``key`` cannot be sent, if its id was seen before in this read
         (a content hash, ``h:``, is no id: identical rows share one result)."""
-        if self._column is None or key.startswith("h:") or self._seen.add(hash(key)):
+        if self._column is None or key.startswith("h:") or self._seen.add(key):
             return None
+        return self.refusal(key)
+
+    def seen(self, hashes: np.ndarray) -> np.ndarray:
+        """For ids hashed with ``hash_strings`` (none a content hash), in order: whether each
+        was seen before in this read."""
+        return self._seen.add_many(hashes)
+
+    def refusal(self, key: str) -> str:
         return f"duplicate id '{key}' in column '{self._column}': not sent"
 
 

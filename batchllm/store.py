@@ -49,7 +49,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import structlog
 
-from batchllm.compact import compact, finish_merge, merge_small_parts, should_compact
+from batchllm.compact import atomic_write, compact, finish_merge, merge_small_parts, should_compact
 from batchllm.compact import finish as finish_compaction
 from batchllm.errors import RunDirError, StorageError
 from batchllm.index import DoneIndex, build_index, damaged
@@ -196,7 +196,7 @@ class Store:
     def save_manifest(self) -> None:
         data = orjson.dumps(self.manifest, option=orjson.OPT_INDENT_2)
         try:
-            _atomic_write(self.path / "manifest.json", data)
+            atomic_write(self.path / "manifest.json", data)
         except OSError as exc:
             raise self._unwritable(self.path, exc) from None
 
@@ -298,8 +298,7 @@ class Store:
         self._reconcile_killed_runs()
 
     def _reconcile_killed_runs(self) -> None:
-        """A run still ``running`` in the manifest was killed (we hold the lock): record it as
-        ``interrupted`` with the counts and cost of the outcomes it saved."""
+        """A run still ``running`` was killed (the lock is ours): mark it ``interrupted``."""
         killed = [run for run in self.manifest["runs"] if run.get("status") == "running"]
         if not killed:
             return
@@ -405,10 +404,4 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
     pq.write_table(table, tmp, compression="zstd")
     with open(tmp, "rb+") as handle:
         os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(data)
     os.replace(tmp, path)

@@ -5,15 +5,20 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import structlog
 from click.testing import CliRunner
 
 import batchllm
 from batchllm.cli import main
+from batchllm.keys import batch_digests, batch_keys, digest_strings
 from batchllm.log import configure
 from batchllm.preflight import api_key
+from batchllm.render import input_hash
 from batchllm.run.pipeline import arun_job
 from batchllm.simulate import Fault, SimConfig, SimServer
+from batchllm.source import row_key
 from conftest import job_data, ticket_rows, write_csv, write_job
 
 FAKE_KEY = "sk-batchllmtest-NEVERPRINT-7f3a9c2e51d04b68"
@@ -119,3 +124,64 @@ def test_a_log_event_carrying_the_key_prints_stars(tmp_path: Path, monkeypatch, 
         structlog.configure(**saved)
     err = capsys.readouterr().err
     assert FAKE_KEY not in err and "401 for ***" in err
+
+
+async def test_more_rows_than_a_batch_resume_column_wise(tmp_path: Path, sim: SimServer) -> None:
+    """Done rows over many read batches are skipped; a repeated id in a later batch is refused."""
+    rows = ticket_rows(3000)
+    rows[1500]["id"] = ""  # no id: keyed by its content
+    write_csv(tmp_path / "input.csv", rows)
+    job = batchllm.load_job(write_job(tmp_path, job_data(sim.url)))
+    assert (await arun_job(job)).sent == 3000
+    again = [*rows, {"id": "T00003", "text": "a second row with an id seen long before"}]
+    write_csv(tmp_path / "input.csv", [*again, {"id": "T09999", "text": "new"}])
+    second = await arun_job(job)
+    assert (second.sent, second.reused) == (1, 3000)
+    assert sim.stats()["requests"] == 3001
+    refused = batchllm.query(job, "select error from results where status = 'failed'").to_pylist()
+    assert len(refused) == 1 and "duplicate id 'T00003'" in refused[0]["error"]
+
+
+async def test_a_run_dir_with_input_hashes_of_the_old_kind_resumes(
+    tmp_path: Path, sim: SimServer
+) -> None:
+    """Rows stored with an input hash of an older kind are recognised by request: none resent."""
+    rows = ticket_rows(40)
+    write_csv(tmp_path / "input.csv", rows)
+    job = batchllm.load_job(write_job(tmp_path, job_data(sim.url)))
+    assert (await arun_job(job)).sent == 40
+    by_key = {row["id"]: input_hash(row) for row in rows}
+    for part in (job.output_dir / "results").glob("*.parquet"):
+        table = pq.read_table(part)
+        old = pa.array([by_key[key] for key in table.column("row_key").to_pylist()])
+        at = table.schema.get_field_index("input_hash")
+        pq.write_table(table.set_column(at, "input_hash", old), part)
+    second = await arun_job(job)
+    assert (second.sent, second.reused) == (0, 40)
+    assert sim.stats()["requests"] == 40
+
+
+def test_column_wise_keys_are_the_row_keys() -> None:
+    """Keys made a batch at a time equal ``row_key`` of each row, escapes and all."""
+    ids = ["a", "h:x", "", "\\q", "line:z", "7"]
+    batch = pa.record_batch({"id": pa.array([i.encode() for i in ids]), "t": ["1"] * 6})
+    keyed = batch_keys(batch, "id")
+    assert keyed is not None
+    keys, missing = keyed
+    assert missing.tolist() == [False, False, True, False, False, False]
+    expected = [row_key({"id": i, "t": "1"}, "id") for i in ids]
+    got = keys.to_pylist()
+    assert [k for k, m in zip(got, missing, strict=True) if not m] == [
+        k for k, m in zip(expected, missing, strict=True) if not m
+    ]
+
+
+def test_column_wise_input_hashes_tell_rows_apart() -> None:
+    """A changed cell, a null and an empty cell, and moved text all change the input hash."""
+    batch = pa.record_batch(
+        {"a": ["x", "x", "x", None, "", "xy"], "b": ["y", "y", "z", "", "", ""]}
+    )
+    digests = digest_strings(batch_digests(batch)).to_pylist()
+    assert digests[0] == digests[1]
+    assert len(set(digests[1:])) == 5
+    assert all(len(d) == 16 for d in digests)

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from batchllm.bench.deadline import Night, deadline_goals, deadline_table, run_nights
 from batchllm.bench.fleet import Skipped, check_runnable, fleet_goals, run_pool
 from batchllm.bench.goals import Figures, Goal, figures, goals, num
+from batchllm.bench.nightly import run_nightly
 from batchllm.bench.probes import Step, run_probe
 from batchllm.bench.scenarios import SCENARIOS, THROUGHPUT, Scenario, raw_main, run_scenario
 
@@ -186,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     report = Report()
     for scenario in SCENARIOS:
-        if not args.scenario or scenario.name in args.scenario:
+        if scenario.name in (args.scenario or []) or not (args.scenario or scenario.opt_in):
             _run(scenario, args, report)
     _print(report)
     if args.quick:
@@ -207,6 +208,8 @@ def _run(scenario: Scenario, args: argparse.Namespace, report: Report) -> None:
             report.results.append(figures(run_pool(scenario, args.quick)))
         elif scenario.kind in THROUGHPUT:
             report.results.append(figures(run_scenario(scenario, args.quick)))
+        elif scenario.kind == "nightly":
+            report.steps += run_nightly(scenario, rows, args.cache)
         else:
             report.steps += run_probe(scenario, args.quick, args.cache)
     except Skipped as skip:

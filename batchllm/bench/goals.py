@@ -217,6 +217,7 @@ def goals(results: Sequence[Figures], steps: Sequence[Step] = ()) -> list[Goal]:
         found += _image_goals(by_name["overhead-images"], by_name.get("overhead"))
     found += _memory_goals([s for s in steps if s.scenario == "memory"])
     found += [goal for s in steps if s.scenario == "resume" for goal in _resume_goals(s)]
+    found += [goal for s in steps if s.scenario.startswith("nightly") for goal in _nightly(s)]
     return found
 
 
@@ -309,6 +310,40 @@ def _resume_goals(s: Step) -> list[Goal]:
         ),
         Goal("resume", "sends only the rows not done", sent, s.requests == s.ok == s.to_do),
         Goal("resume", f"the whole resumed run ({s.input_rows:,} rows)", whole, None),
+    ]
+
+
+#: ``nightly`` goals by input size (up to): seconds to the first new request, peak RSS MB,
+#: seconds of ``count(*) group by status`` over ``results``
+NIGHTLY_GOALS = {1_000_000: (2.0, 200.0, 1.0), 10_000_000: (12.0, 400.0, 5.0)}
+#: the run directory after many nights, at most this many times one part of its rows
+NIGHTLY_SIZE = 1.1
+
+
+def _nightly(s: Step) -> list[Goal]:
+    start_s, peak_mb, query_s = next(
+        (goal for rows, goal in sorted(NIGHTLY_GOALS.items()) if s.input_rows <= rows),
+        NIGHTLY_GOALS[max(NIGHTLY_GOALS)],
+    )
+    if s.value is not None:
+        text = f"{s.step} <= {NIGHTLY_SIZE} x one part of its rows"
+        return [Goal(s.scenario, text, f"{s.value:.2f}", s.value <= NIGHTLY_SIZE)]
+    if s.step.startswith("count"):
+        text = f"{s.step} <= {query_s:.0f} s (median of 3)"
+        return [Goal(s.scenario, text, f"{s.wall_s:.2f} s", s.wall_s <= query_s)]
+    start = "-" if s.start_s is None else f"{s.start_s:.2f} s"
+    sent = f"{s.requests:,} requests, {s.ok or 0:,} ok, {s.to_do:,} new rows"
+    return [
+        Goal(
+            s.scenario,
+            f"{s.step}: process start -> first new request <= {start_s:.0f} s",
+            start,
+            s.start_s is not None and s.start_s <= start_s,
+        ),
+        Goal(
+            s.scenario, f"peak RSS <= {peak_mb:.0f} MB", f"{s.peak_mb:.0f} MB", s.peak_mb <= peak_mb
+        ),
+        Goal(s.scenario, "sends only the new rows", sent, s.requests == s.ok == s.to_do),
     ]
 
 

@@ -25,9 +25,11 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from batchllm.compact import GROUP_ROWS
 from batchllm.job import load_job
+from batchllm.keys import batch_digests, digest_strings
 from batchllm.outcome import OK, Outcome, results_schema
-from batchllm.render import Renderer, Request, input_hash
+from batchllm.render import Renderer, Request
 from batchllm.simulate.content import count_tokens
 from batchllm.source import Source, row_key
 from batchllm.store import SEQ_BITS, SEQ_FIELD
@@ -307,10 +309,12 @@ def fabricate_run(job_path: Path, pending: int) -> int:
     renderer = Renderer(job, source.columns)
     started_us = int(_OLD_RUN_AT.timestamp() * 1e6)
     outcomes: list[dict[str, Any]] = []
-    for rows in source.rows():
-        for item in rows[: done - len(outcomes)]:
+    for read in source.row_batches():
+        rows = source.to_rows(read)
+        digests = digest_strings(batch_digests(read.batch)).to_pylist() if read.batch else []
+        for item, digest in zip(rows[: done - len(outcomes)], digests, strict=False):
             key = row_key(item.data, job.input.id_column)
-            request = renderer.render(key, item.data, input_hash(item.data))
+            request = renderer.render(key, item.data, digest)
             # one reply a millisecond, in input order, as a run at 1,000 rows/s would have left
             outcomes.append(_outcome(request, started_us + 1000 * len(outcomes)).to_row())
         if len(outcomes) >= done:
@@ -320,7 +324,9 @@ def fabricate_run(job_path: Path, pending: int) -> int:
     for n, outcome in enumerate(outcomes):
         outcome["seq"] = (1 << SEQ_BITS) | n
     table = pa.Table.from_pylist(outcomes, schema=results_schema([], []).append(SEQ_FIELD))
-    pq.write_table(table, results / f"part-{OLD_RUN_ID}-00001.parquet", compression="zstd")
+    # in row groups as a compacted part holds them (a long run's parts end up compacted)
+    part = results / f"part-{OLD_RUN_ID}-00001.parquet"
+    pq.write_table(table, part, compression="zstd", row_group_size=GROUP_ROWS)
     run = {
         "run_id": OLD_RUN_ID,
         "run_number": 1,

@@ -53,6 +53,8 @@ class Step:
     cpu_s: float
     peak_mb: float
     start_s: float | None
+    #: a figure of the step's own (the ``nightly`` size ratio)
+    value: float | None = None
 
 
 def run_probe(scenario: Scenario, quick: bool, cache: Path) -> list[Step]:

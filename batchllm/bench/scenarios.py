@@ -78,6 +78,8 @@ class Scenario:
     timeout_s: float = 30.0
     max_attempts: int = 6
     kind: str = "batchllm"
+    #: run only when named (``--scenario``), never by default
+    opt_in: bool = False
     schema: bool = False
     #: each row sends a small PNG by path (``{{ image(photo) }}``), base64-encoded inline
     images: bool = False
@@ -157,6 +159,17 @@ SCENARIOS = (
     Scenario("resume", 200_000, 20_000, kind="resume", latency_ms=1.0, jitter_ms=1.0),
     # 100 simulated nights of 50,000 rows (batch.deadline); rows are the job's, not sent
     Scenario("deadline", 50_000, 50_000, kind="deadline"),
+    Scenario("nightly", 1_000_000, 100_000, kind="nightly", latency_ms=1.0, jitter_ms=1.0),
+    # minutes to generate and fabricate (~3 GB of CSV): run only when named
+    Scenario(
+        "nightly-10m",
+        10_000_000,
+        200_000,
+        kind="nightly",
+        latency_ms=1.0,
+        jitter_ms=1.0,
+        opt_in=True,
+    ),
 )
 
 

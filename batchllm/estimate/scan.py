@@ -17,10 +17,11 @@ from typing import Any
 from batchllm.errors import RowError
 from batchllm.index import DoneIndex
 from batchllm.job import JobSpec
+from batchllm.keys import batch_digests, digest_strings, digestible
 from batchllm.outcome import RecentRequests
 from batchllm.pricing import context_window
 from batchllm.render import Renderer
-from batchllm.source import InputRow, Source, row_key
+from batchllm.source import InputRow, RowBatch, Source, row_key
 from batchllm.store import read_done
 from batchllm.validate import OutputSchema
 
@@ -46,8 +47,8 @@ def scan(job: JobSpec, sample_size: int, limit: int | None) -> Scan:
     # Duplicate ids are not looked for: a table of every id would grow with the input, and
     # counting a refused duplicate as a request errs on the safe side.
     window = context_window(job)
-    for batch in _batches(source, limit):
-        for key, row in _not_done(batch, done, job.input.id_column, renderer):
+    for batch, digests in _batches(source, None if done.empty else renderer, limit):
+        for key, row in _not_done(batch, digests, done, job.input.id_column):
             try:
                 request = renderer.render(key, row)
             except RowError:
@@ -70,32 +71,48 @@ def scan(job: JobSpec, sample_size: int, limit: int | None) -> Scan:
     return scan
 
 
-def _batches(source: Source, limit: int | None) -> Iterator[list[InputRow]]:
-    """The input's rows in batches, up to ``limit`` rows (reading stops there)."""
+def _batches(
+    source: Source, renderer: Renderer | None, limit: int | None
+) -> Iterator[tuple[list[InputRow], list[str]]]:
+    """The input's rows in batches with their input hashes (none without a ``renderer``: nothing
+    is done), up to ``limit`` rows (reading stops there)."""
     left = limit
-    for rows in source.rows():
+    for read in source.row_batches():
+        rows = read.bad + source.to_rows(read)
+        digests = [""] * len(rows) if renderer is None else _digests(read, rows, renderer)
         if left is not None:
-            rows = rows[:left]
+            rows, digests = rows[:left], digests[:left]
             left -= len(rows)
         if rows:
-            yield rows
+            yield rows, digests
         if left == 0:
             return
 
 
+def _digests(read: RowBatch, rows: list[InputRow], renderer: Renderer) -> list[str]:
+    """Each row's input hash, as a run computes it (column-wise for rows read from a file)."""
+    batch = read.batch
+    if batch is None or renderer.has_media or not digestible(batch.schema):
+        return [renderer.input_hash(item.data) for item in rows]
+    columnar: list[str] = digest_strings(batch_digests(batch)).to_pylist()
+    return [renderer.input_hash(item.data) for item in read.bad] + columnar
+
+
 def _not_done(
-    rows: list[InputRow], done: DoneIndex, id_column: str | None, renderer: Renderer
+    rows: list[InputRow], digests: list[str], done: DoneIndex, id_column: str | None
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """The rows that are neither error rows nor done (the same row data under the same job),
     found for the whole batch at once, as they would be in a run."""
-    usable = [item for item in rows if item.problem is None]
-    keys = [item.key or row_key(item.data, id_column) for item in usable]
+    usable = [
+        (item, digest) for item, digest in zip(rows, digests, strict=True) if not item.problem
+    ]
+    keys = [item.key or row_key(item.data, id_column) for item, _ in usable]
     if done.empty:
-        yield from zip(keys, (item.data for item in usable), strict=True)
+        yield from zip(keys, (item.data for item, _ in usable), strict=True)
         return
-    digests = [renderer.input_hash(item.data) for item in usable]
-    skip = done.done_inputs(keys, digests, retry_failed=False).tolist()
-    for key, item, is_done in zip(keys, usable, skip, strict=True):
+    hashes = [digest for _, digest in usable]
+    skip = done.done_inputs(keys, hashes, retry_failed=False).tolist()
+    for key, (item, _), is_done in zip(keys, usable, skip, strict=True):
         if not is_done:
             yield key, item.data
 

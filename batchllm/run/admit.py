@@ -13,18 +13,27 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
+import numpy as np
 import orjson
+import pyarrow as pa
 
 from batchllm.errors import RowError
-from batchllm.index import DoneIndex
+from batchllm.index import DoneIndex, hash_strings
 from batchllm.job import JobSpec
+from batchllm.keys import batch_digests, batch_keys, digest_strings, digestible
 from batchllm.outcome import Outcome, row_failure
 from batchllm.render import Renderer
 from batchllm.run.workers import Item, Stop
-from batchllm.source import DuplicateIds, InputRow, Source, row_key
+from batchllm.source import BATCH_ROWS, DuplicateIds, InputRow, RowBatch, Source, row_key
 from batchllm.tally import RunOptions, Tally
+
+_T = TypeVar("_T")
+#: input rows sorted at a time (a read gives ~1,500 of ~300 bytes; the index is asked per step)
+GATHER_ROWS = 8192
 
 
 class Admission:
@@ -50,52 +59,142 @@ class Admission:
         self._tally, self._record, self._stop = tally, record, stop
         self._queue, self._copy_columns = queue, copy_columns
         self._duplicate_ids = DuplicateIds(job.input.id_column)
+        #: reads, hashes and makes rows: blocking work, always in this one thread (Arrow's
+        #: allocator keeps pages per thread: one thread keeps the peak down)
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="batchllm-admit")
         #: request keys of batches submitted by an earlier run and not collected yet
         self.in_batch: dict[tuple[str, str], str] = {}
 
     async def produce(self, done: DoneIndex, ends: int) -> None:
         """Admit every row, then put ``ends`` end markers (one per consumer)."""
-        if self._options.rows is not None:
-            await self._admit_all(self._options.rows, done)
-        else:
-            await self._produce_from_source(done)
+        try:
+            if self._options.rows is not None:
+                await self._admit_all(self._options.rows, done)
+            else:
+                await self._produce_from_source(done)
+        finally:
+            self._reader.shutdown(wait=False)
         for _ in range(ends):
             await self._queue.put(None)
 
     async def _admit_all(self, rows: Iterable[InputRow | dict[str, Any]], done: DoneIndex) -> None:
-        """Admit a batch of rows: the done ones are found for the whole batch at once."""
+        """Admit rows given as dicts (or unusable lines): the done ones found all at once."""
         items = [row if isinstance(row, InputRow) else InputRow(row) for row in rows]
-        id_column = self._job.input.id_column
-        keys = [item.key or row_key(item.data, id_column) for item in items]
-        digests = [self._renderer.input_hash(item.data) for item in items]
-        done_rows: list[bool] = [False] * len(items)
-        ok_rows = done_rows
-        if not done.empty:
-            retry_failed = self._options.retry_failed
-            done_rows = done.done_inputs(keys, digests, retry_failed=retry_failed).tolist()
-            # done and not failed: what a retry would skip too (the rest still count as failed)
-            ok_rows = done.done_inputs(keys, digests, retry_failed=True).tolist()
-        found = zip(items, keys, digests, done_rows, ok_rows, strict=True)
-        for item, key, digest, is_done, is_ok in found:
-            if self._stop.stopping:
-                break
-            problem = item.problem or self._duplicate_ids.problem(key)
-            if is_done and problem is None:
-                self._tally.rows += 1
-                self._reuse(failed=not is_ok)
-            else:
-                await self._admit(item, key, digest, problem, done)
+        await self._take(self._sort_rows(items, None, done), done)
 
     async def _produce_from_source(self, done: DoneIndex) -> None:
-        batches = self._source.rows()
+        batches = _gathered(self._source.row_batches(), GATHER_ROWS)
         remaining = self._options.limit
         while not self._stop.stopping and (remaining is None or remaining > 0):
-            rows = await asyncio.to_thread(_next_rows, batches, remaining)
-            if not rows:
+            # reading, hashing and looking up a batch is blocking work: a thread does it
+            rows = await self._in_reader(self._next_sorted, batches, remaining, done)
+            if rows is None:
                 break
             if remaining is not None:
-                remaining -= len(rows)
-            await self._admit_all(rows, done)
+                remaining -= rows.count
+            await self._take(rows, done)
+
+    def _next_sorted(
+        self, batches: Iterator[RowBatch], limit: int | None, done: DoneIndex
+    ) -> _Sorted | None:
+        """The next batch of input rows (up to ``limit``), sorted into done and to admit."""
+        rows = next(batches, None)
+        if rows is None:
+            return None
+        bad = rows.bad if limit is None else rows.bad[:limit]
+        sorted_rows = self._sort_rows(bad, None, done) if bad else _Sorted()
+        batch = rows.batch
+        if batch is not None and limit is not None:
+            batch = batch.slice(0, max(limit - len(bad), 0))
+        if batch is not None and batch.num_rows:
+            sorted_rows.extend(self._sort_batch(RowBatch(batch, [], rows.lossy), done))
+        return sorted_rows
+
+    def _sort_batch(self, rows: RowBatch, done: DoneIndex) -> _Sorted:
+        """Sort a batch with its keys and input hashes computed column-wise: only the rows not
+        done become dicts (rows without an id, and batches of other ids, go row by row)."""
+        batch = rows.batch
+        assert batch is not None
+        id_column = self._job.input.id_column
+        columnar = not self._renderer.has_media and digestible(batch.schema)
+        digests = digest_strings(batch_digests(batch)) if columnar else None
+        keyed = batch_keys(batch, id_column) if digests is not None and not rows.lossy else None
+        if digests is None or keyed is None:
+            listed = None if digests is None else digests.to_pylist()
+            return self._sort_rows(self._source.to_rows(rows), listed, done)
+        ids, missing = keyed
+        key_hashes = hash_strings(ids)
+        content_keys: dict[int, str] = {}
+        if missing.any():  # no id: the key is the row's content (rare, so row by row)
+            at = np.flatnonzero(missing)
+            for row, item in zip(at.tolist(), self._source.to_rows(rows, at), strict=True):
+                content_keys[row] = row_key(item.data, id_column)
+            key_hashes[at] = hash_strings(list(content_keys.values()))
+        done_rows, ok_rows = self._lookup(done, key_hashes, hash_strings(digests))
+        repeated = np.zeros(batch.num_rows, np.bool_)
+        repeated[~missing] = self._duplicate_ids.seen(key_hashes[~missing])
+        skipped = done_rows & ~repeated
+        found = _Sorted(count=batch.num_rows, reused=int(skipped.sum()))
+        found.reused_failed = int((skipped & ~ok_rows).sum())
+        found.source = rows
+        for index in np.flatnonzero(~skipped).tolist():
+            key = content_keys.get(index) or ids[index].as_py()
+            refusal = self._duplicate_ids.refusal(key) if repeated[index] else None
+            found.later.append((index, key, digests[index].as_py(), refusal))
+        return found
+
+    def _sort_rows(
+        self, items: list[InputRow], digests: list[str] | None, done: DoneIndex
+    ) -> _Sorted:
+        """Sort rows one by one (keys and duplicate ids), their done ones found all at once."""
+        id_column = self._job.input.id_column
+        keys = [item.key or row_key(item.data, id_column) for item in items]
+        if digests is None:
+            digests = [self._renderer.input_hash(item.data) for item in items]
+        done_rows, ok_rows = self._lookup(done, hash_strings(keys), hash_strings(digests))
+        found = _Sorted(count=len(items))
+        for at, (item, key, digest) in enumerate(zip(items, keys, digests, strict=True)):
+            problem = item.problem or self._duplicate_ids.problem(key)
+            if done_rows[at] and problem is None:
+                found.reused += 1
+                found.reused_failed += not ok_rows[at]
+            else:
+                found.rows.append((item, key, digest, problem))
+        return found
+
+    def _lookup(
+        self, done: DoneIndex, keys: np.ndarray, digests: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(done, done and ok) of each (row key, input hash), both hashed."""
+        if done.empty:
+            none = np.zeros(len(keys), np.bool_)
+            return none, none
+        found, failed = done.input_states(keys, digests)
+        # done and not failed: what a retry would skip too (the rest still count as failed)
+        ok_rows = found & ~failed
+        return (ok_rows if self._options.retry_failed else found), ok_rows
+
+    async def _in_reader(self, work: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._reader, work, *args)
+
+    async def _take(self, found: _Sorted, done: DoneIndex) -> None:
+        """Count the done rows as reused and admit the others, in order."""
+        self._tally.rows += found.reused
+        self._tally.reused += found.reused
+        self._tally.reused_failed += found.reused_failed
+        for item, key, digest, problem in found.rows:
+            if self._stop.stopping:
+                return
+            await self._admit(item, key, digest, problem, done)
+        for at in range(0, len(found.later), BATCH_ROWS):  # rows made a few at a time
+            chunk = found.later[at : at + BATCH_ROWS]
+            assert found.source is not None
+            indices = [index for index, *_ in chunk]
+            items = await self._in_reader(self._source.to_rows, found.source, indices)
+            for item, (_, key, digest, refusal) in zip(items, chunk, strict=True):
+                if self._stop.stopping:
+                    return
+                await self._admit(item, key, digest, item.problem or refusal, done)
 
     async def _admit(
         self, row: InputRow, key: str, digest: str, problem: str | None, done: DoneIndex
@@ -150,10 +249,58 @@ class Admission:
         return {column: _copyable(data.get(column)) for column in self._copy_columns}
 
 
-def _next_rows(batches: Iterator[list[InputRow]], limit: int | None) -> list[InputRow]:
-    """The next batch of rows (runs in a thread: parsing input is blocking work)."""
-    rows = next(batches, [])
-    return rows if limit is None else rows[:limit]
+def _gathered(batches: Iterator[RowBatch], rows: int) -> Iterator[RowBatch]:
+    """Consecutive batches joined up to ``rows`` rows: fewer, larger steps of column work."""
+    held: list[pa.RecordBatch] = []
+    count, lossy = 0, False
+    while True:
+        try:
+            read = next(batches, None)
+        except Exception:  # the input fails further on: what was read before still counts
+            if held:
+                yield RowBatch(_joined(held), [], lossy)
+            raise
+        if read is None:
+            break
+        if held and (read.bad or read.batch is None or read.lossy != lossy or count >= rows):
+            yield RowBatch(_joined(held), [], lossy)
+            held, count = [], 0
+        if read.bad or read.batch is None:
+            yield read
+            continue
+        held.append(read.batch)
+        count, lossy = count + read.batch.num_rows, read.lossy
+    if held:
+        yield RowBatch(_joined(held), [], lossy)
+
+
+def _joined(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+
+
+@dataclass(slots=True)
+class _Sorted:
+    """A batch of input rows sorted: ``count`` read, ``reused`` of them done (``reused_failed``
+    of those with a failed result), and the ``rows`` to admit (row, key, input hash, problem),
+    then the rows of ``source`` to admit, made rows only when their turn comes (``later``: index,
+    key, input hash, refusal)."""
+
+    count: int = 0
+    reused: int = 0
+    reused_failed: int = 0
+    rows: list[tuple[InputRow, str, str, str | None]] = field(default_factory=list)
+    source: RowBatch | None = None
+    later: list[tuple[int, str, str, str | None]] = field(default_factory=list)
+
+    def extend(self, other: _Sorted) -> None:
+        """Add ``other``, read after this one (at most one of the two has ``later`` rows)."""
+        self.count += other.count
+        self.reused += other.reused
+        self.reused_failed += other.reused_failed
+        self.rows += other.rows
+        self.source, self.later = other.source or self.source, self.later + other.later
 
 
 def _duplicate_key(key: str, data: dict[str, Any]) -> str:

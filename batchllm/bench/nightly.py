@@ -1,0 +1,133 @@
+"""The ``nightly`` probes: one night of a job over a large run directory, then many nights.
+
+A run directory of a finished run over all but the last 1 % of a large input (``fabricate_run``,
+cached next to the input and copied for each measurement) is run again with ``batchllm run``:
+the steps say how long until its first new request and its peak memory, and ``results`` is
+queried (``count(*) group by status``, the median of three). Then ``NIGHTS`` more nights are
+fabricated cheaply, each a part of 1 % new rows written and compacted as a run's end would, and
+the directory's size is compared with one part holding the same rows. It judges nothing:
+``batchllm.bench.goals`` does.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from batchllm.bench.inputs import cached_input, fabricate_run
+from batchllm.bench.probes import Step, _Measure, _workspace
+from batchllm.bench.scenarios import Scenario
+from batchllm.compact import GROUP_ROWS, compact, should_compact
+from batchllm.job import load_job
+from batchllm.keys import batch_digests, digest_strings
+from batchllm.query import query
+from batchllm.store import SEQ_BITS, parts_in_order
+
+#: the share of the input that is new each night
+NEW_SHARE = 0.01
+#: nights fabricated after the measured one, for the directory's size
+NIGHTS = 30
+STATUS_SQL = "select status, count(*) as n from results group by status"
+
+
+def run_nightly(scenario: Scenario, n: int, cache: Path) -> list[Step]:
+    """The measured night, the ``results`` query, and the size after ``NIGHTS`` nights."""
+    path = cached_input(cache, n).resolve()
+    pending = max(1, round(n * NEW_SHARE))
+    with _workspace(scenario) as (work, sim):
+        job = scenario.job_file(sim.url, input_path=str(path)).write(work)
+        run_dir = load_job(job).output_dir
+        cached = cache / f"nightly-run-{n}-{pending}-{_hash_version()}"
+        _copy_cached_run(job, cached, pending, run_dir)
+        measure = _Measure(scenario, sim, job, n)
+        night = measure.run(f"night ({n - pending:,} of {n:,} done)", pending)
+        status = _query_step(night, "count(*) by status, 2 parts", job)
+        nights = _fabricate_nights(run_dir, NIGHTS, pending)
+        after = _query_step(night, f"count(*) by status, after {NIGHTS} nights", job)
+        size = replace(after, step=f"run dir size after {NIGHTS} nights", value=nights)
+    return [night, status, after, size]
+
+
+def _copy_cached_run(job: Path, cached: Path, pending: int, run_dir: Path) -> None:
+    """The fabricated run directory, made once into ``cached`` (it renders every row)."""
+    if not (cached / "manifest.json").exists():
+        made = fabricate_run(job, pending)
+        if cached.exists():
+            shutil.rmtree(cached)
+        shutil.copytree(run_dir, cached)
+        print(f"  fabricated {made:,} done rows into {cached}", flush=True)
+    else:
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        shutil.copytree(cached, run_dir)
+
+
+def _hash_version() -> str:
+    """The input hash of a fixed row: a cached run directory made with another is not used."""
+    row = pa.record_batch({"id": ["m000001"], "text": ["a row"]})
+    return str(digest_strings(batch_digests(row))[0])[:8]
+
+
+def _query_step(base: Step, name: str, job: Path) -> Step:
+    """``STATUS_SQL`` timed in this process: the median of three (``wall_s``)."""
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        query(job, STATUS_SQL)
+        times.append(time.perf_counter() - started)
+    return replace(
+        base, step=name, to_do=0, requests=0, wall_s=statistics.median(times), start_s=None
+    )
+
+
+def _fabricate_nights(run_dir: Path, nights: int, new_rows: int) -> float:
+    """Write ``nights`` runs of ``new_rows`` new ok rows each (copies of the latest night's
+    rows under new keys), compacting as a run's end does; returns the directory's size over
+    that of one part holding its current rows in the row groups a compacted part has."""
+    results = run_dir / "results"
+    template = _newest_rows(run_dir, new_rows)
+    for night in range(1, nights + 1):
+        run_id = f"29990101T{night:06d}.000000Z"
+        keys = pc.binary_join_element_wise(template["row_key"], pa.scalar(f"-n{night}"), "")
+        table = template.set_column(template.schema.get_field_index("row_key"), "row_key", keys)
+        table = table.set_column(
+            table.schema.get_field_index("run_id"), "run_id", pa.array([run_id] * len(table))
+        )
+        number = _add_run(run_dir, run_id)
+        seqs = pa.array([(number << SEQ_BITS) | i for i in range(len(table))], pa.int64())
+        table = table.set_column(table.schema.get_field_index("seq"), "seq", seqs)
+        pq.write_table(table, results / f"part-{run_id}-00001.parquet", compression="zstd")
+        parts = parts_in_order(run_dir)
+        if should_compact(parts):
+            compact(run_dir, parts, run_id, keep_history=True)
+    size = sum(part.stat().st_size for part in results.iterdir())
+    single = results.parent / "single.parquet"
+    rows = query(run_dir, "select * from results")
+    pq.write_table(rows, single, compression="zstd", row_group_size=GROUP_ROWS)
+    ratio = size / single.stat().st_size
+    single.unlink()
+    return ratio
+
+
+def _newest_rows(run_dir: Path, count: int) -> pa.Table:
+    newest = parts_in_order(run_dir)[-1]
+    table = pq.read_table(newest)
+    return table.slice(0, min(count, len(table)))
+
+
+def _add_run(run_dir: Path, run_id: str) -> int:
+    manifest_path = run_dir / "manifest.json"
+    manifest = orjson.loads(manifest_path.read_bytes())
+    runs = manifest["runs"]
+    number = 1 + max((run.get("run_number", 0) for run in runs), default=0)
+    runs.append({**runs[-1], "run_id": run_id, "run_number": number, "status": "finished"})
+    manifest_path.write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+    return int(number)
