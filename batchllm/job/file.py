@@ -8,9 +8,7 @@ happen where the input and providers live, still before any request is sent.
 
 from __future__ import annotations
 
-import difflib
 import os
-import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -19,7 +17,7 @@ from urllib.parse import urlparse
 
 import orjson
 
-from batchllm.errors import JobFileError, SchemaProblem
+from batchllm.errors import SchemaProblem
 from batchllm.job import checks
 from batchllm.job.spec import (
     BACKENDS,
@@ -39,6 +37,7 @@ from batchllm.job.spec import (
     RunSpec,
     SimulateSpec,
 )
+from batchllm.job.toml import TableReader, read_toml
 from batchllm.plan.clock import deadline_problem
 from batchllm.providers import registry
 from batchllm.scale.objects import is_uri, work_dir_for
@@ -50,19 +49,6 @@ def read_job(path: Path) -> JobSpec:
     return _Reader(path, read_toml(path)).job()
 
 
-def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise JobFileError(f"{path}: job file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise JobFileError(f"{path}: cannot read job file: {exc}") from exc
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise JobFileError(f"{path}: invalid TOML: {exc}") from exc
-
-
 _INPUT_KEYS = ("path", "format", "id_column", "columns", "encoding", "delimiter")
 _MEDIA_KEYS = ("images", "documents", "resize_images", "image_detail")
 _SECTIONS = (
@@ -71,62 +57,8 @@ _SECTIONS = (
 )  # fmt: skip
 
 
-class _Reader:
-    """Walks the parsed TOML once, checking each key as it is taken."""
-
-    def __init__(self, path: Path, raw: dict[str, Any]) -> None:
-        self.path = path
-        self.base = path.parent
-        self.raw = raw
-
-    def fail(self, where: str, message: str) -> JobFileError:
-        return JobFileError(f"{self.path}: {where}: {message}")
-
-    def section(self, name: str, *, required: bool = False) -> dict[str, Any]:
-        value = self.raw.get(name)
-        if value is None:
-            if required:
-                raise JobFileError(f"{self.path}: missing section [{name}]")
-            return {}
-        if not isinstance(value, dict):
-            raise self.fail(f"[{name}]", "must be a table")
-        return value
-
-    def check_keys(self, name: str, table: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
-        for key in table:
-            if key not in allowed:
-                hint = difflib.get_close_matches(key, allowed, n=1)
-                if not name:
-                    also = f" (did you mean [{hint[0]}]?)" if hint else ""
-                    raise JobFileError(f"{self.path}: unknown section [{key}]{also}")
-                also = f" (did you mean '{hint[0]}'?)" if hint else ""
-                raise self.fail(f"[{name}]", f"unknown key '{key}'{also}")
-
-    def take(
-        self,
-        section: str,
-        table: Mapping[str, Any],
-        key: str,
-        kind: type | tuple[type, ...],
-        *,
-        required: bool = False,
-        check: Callable[[Any], str | None] | None = None,
-    ) -> Any:
-        if key not in table:
-            if required:
-                raise self.fail(f"[{section}]", f"missing key '{key}'")
-            return None
-        value = table[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        wrong_bool = isinstance(value, bool) and bool not in kinds
-        if wrong_bool or not isinstance(value, kinds):
-            named = [k for k in kinds if not (k is int and float in kinds)]  # a number is either
-            names = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in named)
-            raise self.fail(f"[{section}] {key}", f"expected {names}, got {value!r}")
-        problem = check(value) if check else None
-        if problem:
-            raise self.fail(f"[{section}] {key}", problem)
-        return value
+class _Reader(TableReader):
+    """Walks the parsed TOML once, section by section, checking each key as it is taken."""
 
     def job(self) -> JobSpec:
         self.check_keys("", self.raw, _SECTIONS)
@@ -416,14 +348,6 @@ _LIMITS = LimitsSpec()
 _RETRY = RetrySpec()
 _RUN = RunSpec()
 _PLAN = PlanSpec()
-_TYPE_NAMES = {
-    str: "a string",
-    int: "an integer",
-    float: "a number",
-    list: "a list",
-    dict: "a table",
-    bool: "true or false",
-}
 
 
 def _format_from_suffix(path: Path, reader: _Reader) -> str:
