@@ -9,14 +9,19 @@ buffers:
   stores as ``input_hash`` for rows read from a file. Rows handed over as dicts (the Python API)
   keep ``render.input_hash``; a row whose stored hash is of the other kind is recognised by its
   request key after rendering instead.
-* ``batch_keys``: each row's key from the id column, exactly as ``source.row_key`` makes it; rows
+* ``batch_keys``: each row's key from the id column, exactly as ``row_key`` makes it; rows
   without an id get their content key from ``row_key`` (the caller's, per row).
-* ``SeenIds``: the ids a read has met (sorted arrays of 64-bit hashes), for duplicate ids.
+* ``SeenIds``: the ids a read has met (sorted arrays of 64-bit hashes), for duplicate ids;
+  ``DuplicateIds`` refuses a second row with a seen id.
+* ``row_key``: one row's key, its id or a content hash, with ids and internal keys apart.
 
 It knows nothing of prompts, the done index or the run directory.
 """
 
 from __future__ import annotations
+
+import hashlib
+from typing import Any
 
 import numpy as np
 import orjson
@@ -28,7 +33,8 @@ from batchllm.hashing import hash_one, hash_strings, pair_hash
 U64 = np.uint64
 _PRIME = U64(0x100000001B3)
 _HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
-#: how keys batchllm makes begin (mirrors ``source.row_key``): such an id is escaped with ``\``
+#: how keys batchllm makes begin (content hashes, unreadable lines), and the escape of an id
+#: that begins like one (``row_key`` and ``batch_keys`` both escape with ``\``)
 _INTERNAL_PREFIXES = ("h:", "line:", "\\")
 #: ids added one at a time before they are sorted into a layer
 _PENDING = 4096
@@ -179,3 +185,45 @@ def _as_bytes(column: pa.Array) -> pa.Array:
         return column
     textual = pa.types.is_binary(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)
     return pc.cast(column if textual else pc.cast(column, pa.string()), pa.large_binary())
+
+
+class DuplicateIds:
+    """The ids one read of the input has met: a second row with a seen id would hide the first
+    in the results, so it is refused. One 8-byte hash an id (``SeenIds``)."""
+
+    __slots__ = ("_column", "_seen")
+
+    def __init__(self, id_column: str | None) -> None:
+        self._column = id_column
+        self._seen = SeenIds()
+
+    def problem(self, key: str) -> str | None:
+        """Why the row with ``key`` cannot be sent, if its id was seen before in this read
+        (a content hash, ``h:``, is no id: identical rows share one result)."""
+        if self._column is None or key.startswith("h:") or self._seen.add(key):
+            return None
+        return self.refusal(key)
+
+    def seen(self, hashes: np.ndarray) -> np.ndarray:
+        """For ids hashed with ``hash_strings`` (none a content hash), in order: whether each
+        was seen before in this read."""
+        return self._seen.add_many(hashes)
+
+    def refusal(self, key: str) -> str:
+        return f"duplicate id '{key}' in column '{self._column}': not sent"
+
+
+def row_key(row: dict[str, Any], id_column: str | None) -> str:
+    """The row's identity across runs: its id, or a hash of its whole content (``h:...``).
+
+    Without an id column, rows with identical content share one key (and one result). An id
+    that begins like a key batchllm makes (``h:``, ``line:``) is escaped with a backslash, so
+    ids and content hashes never meet; every other id is its own key, unchanged.
+    """
+    if id_column is not None:
+        value = row.get(id_column)
+        if value is not None and value != "":
+            text = str(value)
+            return "\\" + text if text.startswith(_INTERNAL_PREFIXES) else text
+    content = orjson.dumps(row, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
+    return "h:" + hashlib.blake2b(content, digest_size=12).hexdigest()

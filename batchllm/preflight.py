@@ -197,8 +197,9 @@ def _probe_job(job: JobSpec) -> JobSpec:
 def _first_request(job: JobSpec, schema: Any) -> Request:
     """The request of the input's first row that can be read and rendered."""
     from batchllm.errors import RowError
+    from batchllm.keys import row_key
     from batchllm.render import Renderer, input_hash
-    from batchllm.source import Source, row_key
+    from batchllm.source import Source
 
     source = Source(job.input)
     renderer = Renderer(job, source.columns, schema)

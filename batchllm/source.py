@@ -1,9 +1,9 @@
-"""The input table as a stream of rows, and each row's stable key.
+"""The input table as a stream of rows.
 
 Owns reading CSV (also gzip-compressed, in any encoding), Parquet and JSON Lines with pyarrow,
-batch by batch, so memory does not grow with the input's size; checking up front that the file
-opens, has rows and has the columns the job names; and deriving row keys. It knows nothing of
-prompts or providers.
+batch by batch, so memory does not grow with the input's size; and checking up front that the
+file opens, has rows and has the columns the job names. Row keys and duplicate ids are
+``batchllm.keys``'s. It knows nothing of prompts or providers.
 
 A problem confined to some rows never stops the input: a CSV line with the wrong number of fields,
 or a cell that is not valid text in the file's encoding, comes out as a row with a ``problem``
@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -32,7 +31,6 @@ import pyarrow.parquet as pq
 from batchllm.errors import InputError
 from batchllm.hashset import HashSet64
 from batchllm.job import InputSpec
-from batchllm.keys import SeenIds
 from batchllm.scale.objects import input_exists, open_input
 
 BATCH_ROWS = 1024
@@ -361,49 +359,3 @@ def _rebatch(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Record
     for batch in batches:
         for start in range(0, batch.num_rows, size):
             yield batch.slice(start, size)
-
-
-class DuplicateIds:
-    """The ids one read of the input has met: a second row with a seen id would hide the first
-    in the results, so it is refused. One 8-byte hash an id (``SeenIds``)."""
-
-    __slots__ = ("_column", "_seen")
-
-    def __init__(self, id_column: str | None) -> None:
-        self._column = id_column
-        self._seen = SeenIds()
-
-    def problem(self, key: str) -> str | None:
-        """Why the row with ``key`` cannot be sent, if its id was seen before in this read
-        (a content hash, ``h:``, is no id: identical rows share one result)."""
-        if self._column is None or key.startswith("h:") or self._seen.add(key):
-            return None
-        return self.refusal(key)
-
-    def seen(self, hashes: np.ndarray) -> np.ndarray:
-        """For ids hashed with ``hash_strings`` (none a content hash), in order: whether each
-        was seen before in this read."""
-        return self._seen.add_many(hashes)
-
-    def refusal(self, key: str) -> str:
-        return f"duplicate id '{key}' in column '{self._column}': not sent"
-
-
-#: how keys batchllm makes begin (content hashes, unreadable lines), and the escape of an id
-_INTERNAL_PREFIXES = ("h:", "line:", "\\")
-
-
-def row_key(row: dict[str, Any], id_column: str | None) -> str:
-    """The row's identity across runs: its id, or a hash of its whole content (``h:...``).
-
-    Without an id column, rows with identical content share one key (and one result). An id
-    that begins like a key batchllm makes (``h:``, ``line:``) is escaped with a backslash, so
-    ids and content hashes never meet; every other id is its own key, unchanged.
-    """
-    if id_column is not None:
-        value = row.get(id_column)
-        if value is not None and value != "":
-            text = str(value)
-            return "\\" + text if text.startswith(_INTERNAL_PREFIXES) else text
-    content = orjson.dumps(row, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
-    return "h:" + hashlib.blake2b(content, digest_size=12).hexdigest()

@@ -12,13 +12,12 @@ from click.testing import CliRunner
 
 import batchllm
 from batchllm.cli import main
-from batchllm.keys import batch_digests, batch_keys, digest_strings
+from batchllm.keys import batch_digests, batch_keys, digest_strings, row_key
 from batchllm.log import configure
 from batchllm.preflight import api_key
 from batchllm.render import input_hash
 from batchllm.run.pipeline import arun_job
 from batchllm.simulate import Fault, SimConfig, SimServer
-from batchllm.source import row_key
 from conftest import job_data, ticket_rows, write_csv, write_job
 
 FAKE_KEY = "sk-batchllmtest-NEVERPRINT-7f3a9c2e51d04b68"

@@ -27,11 +27,11 @@ import pyarrow.parquet as pq
 
 from batchllm.compact import GROUP_ROWS
 from batchllm.job import load_job
-from batchllm.keys import batch_digests, digest_strings
+from batchllm.keys import batch_digests, digest_strings, row_key
 from batchllm.outcome import OK, Outcome, results_schema
 from batchllm.render import Renderer, Request
 from batchllm.simulate.content import count_tokens
-from batchllm.source import Source, row_key
+from batchllm.source import Source
 from batchllm.store import SEQ_BITS, SEQ_FIELD
 
 SEED = 7

@@ -17,11 +17,11 @@ from typing import Any
 from batchllm.errors import RowError
 from batchllm.index import DoneIndex
 from batchllm.job import JobSpec
-from batchllm.keys import batch_digests, digest_strings, digestible
+from batchllm.keys import batch_digests, digest_strings, digestible, row_key
 from batchllm.outcome import RecentRequests
 from batchllm.pricing import context_window
 from batchllm.render import Renderer
-from batchllm.source import InputRow, RowBatch, Source, row_key
+from batchllm.source import InputRow, RowBatch, Source
 from batchllm.store import read_done
 from batchllm.validate import OutputSchema
 

@@ -24,11 +24,18 @@ import pyarrow as pa
 from batchllm.errors import RowError
 from batchllm.index import DoneIndex, hash_strings
 from batchllm.job import JobSpec
-from batchllm.keys import batch_digests, batch_keys, digest_strings, digestible
+from batchllm.keys import (
+    DuplicateIds,
+    batch_digests,
+    batch_keys,
+    digest_strings,
+    digestible,
+    row_key,
+)
 from batchllm.outcome import Outcome, row_failure
 from batchllm.render import Renderer
 from batchllm.run.workers import Item, Stop
-from batchllm.source import BATCH_ROWS, DuplicateIds, InputRow, RowBatch, Source, row_key
+from batchllm.source import BATCH_ROWS, InputRow, RowBatch, Source
 from batchllm.tally import RunOptions, Tally
 
 _T = TypeVar("_T")

@@ -20,7 +20,8 @@ import orjson
 
 from batchllm.errors import RunDirError
 from batchllm.job import JobSpec
-from batchllm.source import InputRow, Source, row_key
+from batchllm.keys import row_key
+from batchllm.source import InputRow, Source
 
 PLAN_FILE = "shards.json"
 SHARDS_DIR = "shards"
