@@ -23,9 +23,9 @@ from batchllm.errors import UserError
 if TYPE_CHECKING:
     import duckdb
 from batchllm.job import JobSpec, load_job
+from batchllm.parts import check_parts
 from batchllm.run.record import RunRecord
 from batchllm.scale import objects
-from batchllm.store import check_parts
 
 
 def run_dir_of(target: str | Path | JobSpec) -> Path:

@@ -28,8 +28,9 @@ from batchllm.bench.scenarios import Scenario
 from batchllm.compact import GROUP_ROWS, compact, should_compact
 from batchllm.job import load_job
 from batchllm.keys import batch_digests, digest_strings
+from batchllm.parts import parts_in_order
 from batchllm.query import query
-from batchllm.store import SEQ_BITS, parts_in_order
+from batchllm.store import SEQ_BITS
 
 #: the share of the input that is new each night
 NEW_SHARE = 0.01

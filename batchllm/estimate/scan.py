@@ -19,10 +19,10 @@ from batchllm.index import DoneIndex
 from batchllm.job import JobSpec
 from batchllm.keys import batch_digests, digest_strings, digestible, row_key
 from batchllm.outcome import RecentRequests
+from batchllm.parts import read_done
 from batchllm.pricing import context_window
 from batchllm.render import Renderer
 from batchllm.source import InputRow, RowBatch, Source
-from batchllm.store import read_done
 from batchllm.validate import OutputSchema
 
 

@@ -11,9 +11,10 @@ import pytest
 
 import batchllm
 from batchllm.compact import MARKER, compact
+from batchllm.parts import parts_in_order
 from batchllm.run.pipeline import arun_job
 from batchllm.simulate import SimServer
-from batchllm.store import Store, parts_in_order
+from batchllm.store import Store
 from conftest import job_data, ticket_rows, write_csv, write_job
 
 _LATEST = "select row_key, status, output, run_id from results order by row_key"
