@@ -49,7 +49,7 @@ import structlog
 
 from batchllm.compact import atomic_write, compact, finish_merge, merge_small_parts, should_compact
 from batchllm.compact import finish as finish_compaction
-from batchllm.errors import RunDirError, StorageError
+from batchllm.errors import RunDirError, StorageError, UserError
 from batchllm.index import DoneIndex
 from batchllm.outcome import Outcome
 from batchllm.parts import check_parts, parts_in_order, read_done, saved_counts
@@ -305,6 +305,24 @@ class Store:
             run.update(status="interrupted", **saved_counts(self.results_dir, run["run_id"]))
             log.warning("store.run_reconciled", run_id=run["run_id"], ok=run["ok"])
         self.save_manifest()
+
+
+def part_settings() -> dict[str, Any]:
+    """How often a run's journal becomes a part, when the environment says
+    (``BATCHLLM_PART_ROWS``, ``BATCHLLM_PART_SECONDS``; the store's defaults otherwise)."""
+    settings: dict[str, Any] = {}
+    for name, key, kind in (("ROWS", "part_rows", int), ("SECONDS", "part_seconds", float)):
+        text = os.environ.get(f"BATCHLLM_PART_{name}")
+        if text is None:
+            continue
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if not 0 < value < float("inf"):
+            raise UserError(f"BATCHLLM_PART_{name}={text!r}: expected a positive number")
+        settings[key] = value
+    return settings
 
 
 def _prepare(path: Path) -> int:

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 import structlog
 
@@ -29,7 +27,6 @@ from batchllm.errors import (
     InputError,
     Interrupted,
     StorageError,
-    UserError,
 )
 from batchllm.index import DoneIndex
 from batchllm.job import JobSpec
@@ -48,7 +45,7 @@ from batchllm.run.record import Counters, RunRecord, record_of
 from batchllm.run.workers import Answers, Item, Ledger, Stop, Workers, outage_rows
 from batchllm.scale.objects import publisher
 from batchllm.source import Source
-from batchllm.store import Store
+from batchllm.store import Store, part_settings
 from batchllm.tally import ProgressHook, RunOptions, RunSummary, Tally
 from batchllm.validate import OutputSchema
 
@@ -370,24 +367,6 @@ class JobRun:
             rate_limit_wait_s=limiter.paused_s,
             stragglers_resent=self.dispatcher.stragglers_resent,
         )
-
-
-def part_settings() -> dict[str, Any]:
-    """How often a run's journal becomes a part, when the environment says
-    (``BATCHLLM_PART_ROWS``, ``BATCHLLM_PART_SECONDS``; the store's defaults otherwise)."""
-    settings: dict[str, Any] = {}
-    for name, key, kind in (("ROWS", "part_rows", int), ("SECONDS", "part_seconds", float)):
-        text = os.environ.get(f"BATCHLLM_PART_{name}")
-        if text is None:
-            continue
-        try:
-            value = kind(text)
-        except ValueError:
-            value = 0
-        if not 0 < value < float("inf"):
-            raise UserError(f"BATCHLLM_PART_{name}={text!r}: expected a positive number")
-        settings[key] = value
-    return settings
 
 
 def _with_saved(problem: BatchllmError, summary: RunSummary) -> BatchllmError:
