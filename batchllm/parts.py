@@ -19,16 +19,27 @@ import pyarrow.parquet as pq
 
 from batchllm.index import DoneIndex, build_index, damaged
 
-__all__ = ["check_parts", "parts_in_order", "read_done", "saved_counts"]
+__all__ = ["check_parts", "parts_in_order", "read_done", "saved_counts", "stores"]
 
 
 def read_done(run_dir: Path, fingerprint: str | None = None) -> DoneIndex:
-    """The done index of a run directory's parts (read-only: no lock needed)."""
-    runs = _manifest_runs(run_dir)
+    """The done index of a run directory's parts, its shards' included (a row's outcomes are all
+    in one shard, so their parts read as one directory's); read-only: no lock needed."""
+    parts: list[Path] = []
+    runs: list[dict[str, Any]] = []
+    for place in stores(run_dir):
+        place_runs = _manifest_runs(place)
+        runs += place_runs
+        parts += parts_in_order(place, place_runs)
     same_job = frozenset(
         run["run_id"] for run in runs if fingerprint and run.get("fingerprint") == fingerprint
     )
-    return build_index(parts_in_order(run_dir, runs), same_job)
+    return build_index(parts, same_job)
+
+
+def stores(run_dir: Path) -> list[Path]:
+    """The run directory, and the shard directories of a run on several processes."""
+    return [run_dir, *sorted((run_dir / "shards").glob("[0-9][0-9][0-9]"))]
 
 
 def check_parts(run_dir: Path) -> None:

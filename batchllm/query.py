@@ -23,7 +23,7 @@ from batchllm.errors import UserError
 if TYPE_CHECKING:
     import duckdb
 from batchllm.job import JobSpec, load_job
-from batchllm.parts import check_parts
+from batchllm.parts import check_parts, stores
 from batchllm.run.record import RunRecord
 from batchllm.scale import objects
 
@@ -48,7 +48,7 @@ def connect(target: str | Path | JobSpec) -> duckdb.DuckDBPyConnection:
     if uri is not None:
         return objects.connect(uri, _runs_of)
     run_dir = run_dir_of(target)
-    places = [d for d in _stores(run_dir) if any((d / "results").glob("part-*.parquet"))]
+    places = [d for d in stores(run_dir) if any((d / "results").glob("part-*.parquet"))]
     if not places:
         raise UserError(f"{run_dir}: no results yet (run the job first)")
     for place in places:
@@ -139,15 +139,9 @@ def format_table(table: pa.Table, fmt: str) -> str:
     return _text_table(table.column_names, rows)
 
 
-def _stores(run_dir: Path) -> list[Path]:
-    """The run directory, and the shard directories of a run on several processes (a row's
-    outcomes are all in one shard, so ``seq`` orders them within it)."""
-    return [run_dir, *sorted((run_dir / "shards").glob("[0-9][0-9][0-9]"))]
-
-
 def _runs_table(run_dir: Path) -> pa.Table:
     runs: list[dict[str, Any]] = []
-    for place in _stores(run_dir):
+    for place in stores(run_dir):
         manifest_path = place / "manifest.json"
         if manifest_path.exists():
             runs += orjson.loads(manifest_path.read_bytes()).get("runs", [])

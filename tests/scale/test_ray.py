@@ -14,6 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from batchllm.estimate import aestimate
 from batchllm.job import JobSpec, load_job
 from batchllm.query import query
 from batchllm.report import build_report
@@ -80,6 +81,8 @@ def test_shards_share_one_limit(ray_address: str, tmp_path: Path, sims: SimThrea
     report = build_report(job)  # the report reads every shard, as query does
     assert (report.rows, report.by_status["ok"]) == (240, 240)
     assert sum(run.ok for run in report.runs) == 240
+    found = asyncio.run(aestimate(job, sample=0))  # the estimate sees the shards' rows as done
+    assert (found.rows, found.rows_to_do) == (240, 0)
 
 
 def test_rerun_maps_rows_to_the_same_shards(
