@@ -47,8 +47,10 @@ def test_not_negative_numbers_are_finite_and_zero_or_more(value: float, ok: bool
     assert (checks.not_negative(value) is None) is ok
 
 
-@pytest.mark.parametrize(("value", "ok"), [(0.0, True), (1.0, True), (0.25, True),
-                                           (1.01, False), (-0.01, False), (math.nan, False)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [(0.0, True), (1.0, True), (0.25, True), (1.01, False), (-0.01, False), (math.nan, False)],
+)
 def test_fractions_are_between_zero_and_one(value: float, ok: bool) -> None:
     """A share (max_failure_rate, error rates) lies in [0, 1]; nan is outside it."""
     assert (checks.fraction(value) is None) is ok
