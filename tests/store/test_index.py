@@ -114,3 +114,54 @@ def test_a_damaged_part_is_a_one_line_error_before_any_request(
     assert len(message.splitlines()) == 1 and str(part) in message
     assert "damaged results part" in message and "move it out" in message
     assert sim.stats()["requests"] == before
+
+
+def test_an_empty_index_knows_nothing(tmp_path: Path) -> None:
+    """No parts: empty, no pair done, no request answered, nothing to read back."""
+    index = build_index([], frozenset())
+    assert index.empty and len(index) == 0
+    assert index.done_requests(["a"], ["q1"], retry_failed=False).tolist() == [0]
+    assert not index.has_answer("q1") and index.answer("q1") is None
+    assert index.answered(["q1", "q2"]).tolist() == [False, False]
+
+
+def test_input_hashes_count_only_for_runs_of_the_same_job(tmp_path: Path) -> None:
+    """(row, input hash) marks come only from runs with the job's fingerprint: the same data
+    under a changed prompt is not done; (row, request) marks count whatever the run."""
+    part = _part(tmp_path / "part-r1-00001.parquet", [_outcome("a", "q1")])
+    same = build_index([part], frozenset({"r1"}))
+    other = build_index([part], frozenset({"r9"}))
+    assert same.is_done_input("a", "in-a", retry_failed=False)
+    assert not other.is_done_input("a", "in-a", retry_failed=False)
+    assert other.is_done("a", "q1", retry_failed=False)
+
+
+def test_parts_added_as_they_are_written_are_found(tmp_path: Path) -> None:
+    """A run's index learns each part as it is cut (newest wins), folding many parts together
+    without losing any pair."""
+    index = build_index([], frozenset({"r1"}))
+    for n in range(12):
+        outcomes = [_outcome(f"row{n}-{i}", f"q{n}-{i}") for i in range(5)]
+        index.add_part(_part(tmp_path / f"part-r1-{n:05d}.parquet", outcomes))
+    keys = [f"row{n}-{i}" for n in range(12) for i in range(5)]
+    requests = [f"q{n}-{i}" for n in range(12) for i in range(5)]
+    assert index.done_requests(keys, requests, retry_failed=False).all()
+    assert len(index) == 60
+    failed = _part(tmp_path / "part-r1-00099.parquet", [_outcome("row0-0", "q0-0", "failed")])
+    index.add_part(failed)
+    assert not index.is_done("row0-0", "q0-0", retry_failed=True)
+    assert index.is_done("row0-1", "q0-1", retry_failed=True)
+
+
+def test_the_stored_answer_of_a_request_is_read_back_whole(tmp_path: Path) -> None:
+    """answer() reads the ok outcome of a request from its part: its output and its row; a
+    request only ever failed has no answer."""
+    part = _part(tmp_path / "part-r1-00001.parquet", [
+        _outcome("a", "q1"), _outcome("b", "q2", "failed"),
+    ])  # fmt: skip
+    index = build_index([part], frozenset({"r1"}))
+    answer = index.answer("q1")
+    assert answer is not None
+    assert (answer["output"], answer["row_key"], answer["status"]) == ("reply to q1", "a", OK)
+    assert index.answer("q2") is None
+    assert index.answered(["q1", "q2", "q3"]).tolist() == [True, False, False]
