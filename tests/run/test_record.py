@@ -27,7 +27,7 @@ def _tally() -> Tally:
                 input_tokens=100,
                 output_tokens=10,
                 cost_usd=0.001234567891,
-            )  # fmt: skip
+            )
         )
     tally.rows, tally.reused, tally.sent, tally.reused_failed = 10, 6, 4, 2
     return tally
