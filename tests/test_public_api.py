@@ -21,6 +21,11 @@ PACKAGE = {
 }  # fmt: skip
 #: each subpackage's face
 FACES = {
+    "batchllm.job": {
+        "INPUT_FORMATS", "BatchSpec", "InputSpec", "JobSpec", "LimitsSpec", "ModelSpec",
+        "OutputSpec", "PricingSpec", "PromptSpec", "RetrySpec", "SimulateSpec", "load_job",
+        "with_mode",
+    },
     "batchllm.run": {"arun_job", "run_job"},
     "batchllm.providers": {"DEFAULT_KEY_ENV", "make_adapter"},
     "batchllm.estimate": {"Estimate", "aestimate", "estimate_text"},
