@@ -56,3 +56,13 @@ async def test_a_batch_s_rows_move_online_with_their_requests(tmp_path: Path) ->
             request.row_key, request.request_key, request.messages,
         )  # fmt: skip
         assert copied == {"id": request.row_key}
+
+
+def test_a_switch_with_nothing_to_move_only_ends_the_online_workers() -> None:
+    """A batch that answered every row before the switch: no row moves, each worker ends."""
+    switch = Switch(0.0, Clock(0.0))
+    switch.move_lines([], "nothing left")
+    switch.end(workers=3)
+    assert switch.moved == 0
+    assert [switch.online.get_nowait() for _ in range(3)] == [None, None, None]
+    assert switch.online.empty()
