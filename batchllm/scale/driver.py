@@ -57,8 +57,9 @@ class DriverRecord:
             raise
         self.run_id = ""
 
-    def begin(self, run_id: str, fingerprint: str, entry: dict[str, Any]) -> None:
-        """Reconcile runs a killed driver left, then record this one as ``running``."""
+    def begin(self, run_id: str, fingerprint: str, entry: dict[str, Any], shards: int) -> None:
+        """Reconcile runs a killed driver left, then record this one as ``running`` (and the
+        shard count, which a directory filled from object storage reads back)."""
         runs: list[dict[str, Any]] = self.manifest["runs"]
         for killed in (run for run in runs if run.get("status") == "running"):
             killed.update(status="interrupted", **added(shard_totals(self.path, killed["run_id"])))
@@ -66,6 +67,7 @@ class DriverRecord:
         number = 1 + max((run.get("run_number", 0) for run in runs), default=0)
         self.run_id = run_id
         self.manifest["fingerprint"] = fingerprint
+        self.manifest["shards"] = shards
         runs.append({**entry, "run_id": run_id, "run_number": number, "fingerprint": fingerprint})
         self._save()
 

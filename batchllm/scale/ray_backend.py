@@ -258,7 +258,7 @@ async def arun_on_ray(job: JobSpec, options: RunOptions, plan: RayPlan) -> RunSu
         run_id = options.run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         begun = record_of(run_id, options.kind, "running", tally, Counters(),
                           limit=options.limit, price_source=price.source)  # fmt: skip
-        record.begin(run_id, job.fingerprint, {**begun.as_entry(), "shards": plan.shards})
+        record.begin(run_id, job.fingerprint, begun.as_entry(), plan.shards)
         results, interrupted = await _run_shards(job, options, plan, run_id, cap)
         entries = [r.record for r in results if isinstance(r, ShardResult) and r.record]
         if len(entries) < plan.shards:  # shards that could not answer: what their stores hold
