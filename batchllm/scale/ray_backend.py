@@ -183,7 +183,10 @@ async def _run_shard(
         summary = await run.execute()
     except BatchllmError as exc:
         return ShardResult(
-            shard, error=type(exc).__name__, message=str(exc), record=_entry(run, actors.run_id)
+            shard,
+            error=type(exc).__name__,
+            message=str(exc),
+            record=_shard_record(run, actors.run_id),
         )
     finally:
         if watch is not None:
@@ -191,7 +194,7 @@ async def _run_shard(
         budget.give_back()
     return ShardResult(
         shard, summary, rate_limited=limiter.rate_limited_count, leases=limiter.leases,
-        record=_entry(run, actors.run_id),
+        record=_shard_record(run, actors.run_id),
     )  # fmt: skip
 
 
@@ -212,7 +215,7 @@ async def _stop_when_told(control: Any, run: JobRun) -> None:
     run.interrupt()
 
 
-def _entry(run: JobRun | None, run_id: str) -> dict[str, Any] | None:
+def _shard_record(run: JobRun | None, run_id: str) -> dict[str, Any] | None:
     """The shard's record of the driver's run (its attempts as one, ``shard_total``)."""
     if run is None:
         return None
@@ -257,19 +260,25 @@ async def arun_on_ray(job: JobSpec, options: RunOptions, plan: RayPlan) -> RunSu
         tally = Tally()
         run_id = options.run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         begun = record_of(run_id, options.kind, "running", tally, Counters(),
-                          limit=options.limit, price_source=price.source)  # fmt: skip
-        record.begin(run_id, job.fingerprint, begun.as_entry(), plan.shards)
+                          limit=options.limit, price_source=price.source).as_entry()  # fmt: skip
+        record.begin(run_id, job.fingerprint, begun, plan.shards)
         results, interrupted = await _run_shards(job, options, plan, run_id, cap)
-        entries = [r.record for r in results if isinstance(r, ShardResult) and r.record]
-        if len(entries) < plan.shards:  # shards that could not answer: what their stores hold
-            entries = shard_totals(job.output_dir, run_id)
-        status = "interrupted" if interrupted else worst_status(e["status"] for e in entries)
-        ended = record_of(run_id, options.kind, status, tally, Counters(), limit=options.limit,
-                          price_source=price.source)  # fmt: skip
-        record.finish({**ended.as_entry(), **added(entries), "started_at": begun.started_at})
+        record.finish(_ended(job, plan, begun, results, interrupted))
     finally:
         record.close()
     return _summary(job, run_id, results, time.monotonic() - tally.started, interrupted)
+
+
+def _ended(
+    job: JobSpec, plan: RayPlan, begun: dict[str, Any], results: list[Any], interrupted: bool
+) -> dict[str, Any]:
+    """The driver's final entry: the shards' records added up, the most serious status."""
+    entries = [r.record for r in results if isinstance(r, ShardResult) and r.record]
+    if len(entries) < plan.shards:  # shards that could not answer: what their stores hold
+        entries = shard_totals(job.output_dir, begun["run_id"])
+    status = "interrupted" if interrupted else worst_status(e["status"] for e in entries)
+    ended_at = datetime.now(UTC).isoformat()
+    return {**begun, **added(entries), "status": status, "ended_at": ended_at}
 
 
 async def _run_shards(
