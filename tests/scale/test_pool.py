@@ -95,16 +95,16 @@ def test_plain_urls_in_a_list_share_the_run_s_concurrency(tmp_path: Path, sims: 
 def test_an_endpoint_with_its_own_limits_is_held_to_them(tmp_path: Path, sims: SimThread) -> None:
     """One endpoint capped at its own RPM, one at its own TPM (each server enforcing the same),
     one free: the capped ones see no 429 and the free one takes the rest."""
-    by_rpm = sims.start(SimConfig(latency_ms=10, jitter_ms=0, rpm=600))
-    by_tpm = sims.start(SimConfig(latency_ms=10, jitter_ms=0, tpm=30_000))
+    by_rpm = sims.start(SimConfig(latency_ms=10, jitter_ms=0, rpm=120))
+    by_tpm = sims.start(SimConfig(latency_ms=10, jitter_ms=0, tpm=6_000))
     free = sims.start(SimConfig(latency_ms=10, jitter_ms=0))
     pool = (
-        f'{{ url = "{by_rpm.url}", concurrency = 4, rpm = 600 }}, '
-        f'{{ url = "{by_tpm.url}", concurrency = 4, tpm = 30000 }}, '
+        f'{{ url = "{by_rpm.url}", concurrency = 4, rpm = 120 }}, '
+        f'{{ url = "{by_tpm.url}", concurrency = 4, tpm = 6000 }}, '
         f'{{ url = "{free.url}", concurrency = 4 }}'
     )
     job = _pool_job(tmp_path, pool, rows=400, concurrency=12)
-    assert [e.rpm for e in job.model.endpoints] == [600, None, None]
+    assert [e.rpm for e in job.model.endpoints] == [120, None, None]
 
     summary = run_job(job)
 
