@@ -142,6 +142,8 @@ def format_table(table: pa.Table, fmt: str) -> str:
 def _runs_table(run_dir: Path) -> pa.Table:
     runs: list[dict[str, Any]] = []
     for place in stores(run_dir):
+        if runs:  # the directory's own runs (a sharded run's driver's) are the runs
+            break
         manifest_path = place / "manifest.json"
         if manifest_path.exists():
             runs += orjson.loads(manifest_path.read_bytes()).get("runs", [])

@@ -26,6 +26,8 @@ class RunOptions:
     rows: Iterable[Any] | None = None
     #: recorded in the manifest: "run", or "pilot" for an estimate's sample
     kind: str = "run"
+    #: the run's id (default: its start time); a sharded run's shards take the driver's
+    run_id: str | None = None
 
 
 @dataclass(slots=True)

@@ -107,13 +107,22 @@ def _listening_url(process: subprocess.Popen[bytes], log: Path) -> str:
 # directory or loaded DuckDB). The launcher is Python without site-packages (~10 MB), so the
 # client it forks starts its high-water mark from there. It also times the client from just
 # before the fork, and reports on a file: the client's stdout and stderr go to the log.
-# With "--tree" (a client that starts processes of its own, such as a local Ray) the launcher
-# becomes their subreaper, reaps every one of them after the client exits (up to TREE_S), and
-# reports the CPU of them all; peak RSS is then that of the largest process.
+#
+# With "--tree" (a client that starts processes of its own, such as a local Ray) the CPU is that
+# of every process in the client's tree, each counted once from /proc: wait4's figures would
+# miss some, because a parent that ignores SIGCHLD (Ray's raylet does, for its workers) has its
+# children reaped by the kernel and their CPU counted nowhere. The launcher becomes the subreaper
+# of the tree, reads each descendant's own utime + stime every POLL_S while it runs and the final
+# figure of each process it reaps (from its zombie, before reaping it), keeps polling until the
+# tree has ended (at most TREE_S after the client), and reports the sum. A process that lived
+# less than POLL_S, or the CPU a kernel-reaped process used in its last POLL_S, is missed; the
+# polling itself is the launcher's, not counted. Peak RSS is then that of the largest process
+# the launcher or a process it waited for reaped.
 _LAUNCHER = """
-import json, os, resource, sys, time
+import glob, json, os, resource, sys, time
 tree = sys.argv[1] == "--tree"
 report, argv = sys.argv[1 + tree], sys.argv[2 + tree:]
+TICK = os.sysconf("SC_CLK_TCK")
 if tree:
     import ctypes
     ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
@@ -124,26 +133,71 @@ if pid == 0:
         os.execv(argv[0], argv)
     finally:
         os._exit(127)
-_, status, usage = os.wait4(pid, 0)
-wall_s = time.monotonic() - clock
-while tree and time.monotonic() - clock < wall_s + TREE_S:
+seen = {}
+def own_cpu(p):
     try:
-        if os.waitpid(-1, os.WNOHANG)[0] == 0:
-            time.sleep(0.05)
-    except ChildProcessError:
-        break
+        with open(f"/proc/{p}/stat") as f:
+            text = f.read()
+    except OSError:
+        return None
+    rest = text[text.rindex(")") + 2:].split()
+    return rest[19], (int(rest[11]) + int(rest[12])) / TICK
+def children(p):
+    found = []
+    for path in glob.glob(f"/proc/{p}/task/*/children"):
+        try:
+            with open(path) as f:
+                found += f.read().split()
+        except OSError:
+            pass
+    return [int(c) for c in found]
+def sample(p):
+    stat = own_cpu(p)
+    if stat is not None:
+        seen[(p, stat[0])] = max(seen.get((p, stat[0]), 0.0), stat[1])
+def sample_tree():
+    todo, done = children(os.getpid()), set()
+    while todo:
+        p = todo.pop()
+        if p not in done:
+            done.add(p)
+            sample(p)
+            todo += children(p)
+def reap():
+    global status, wall_s
+    while True:
+        info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        if info is None:
+            return
+        sample(info.si_pid)  # a zombie's stat holds its final times
+        _, code, _ = os.wait4(info.si_pid, 0)
+        if info.si_pid == pid:
+            status, wall_s = code, time.monotonic() - clock
 if tree:
+    status = wall_s = None
+    try:
+        while status is None or time.monotonic() - clock < wall_s + TREE_S:
+            sample_tree()
+            reap()
+            time.sleep(POLL_S)
+    except ChildProcessError:
+        pass
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = sum(seen.values())
+else:
+    _, status, usage = os.wait4(pid, 0)
+    wall_s = time.monotonic() - clock
+    cpu_s = usage.ru_utime + usage.ru_stime
 found = {
     "started_at": started_at,
     "wall_s": wall_s,
-    "cpu_s": usage.ru_utime + usage.ru_stime,
+    "cpu_s": cpu_s,
     "peak_rss_mb": usage.ru_maxrss / 1024,
     "exit_code": os.waitstatus_to_exitcode(status),
 }
 with open(report, "w") as out:
     json.dump(found, out)
-""".replace("TREE_S", "30.0")
+""".replace("TREE_S", "30.0").replace("POLL_S", "0.1")
 
 
 def run_measured(

@@ -201,24 +201,34 @@ class _Reader(TableReader):
     def _endpoints(
         self, given: str | list[Any] | None
     ) -> tuple[str | None, tuple[EndpointSpec, ...]]:
-        """``base_url``: one URL, or a pool (URLs, or tables of ``url`` and ``concurrency``)."""
+        """``base_url``: one URL, or a pool (URLs, or tables of ``url``, ``concurrency`` and
+        the server's own ``rpm`` and ``tpm``)."""
         if given is None or isinstance(given, str):
             problem = checks.url(given) if given is not None else None
             if problem:
                 raise self.fail("[model] base_url", problem)
             return given, ()
-        pool = []
-        for item in given:
-            entry = {"url": item} if isinstance(item, str) else item
-            if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
-                raise self.fail("[model] base_url", "list items are URLs or {url, concurrency}")
-            self.check_keys("model.base_url", entry, ("url", "concurrency"))
-            self.take("model.base_url", entry, "url", str, check=checks.url)
-            most = self.take("model.base_url", entry, "concurrency", int, check=checks.positive)
-            pool.append(EndpointSpec(entry["url"].rstrip("/"), most or ENDPOINT_CONCURRENCY))
+        pool = [self._endpoint(item) for item in given]
         if not pool:
             raise self.fail("[model] base_url", "the list of endpoints is empty")
         return pool[0].url, tuple(pool)
+
+    def _endpoint(self, item: Any) -> EndpointSpec:
+        entry = {"url": item} if isinstance(item, str) else item
+        if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
+            raise self.fail(
+                "[model] base_url", "list items are URLs or {url, concurrency, rpm, tpm}"
+            )
+        where = "model.base_url"
+        self.check_keys(where, entry, ("url", "concurrency", "rpm", "tpm"))
+        self.take(where, entry, "url", str, check=checks.url)
+        most = self.take(where, entry, "concurrency", int, check=checks.positive)
+        return EndpointSpec(
+            entry["url"].rstrip("/"),
+            most or ENDPOINT_CONCURRENCY,
+            rpm=self.take(where, entry, "rpm", int, check=checks.positive),
+            tpm=self.take(where, entry, "tpm", int, check=checks.positive),
+        )
 
     def _mode(self, table: Mapping[str, Any], provider: str) -> str:
         mode = self.take("model", table, "mode", str, check=checks.one_of(("online", "batch")))

@@ -47,10 +47,13 @@ class PromptSpec:
 
 @dataclass(frozen=True, slots=True)
 class EndpointSpec:
-    """One server of an endpoint pool (``base_url`` given as a list)."""
+    """One server of an endpoint pool (``base_url`` given as a list), with its own limits."""
 
     url: str
     concurrency: int = 32
+    #: this server's own requests and tokens per minute (``None``: only the run's limits)
+    rpm: int | None = None
+    tpm: int | None = None
 
 
 ENDPOINT_CONCURRENCY = 32

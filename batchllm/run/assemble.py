@@ -18,7 +18,7 @@ from batchllm.limits import LocalLimiter, LoopClock
 from batchllm.pricing import Price
 from batchllm.providers.registry import make_adapter, open_provider
 from batchllm.run.context import OutcomeSink, RunContext, Seams, Settings
-from batchllm.scale.pool import EndpointPool
+from batchllm.scale.pool import EndpointPool, PoolLimiter
 from batchllm.validate import OutputSchema
 
 
@@ -39,15 +39,17 @@ async def connect(
         base_url = await stack.enter_async_context(open_provider(job))
         adapter = make_adapter(job.model.provider, base_url, api_key)
         connector = aiohttp.TCPConnector(limit=job.limits.concurrency)
+        pool = _pool(job)
         session = await stack.enter_async_context(
-            aiohttp.ClientSession(connector=connector, middlewares=_pool(job))
+            aiohttp.ClientSession(connector=connector, middlewares=pool)
         )
         clock = seams.clock or LoopClock()
+        limiter = seams.limiter or LocalLimiter(job.limits.rpm, job.limits.tpm, clock)
         yield RunContext(
             run_id=run_id,
             adapter=adapter,
             session=session,
-            limiter=seams.limiter or LocalLimiter(job.limits.rpm, job.limits.tpm, clock),
+            limiter=PoolLimiter(limiter, pool[0]) if pool and pool[0].limited else limiter,
             budget=budget,
             sink=sink,
             clock=clock,

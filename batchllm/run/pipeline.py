@@ -96,7 +96,7 @@ class JobRun:
             self.store.close()  # refused before anything was sent: the run directory is free
             raise
         # Sortable by start time, so later parts win when outcomes are read back in name order.
-        self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        self.run_id = options.run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         self.tally = Tally()
         self.stop = Stop()
         self.queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=job.limits.concurrency * 4)
@@ -300,23 +300,24 @@ class JobRun:
             mode.switch.end(len(online))
         await asyncio.gather(*online)
 
+    def interrupt(self) -> None:
+        """Stop admitting; requests in flight finish (up to ``GRACE_S``, or at once the second
+        time). A SIGINT/SIGTERM, or the driver of a sharded run telling its shards."""
+        self.interrupts += 1
+        self.stop.stop()
+        in_flight = self.workers.in_flight if self.workers else 0
+        log.warning("run.stopping", in_flight=in_flight, grace_s=GRACE_S)
+        if self.interrupts == 1:
+            asyncio.get_running_loop().call_later(GRACE_S, self.stop.cancel)
+        else:
+            self.stop.cancel()
+
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
         loop = asyncio.get_running_loop()
         caught = (signal.SIGINT, signal.SIGTERM)
-
-        def interrupt() -> None:
-            self.interrupts += 1
-            self.stop.stop()
-            in_flight = self.workers.in_flight if self.workers else 0
-            log.warning("run.stopping", in_flight=in_flight, grace_s=GRACE_S)
-            if self.interrupts == 1:
-                loop.call_later(GRACE_S, self.stop.cancel)
-            else:
-                self.stop.cancel()
-
         for sig in caught:
-            loop.add_signal_handler(sig, interrupt)
+            loop.add_signal_handler(sig, self.interrupt)
         try:
             yield
         finally:

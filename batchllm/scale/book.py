@@ -81,6 +81,8 @@ class LeaseBook:
         self._account = _Account(cap_usd)
         self.leases = 0
         self.rate_limited = 0
+        #: attempts at each shard so far (a worker or node that died, run again by Ray)
+        self.attempts: dict[int, int] = {}
 
     # --- rate limits -----------------------------------------------------------------------
 
@@ -116,10 +118,13 @@ class LeaseBook:
 
     # --- cost cap --------------------------------------------------------------------------
 
-    def start_shard(self, shard: int) -> None:
-        """A shard (re)starts: what an earlier attempt held counts as spent, as it may have been."""
+    def start_shard(self, shard: int) -> int:
+        """A shard (re)starts: what an earlier attempt held counts as spent, as it may have been.
+        Returns the attempt's number (1 for the first)."""
         account = self._account
         account.spent_usd += account.leased.pop(shard, 0.0)
+        self.attempts[shard] = self.attempts.get(shard, 0) + 1
+        return self.attempts[shard]
 
     def budget(self, shard: int, need: float, want: float, spent: float) -> BudgetLease:
         """Count ``spent`` (dollars of the shard's lease now spent); grant ``need`` to ``want``."""

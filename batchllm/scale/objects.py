@@ -195,7 +195,8 @@ def read_commit(fs: pafs.FileSystem, root: str) -> dict[str, Any] | None:
 
 
 def committed(uri: str) -> tuple[pafs.FileSystem, list[str], list[dict[str, Any]]]:
-    """The committed parts and the manifests' runs of the run at ``uri`` and of its shards."""
+    """The committed parts of the run at ``uri`` and of its shards, and its runs (the
+    directory's own record; its shards' when it has none)."""
     fs, root = filesystem(uri)
     places = [root]
     shards = fs.get_file_info(pafs.FileSelector(f"{root}/shards", allow_not_found=True))
@@ -206,7 +207,8 @@ def committed(uri: str) -> tuple[pafs.FileSystem, list[str], list[dict[str, Any]
         record = read_commit(fs, place)
         if record is not None:
             parts += [f"{place}/results/{name}" for name in record["parts"]]
-            runs += (record.get("manifest") or {}).get("runs", [])
+            if not runs:  # the directory's own runs (a sharded run's driver's) are the runs
+                runs = (record.get("manifest") or {}).get("runs", [])
     return fs, parts, runs
 
 

@@ -1,12 +1,16 @@
 """``[run] backend = "ray"``: a job's shards as Ray tasks, its limits in one Ray actor.
 
-The driver checks the job, records the shard plan, starts (or joins) Ray, creates the limit
-actor (a ``LeaseBook``) and one task per shard, waits, and adds up the shards' summaries. A shard
-task is a normal run of the job on its rows into its own run directory (``shards``), with a
-``LeaseLimiter`` and ``LeaseBudget`` in its seams. A task whose worker or node dies is run again
-by Ray and resumes from what its directory holds; a driver that dies is resumed by running the
-same command again. Batch mode is refused: its requests wait on the provider, not on this
-process, so one machine submits them as well as many.
+The driver checks the job, takes the run directory (``driver.DriverRecord``: its lock and the
+run's record), records the shard plan, starts (or joins) Ray, creates the limit actor (a
+``LeaseBook``), a control actor and one task per shard, waits, and records the run from what
+the shards recorded. A shard task is a normal run of the job on its rows into its own run
+directory (``shards``), under the driver's run id, with a ``LeaseLimiter`` and ``LeaseBudget``
+in its seams. A task whose worker or node dies is run again by Ray and resumes from what its
+directory holds; a driver that dies is resumed by running the same command again. A first
+SIGINT/SIGTERM to the driver tells every shard, through the control actor, to stop admitting
+and finish what is in flight, as a local run does; a second one ends the shards at once.
+Batch mode is refused: its requests wait on the provider, not on this process, so one machine
+submits them as well as many.
 
 The only module that imports Ray.
 """
@@ -14,8 +18,11 @@ The only module that imports Ray.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -24,16 +31,26 @@ import ray
 import structlog
 
 from batchllm import errors
-from batchllm.errors import BatchllmError, UserError
+from batchllm.errors import BatchllmError, Interrupted, UserError
 from batchllm.job import JobSpec
 from batchllm.preflight import check_budget
 from batchllm.pricing import resolve_price
 from batchllm.run.pipeline import JobRun, Seams
+from batchllm.run.record import Counters, record_of
 from batchllm.scale.book import BudgetLease, Lease, LeaseBook
+from batchllm.scale.driver import (
+    DriverRecord,
+    added,
+    attempts_of,
+    shard_entries,
+    shard_total,
+    shard_totals,
+    worst_status,
+)
 from batchllm.scale.lease import LeaseBudget, LeaseLimiter
 from batchllm.scale.shards import settle_plan, shard_dir, shard_job, shard_rows
 from batchllm.source import Source
-from batchllm.tally import RunOptions, RunSummary
+from batchllm.tally import RunOptions, RunSummary, Tally
 
 log = structlog.get_logger("batchllm")
 
@@ -41,6 +58,7 @@ log = structlog.get_logger("batchllm")
 SHARD_RETRIES = 4
 #: the more serious error wins when shards fail differently
 _SEVERITY = ("FatalProviderError", "BudgetReached", "UserError", "Interrupted")
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +78,8 @@ class ShardResult:
     message: str = ""
     rate_limited: int = 0
     leases: int = 0
+    #: the shard's manifest entry for this run (counts, cost, status)
+    record: dict[str, Any] | None = None
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
@@ -78,8 +98,8 @@ class LimitActor:
     def follow(self, rpm: int | None, tpm: int | None) -> None:
         self.book.follow(rpm, tpm)
 
-    def start_shard(self, shard: int) -> None:
-        self.book.start_shard(shard)
+    def start_shard(self, shard: int) -> int:
+        return self.book.start_shard(shard)
 
     def budget(self, shard: int, need: float, want: float, spent: float) -> BudgetLease:
         return self.book.budget(shard, need, want, spent)
@@ -93,6 +113,20 @@ class LimitActor:
             "rate_limited": self.book.rate_limited,
             "spent_usd": self.book.spent_usd,
         }
+
+
+@ray.remote(num_cpus=0)
+class RunControl:
+    """Tells a run's shards to stop: each waits on ``stopped`` until the driver calls ``stop``."""
+
+    def __init__(self) -> None:
+        self._stop = asyncio.Event()
+
+    async def stop(self) -> None:
+        self._stop.set()
+
+    async def stopped(self) -> None:
+        await self._stop.wait()
 
 
 class ActorService:
@@ -121,36 +155,71 @@ class ActorService:
 
 # without Ray installed its decorator is untyped to mypy; with Ray it is typed and the ignore unused
 @ray.remote(max_retries=SHARD_RETRIES)  # type: ignore[untyped-decorator, unused-ignore]
-def run_shard(
-    job: JobSpec, options: RunOptions, shard: int, shards: int, actor: Any
-) -> ShardResult:
-    """One shard of the job, run to its end in this worker (a Ray task)."""
-    return asyncio.run(_run_shard(job, options, shard, shards, actor))
+def run_shard(job: JobSpec, options: RunOptions, shard: int, shards: int, run: Any) -> ShardResult:
+    """One shard of the job, run to its end in this worker (a Ray task); ``run``: the run's
+    ``_Actors``."""
+    return asyncio.run(_run_shard(job, options, shard, shards, run))
 
 
 async def _run_shard(
-    job: JobSpec, options: RunOptions, shard: int, shards: int, actor: Any
+    job: JobSpec, options: RunOptions, shard: int, shards: int, actors: _Actors
 ) -> ShardResult:
     _note_attempt(job, shard)
-    await actor.start_shard.remote(shard)
-    service = ActorService(actor)
+    attempt: int = await actors.limits.start_shard.remote(shard)
+    service = ActorService(actors.limits)
     limiter = LeaseLimiter(service, job.limits.rpm, job.limits.tpm, shards)
     cap = check_budget(job, options.max_cost_usd)
     budget = LeaseBudget(service, shard, cap, resolve_price(job))
     mine = RunOptions(
         limit=options.limit, fresh=options.fresh, retry_failed=options.retry_failed,
         max_cost_usd=options.max_cost_usd, rows=shard_rows(job, shard, shards, options.limit),
+        run_id=_attempt_id(job, shard, actors.run_id, attempt),
     )  # fmt: skip
+    run: JobRun | None = None
+    watch: asyncio.Future[None] | None = None
     try:
         run = JobRun(shard_job(job, shard), mine, seams=Seams(limiter=limiter, budget=budget))
+        watch = asyncio.ensure_future(_stop_when_told(actors.control, run))
         summary = await run.execute()
     except BatchllmError as exc:
-        return ShardResult(shard, error=type(exc).__name__, message=str(exc))
+        return ShardResult(
+            shard,
+            error=type(exc).__name__,
+            message=str(exc),
+            record=_shard_record(run, actors.run_id),
+        )
     finally:
+        if watch is not None:
+            watch.cancel()
         budget.give_back()
     return ShardResult(
-        shard, summary, rate_limited=limiter.rate_limited_count, leases=limiter.leases
-    )
+        shard, summary, rate_limited=limiter.rate_limited_count, leases=limiter.leases,
+        record=_shard_record(run, actors.run_id),
+    )  # fmt: skip
+
+
+def _attempt_id(job: JobSpec, shard: int, run_id: str, attempt: int) -> str:
+    """The shard's run id: the driver's, and ``.N`` for a shard run again (its parts are named
+    after it, and must not take the names of the parts of the attempt before)."""
+    taken = {entry["run_id"] for entry in shard_entries(job.output_dir, run_id, only=shard)}
+    if attempt == 1 and run_id not in taken:
+        return run_id
+    number = max(attempt, 2)
+    while f"{run_id}.{number}" in taken:
+        number += 1
+    return f"{run_id}.{number}"
+
+
+async def _stop_when_told(control: Any, run: JobRun) -> None:
+    await control.stopped.remote()
+    run.interrupt()
+
+
+def _shard_record(run: JobRun | None, run_id: str) -> dict[str, Any] | None:
+    """The shard's record of the driver's run (its attempts as one, ``shard_total``)."""
+    if run is None:
+        return None
+    return shard_total(attempts_of(run.store.manifest["runs"], run_id)) or None
 
 
 def _note_attempt(job: JobSpec, shard: int) -> None:
@@ -165,6 +234,15 @@ def _note_attempt(job: JobSpec, shard: int) -> None:
     (where / "attempt.json").write_text(body, encoding="utf-8")
 
 
+@dataclass(frozen=True, slots=True)
+class _Actors:
+    """What every shard of one run shares: its run id, limit actor and control actor."""
+
+    run_id: str
+    limits: Any
+    control: Any
+
+
 async def arun_on_ray(job: JobSpec, options: RunOptions, plan: RayPlan) -> RunSummary:
     """Run the job in ``plan.shards`` shards on Ray; raises like a local run would."""
     if job.model.mode == "batch":
@@ -174,20 +252,77 @@ async def arun_on_ray(job: JobSpec, options: RunOptions, plan: RayPlan) -> RunSu
         )
     Source(job.input)  # a missing or unreadable input fails here, before any shard starts
     cap = check_budget(job, options.max_cost_usd)
-    resolve_price(job)
-    settle_plan(job.output_dir, job.name, plan.shards)
-    _join(plan.address)
-    started = time.monotonic()
-    # ray.remote gives the class its .remote at run time; Ray's types do not say so
-    actor = cast(Any, LimitActor).remote(job.limits.rpm, job.limits.tpm, cap)
+    price = resolve_price(job)
+    record = DriverRecord(job)
+    try:
+        settle_plan(job.output_dir, job.name, plan.shards)
+        _join(plan.address)
+        tally = Tally()
+        run_id = options.run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        begun = record_of(run_id, options.kind, "running", tally, Counters(),
+                          limit=options.limit, price_source=price.source).as_entry()  # fmt: skip
+        record.begin(run_id, job.fingerprint, begun, plan.shards)
+        results, interrupted = await _run_shards(job, options, plan, run_id, cap)
+        record.finish(_ended(job, plan, begun, results, interrupted))
+    finally:
+        record.close()
+    return _summary(job, run_id, results, time.monotonic() - tally.started, interrupted)
+
+
+def _ended(
+    job: JobSpec, plan: RayPlan, begun: dict[str, Any], results: list[Any], interrupted: bool
+) -> dict[str, Any]:
+    """The driver's final entry: the shards' records added up, the most serious status."""
+    entries = [r.record for r in results if isinstance(r, ShardResult) and r.record]
+    if len(entries) < plan.shards:  # shards that could not answer: what their stores hold
+        entries = shard_totals(job.output_dir, begun["run_id"])
+    status = "interrupted" if interrupted else worst_status(e["status"] for e in entries)
+    ended_at = datetime.now(UTC).isoformat()
+    return {**begun, **added(entries), "status": status, "ended_at": ended_at}
+
+
+async def _run_shards(
+    job: JobSpec, options: RunOptions, plan: RayPlan, run_id: str, cap: float | None
+) -> tuple[list[Any], bool]:
+    """Every shard to its end; whether the driver was told to stop (SIGINT/SIGTERM)."""
+    # ray.remote gives the classes their .remote at run time; Ray's types do not say so
+    limits = cast(Any, LimitActor).remote(job.limits.rpm, job.limits.tpm, cap)
+    actors = _Actors(run_id, limits, cast(Any, RunControl).remote())
     launch = run_shard.options(num_cpus=plan.shard_cpus)
-    refs = [launch.remote(job, options, i, plan.shards, actor) for i in range(plan.shards)]
-    log.info("ray.start", job=job.name, shards=plan.shards, dir=str(job.output_dir))
-    results = await asyncio.gather(*refs, return_exceptions=True)
-    stats = await actor.stats.remote()
-    log.info("ray.finish", wall_s=round(time.monotonic() - started, 3), **stats)
-    ray.kill(actor)
-    return _summary(job, results, time.monotonic() - started)
+    refs = [launch.remote(job, options, i, plan.shards, actors) for i in range(plan.shards)]
+    log.info("ray.start", job=job.name, run_id=run_id, shards=plan.shards, dir=str(job.output_dir))
+    with _signals(actors, refs) as told:
+        results = await asyncio.gather(*refs, return_exceptions=True)
+    stats = await limits.stats.remote()
+    log.info("ray.finish", **stats)
+    ray.kill(limits)
+    ray.kill(actors.control)
+    return results, bool(told)
+
+
+@contextlib.contextmanager
+def _signals(actors: _Actors, refs: list[Any]) -> Iterator[list[int]]:
+    """A first SIGINT/SIGTERM tells the shards to stop admitting; a second ends them at once.
+    Yields the signals received so far."""
+    loop = asyncio.get_running_loop()
+    told: list[int] = []
+
+    def interrupt(sig: int) -> None:
+        told.append(sig)
+        log.warning("ray.stopping", shards=len(refs), at_once=len(told) > 1)
+        if len(told) == 1:
+            actors.control.stop.remote()
+        else:
+            for ref in refs:
+                ray.cancel(ref, force=True)
+
+    for sig in _SIGNALS:
+        loop.add_signal_handler(sig, interrupt, sig)
+    try:
+        yield told
+    finally:
+        for sig in _SIGNALS:
+            loop.remove_signal_handler(sig)
 
 
 def _join(address: str | None) -> None:
@@ -195,14 +330,22 @@ def _join(address: str | None) -> None:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
 
 
-def _summary(job: JobSpec, results: list[Any], wall_s: float) -> RunSummary:
+def _summary(
+    job: JobSpec, run_id: str, results: list[Any], wall_s: float, interrupted: bool
+) -> RunSummary:
+    done = [r for r in results if isinstance(r, ShardResult)]
+    if interrupted:
+        saved = sum((r.record or {}).get(k, 0) for r in done for k in ("ok", "failed", "invalid"))
+        raise Interrupted(
+            f"interrupted: {saved} rows saved in {job.output_dir}; run the same command again "
+            "to resume"
+        )
     failed = [r for r in results if not isinstance(r, ShardResult)]
     if failed:
         raise BatchllmError(
             f"{len(failed)} shard(s) failed after {SHARD_RETRIES} retries ({failed[0]}); "
             "run the same command again to resume"
         )
-    done: list[ShardResult] = results
     errored = sorted(
         (r for r in done if r.error is not None), key=lambda r: _severity(r.error or "")
     )
@@ -211,14 +354,14 @@ def _summary(job: JobSpec, results: list[Any], wall_s: float) -> RunSummary:
         kind = getattr(errors, first.error or "", BatchllmError)
         raise kind(f"shard {first.shard}: {first.message}")
     summaries = [r.summary for r in done if r.summary is not None]
-    return _added(job, summaries, wall_s)
+    return _added(job, run_id, summaries, wall_s)
 
 
 def _severity(name: str) -> int:
     return _SEVERITY.index(name) if name in _SEVERITY else len(_SEVERITY)
 
 
-def _added(job: JobSpec, summaries: list[RunSummary], wall_s: float) -> RunSummary:
+def _added(job: JobSpec, run_id: str, summaries: list[RunSummary], wall_s: float) -> RunSummary:
     sums: dict[str, Any] = {}
     for item in fields(RunSummary):
         values = [getattr(s, item.name) for s in summaries]
@@ -227,7 +370,7 @@ def _added(job: JobSpec, summaries: list[RunSummary], wall_s: float) -> RunSumma
     first = summaries[0]
     return RunSummary(
         job=job.name,
-        run_id=first.run_id,
+        run_id=run_id,
         run_dir=str(job.output_dir),
         status="finished",
         wall_s=wall_s,

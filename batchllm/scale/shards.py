@@ -82,11 +82,17 @@ def settle_plan(output_dir: Path, job_name: str, shards: int) -> None:
 
 
 def read_plan(output_dir: Path) -> dict[str, Any] | None:
-    """The directory's shard plan, or None for a run directory of one process."""
+    """The directory's shard plan, or None for a run directory of one process. A working
+    directory filled from object storage has the driver's manifest, which names the count."""
     try:
         plan = orjson.loads((output_dir / PLAN_FILE).read_bytes())
     except FileNotFoundError:
-        return None
+        try:
+            manifest = orjson.loads((output_dir / "manifest.json").read_bytes())
+        except FileNotFoundError:
+            return None
+        shards = manifest.get("shards") if isinstance(manifest, dict) else None
+        return {"shards": shards} if shards else None
     return plan if isinstance(plan, dict) else None
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,3 +105,42 @@ def test_a_new_working_directory_resumes_from_s3(
     assert (summary.sent, summary.reused) == (5, 30)
     assert sim.stats()["requests"] == 35
     assert query(job, "select count(*) n from results").to_pylist() == [{"n": 35}]
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(300)
+def test_a_sharded_ray_run_reads_and_writes_s3(tmp_path: Path, sims: SimThread, s3: object) -> None:
+    """Input and output on S3, two shards on a local Ray the driver starts: every row once,
+    query reads the bucket, the run recorded once; run again from an empty working directory,
+    every row is reused and nothing is sent."""
+    pytest.importorskip("ray")
+    sim = sims.start(SimConfig(latency_ms=2, jitter_ms=1))
+    _put_csv(s3, "in/tickets.csv", ticket_rows(120))
+    data = job_data(sim.url, run={"backend": "ray", "shards": 2, "shard_cpus": 0.5})
+    data["input"]["path"] = f"s3://{BUCKET}/in/tickets.csv"
+    data["output"] = {"dir": f"s3://{BUCKET}/out/sharded", "work_dir": "work"}
+    job = load_job(write_job(tmp_path, data))
+    command = [sys.executable, "-m", "batchllm", "-q", "run", str(job.path)]
+
+    first = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, check=False)
+
+    assert first.returncode == 0, first.stderr
+    keys = _keys(s3, "out/sharded/")
+    for record in ("commit.json", "shards/000/commit.json", "shards/001/commit.json"):
+        assert f"out/sharded/{record}" in keys
+    sql = "select count(*) n, count(distinct row_key) k, count(*) filter (status = 'ok') ok"
+    assert query(job, f"{sql} from results").to_pylist() == [{"n": 120, "k": 120, "ok": 120}]
+    assert query(job, "select status, ok from runs").to_pylist() == [
+        {"status": "finished", "ok": 120}
+    ]
+
+    shutil.rmtree(tmp_path / "work")  # another machine: nothing but the bucket
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, check=False)
+
+    assert again.returncode == 0, again.stderr
+    assert sim.stats()["requests"] == 120
+    runs = query(job, "select run_number, status, reused, sent from runs order by 1").to_pylist()
+    assert runs == [
+        {"run_number": 1, "status": "finished", "reused": 0, "sent": 120},
+        {"run_number": 2, "status": "finished", "reused": 120, "sent": 0},
+    ]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from batchllm.errors import JobFileError
 from batchllm.job import JobSpec, load_job
 from batchllm.query import query
 from batchllm.run.pipeline import run_job
@@ -87,3 +90,48 @@ def test_plain_urls_in_a_list_share_the_run_s_concurrency(tmp_path: Path, sims: 
     assert summary.ok == 100
     answered = [s.stats()["ok"] for s in servers]
     assert sum(answered) == 100 and min(answered) >= 20
+
+
+def test_an_endpoint_with_its_own_limits_is_held_to_them(tmp_path: Path, sims: SimThread) -> None:
+    """One endpoint capped at its own RPM, one at its own TPM (each server enforcing the same),
+    one free: the capped ones see no 429 and the free one takes the rest."""
+    by_rpm = sims.start(SimConfig(latency_ms=10, jitter_ms=0, rpm=120))
+    by_tpm = sims.start(SimConfig(latency_ms=10, jitter_ms=0, tpm=6_000))
+    free = sims.start(SimConfig(latency_ms=10, jitter_ms=0))
+    pool = (
+        f'{{ url = "{by_rpm.url}", concurrency = 4, rpm = 120 }}, '
+        f'{{ url = "{by_tpm.url}", concurrency = 4, tpm = 6000 }}, '
+        f'{{ url = "{free.url}", concurrency = 4 }}'
+    )
+    job = _pool_job(tmp_path, pool, rows=400, concurrency=12)
+    assert [e.rpm for e in job.model.endpoints] == [120, None, None]
+
+    summary = run_job(job)
+
+    assert summary.ok == 400
+    stats = [s.stats() for s in (by_rpm, by_tpm, free)]
+    assert [s["rate_limited"] for s in stats] == [0, 0, 0]
+    assert sum(s["ok"] for s in stats) == 400
+    assert all(s["ok"] > 0 for s in stats)
+    # the run's limiter did not take an endpoint's own limits for the run's
+    assert stats[2]["ok"] > 2 * (stats[0]["ok"] + stats[1]["ok"])
+
+
+def test_pool_entries_are_checked(tmp_path: Path) -> None:
+    """An endpoint's rpm, tpm and keys are checked like any other key, in one line."""
+    write_csv(tmp_path / "input.csv", ticket_rows(1))
+    path = write_job(tmp_path, job_data(None))
+    for entry, message in (
+        ('{ url = "http://a:1/v1", rpm = 0 }', "rpm: must be greater than 0"),
+        ('{ url = "http://a:1/v1", tpm = "many" }', "tpm"),
+        ('{ url = "http://a:1/v1", rps = 5 }', "unknown key 'rps' (did you mean 'rpm'?)"),
+        ("{ concurrency = 3 }", "list items are URLs or {url, concurrency, rpm, tpm}"),
+    ):
+        text = path.read_text().replace(
+            'base_url = "http://127.0.0.1:9/v1"', f"base_url = [{entry}]"
+        )
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text)
+        with pytest.raises(JobFileError) as caught:
+            load_job(bad)
+        assert message in str(caught.value) and "\n" not in str(caught.value)

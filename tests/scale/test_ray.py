@@ -128,6 +128,44 @@ def test_killed_driver_resumes(ray_address: str, tmp_path: Path, sims: SimThread
     finished = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, check=False)
     assert finished.returncode == 0, finished.stderr
     _every_row_once(job, 240)
+    runs = query(job, "select status, ok from runs order by run_number").to_pylist()
+    assert [run["status"] for run in runs] == ["interrupted", "finished"]
+
+
+def test_sigint_stops_the_driver_gracefully(
+    ray_address: str, tmp_path: Path, sims: SimThread
+) -> None:
+    """SIGINT to a real driver mid-run: the shards stop admitting and keep what is in flight,
+    exit 130 with one interrupted run recorded; the same command again finishes every row once
+    and no request is sent twice."""
+    sim = sims.start(SimConfig(latency_ms=5, jitter_ms=2, rpm=1200))
+    job = _job(tmp_path, sim, 240, rpm=1200, tpm=10_000_000, shards=2)
+    command = [sys.executable, "-m", "batchllm", "-q", "run", str(job.path), "--address",
+               ray_address]  # fmt: skip
+    driver = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: _saved(job) >= 30)
+    driver.send_signal(signal.SIGINT)
+    _, stderr = driver.communicate(timeout=120)
+    assert driver.returncode == 130, stderr
+    assert "run the same command again" in stderr
+
+    manifest = orjson.loads((job.output_dir / "manifest.json").read_bytes())
+    [first] = manifest["runs"]
+    saved = query(job, "select count(*) n from results").to_pylist()[0]["n"]
+    assert first["status"] == "interrupted" and manifest["shards"] == 2
+    assert 30 <= first["ok"] == saved < 240
+    assert first["sent"] == sim.stats()["requests"]  # every reply in flight was kept
+
+    finished = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert finished.returncode == 0, finished.stderr
+    _every_row_once(job, 240)
+    assert sim.stats()["requests"] == 240
+    runs = query(job, "select run_number, status, ok, reused from runs order by 1").to_pylist()
+    assert [(r["run_number"], r["status"]) for r in runs] == [(1, "interrupted"), (2, "finished")]
+    assert runs[0]["ok"] + runs[1]["ok"] == 240 and runs[1]["reused"] == runs[0]["ok"]
+    report = build_report(job)
+    assert [run.status for run in report.runs] == ["finished", "interrupted"]
+    assert report.throughput.rows == runs[1]["ok"]  # the driver's run names its shards' outcomes
 
 
 def _alive(pid: int) -> bool:
