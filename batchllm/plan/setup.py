@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 
 import structlog
 
 from batchllm.errors import BatchllmError, PriceError
 from batchllm.job import JobSpec
+from batchllm.job.spec import TIER_PROVIDERS
 from batchllm.plan.clock import deadline_at
 from batchllm.plan.history import History
 from batchllm.plan.planner import Plan, Situation, make_plan, rows_per_s
-from batchllm.pricing import resolve_price
+from batchllm.pricing import Price, resolve_price, tier_price
 from batchllm.providers.base import Usage
 from batchllm.providers.registry import batch_names
 from batchllm.tally import RunOptions
@@ -62,13 +64,12 @@ def plan_for(
     now = time.time() if now is None else now
     if output_tokens is None:
         output_tokens = (job.model.max_tokens or GUESS_OUTPUT_TOKENS) * rows
-    online = _cost(job, False, rows, input_tokens, output_tokens)
-    batch = None
+    online = _cost(resolve_price(job), rows, input_tokens, output_tokens)
+    batch = flex = None
     if job.model.provider in batch_names():
-        try:
-            batch = _cost(job, True, rows, input_tokens, output_tokens)
-        except PriceError:
-            batch = None
+        batch = _priced(lambda: resolve_price(job, batch=True), rows, input_tokens, output_tokens)
+    if job.model.provider in TIER_PROVIDERS:
+        flex = _priced(lambda: tier_price(job, "flex"), rows, input_tokens, output_tokens)
     per_row = (input_tokens + output_tokens) / rows if rows else 0.0
     limits = job.limits
     capacity = rows_per_s(limits.rpm, limits.tpm, limits.concurrency, per_row,
@@ -77,7 +78,8 @@ def plan_for(
     return make_plan(Situation(
         rows, online, batch, capacity, now, deadline_at(job.plan.deadline, now),
         budget_usd=budget_usd, batch_s=history, safety=job.plan.safety,
-        reserve_s=job.plan.reserve_s, cheapest=job.plan.cheapest,
+        reserve_s=job.plan.reserve_s, cheapest=job.plan.cheapest, flex_usd=flex,
+        flex=job.model.service_tier == "flex",
     ))  # fmt: skip
 
 
@@ -100,12 +102,21 @@ def run_plan(job: JobSpec, budget_usd: float | None, limit: int | None) -> Plan:
     return plan
 
 
-def _cost(job: JobSpec, batch: bool, rows: int, input_tokens: int, output_tokens: int) -> float:
-    """Every row at this tier, each priced on its own (long-context tiers price one reply)."""
+def _cost(price: Price, rows: int, input_tokens: int, output_tokens: int) -> float:
+    """Every row at this price, each priced on its own (long-context tiers price one reply)."""
     if rows == 0:
         return 0.0
-    price = resolve_price(job, batch=batch)
     return price.cost(Usage(input_tokens // rows, output_tokens // rows)) * rows
+
+
+def _priced(
+    price: Callable[[], Price], rows: int, input_tokens: int, output_tokens: int
+) -> float | None:
+    """Every row at a tier the price table may not know (None: it does not)."""
+    try:
+        return _cost(price(), rows, input_tokens, output_tokens)
+    except PriceError:
+        return None
 
 
 def _in(at: float | None) -> float | None:

@@ -203,6 +203,7 @@ class JobRun:
             self.context = context
             self.ledger.endpoint = str(getattr(context.adapter, "url", context.base_url) or "")
             self.dispatcher = Dispatcher(context)
+            self.dispatcher.tiers.standard_from = self.plan.standard_from if self.plan else None
             if self.job.model.mode == "batch" or self._planned_batches():
                 await self._work_batch(context, self.dispatcher, done)
             else:
