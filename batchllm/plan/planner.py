@@ -19,7 +19,7 @@ the rows a batch hands back at the switch point, only the standard tier keeps th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from batchllm.progress import money
 
@@ -27,6 +27,22 @@ from batchllm.progress import money
 GUESS_BATCH_S = 3600.0
 #: how much slower rows go at the flex tier than at the standard one
 FLEX_SLOWDOWN = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What bounds the online rate: the limits (given or learned), concurrency, and the tokens
+    and latency of a row."""
+
+    rpm: int | None
+    tpm: int | None
+    concurrency: int
+    tokens_per_row: float
+    latency_s: float
+
+    def rows_per_s(self) -> float:
+        return rows_per_s(self.rpm, self.tpm, self.concurrency, self.tokens_per_row,
+                          self.latency_s)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +65,8 @@ class Situation:
     flex_usd: float | None = None
     #: whether the job sends its online rows at the flex tier
     flex: bool = False
+    #: where ``rows_per_s`` comes from, so a run can make it again from learned limits
+    limits: Limits | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +96,8 @@ class Plan:
     standard_from: float | None = None
     #: every row at the batch price (None: no batch API, or not priced)
     batch_usd: float | None = None
+    #: what the plan was made from
+    situation: Situation | None = None
 
     @property
     def batch(self) -> bool:
@@ -86,6 +106,10 @@ class Plan:
 
 def make_plan(s: Situation) -> Plan:
     """The cheapest plan that keeps the deadline, or the fastest one with its ``problem``."""
+    return replace(_make(s), situation=s)
+
+
+def _make(s: Situation) -> Plan:
     online_s = s.rows / s.rows_per_s if s.rows else 0.0
     window = s.deadline - s.now - online_s * s.safety - s.reserve_s
     batch_s = s.batch_s if s.batch_s is not None else GUESS_BATCH_S

@@ -16,9 +16,10 @@ import structlog
 from batchllm.errors import BatchllmError, PriceError
 from batchllm.job import JobSpec
 from batchllm.job.spec import TIER_PROVIDERS
+from batchllm.plan.capacity import lower, remembered
 from batchllm.plan.clock import deadline_at
 from batchllm.plan.history import History
-from batchllm.plan.planner import Plan, Situation, make_plan, rows_per_s
+from batchllm.plan.planner import Limits, Plan, Situation, make_plan
 from batchllm.pricing import Price, resolve_price, tier_price
 from batchllm.providers.base import Usage
 from batchllm.providers.registry import batch_names
@@ -58,8 +59,10 @@ def plan_for(
     latency_s: float | None = None,
     budget_usd: float | None = None,
     now: float | None = None,
+    learned: bool = True,
 ) -> Plan:
-    """The plan for ``rows`` requests of ``job`` (token totals over all of them)."""
+    """The plan for ``rows`` requests of ``job`` (token totals over all of them), at the online
+    capacity its runs learned (``learned``; else at the job's limits)."""
     assert job.plan.deadline is not None
     now = time.time() if now is None else now
     if output_tokens is None:
@@ -71,15 +74,17 @@ def plan_for(
     if job.model.provider in TIER_PROVIDERS:
         flex = _priced(lambda: tier_price(job, "flex"), rows, input_tokens, output_tokens)
     per_row = (input_tokens + output_tokens) / rows if rows else 0.0
-    limits = job.limits
-    capacity = rows_per_s(limits.rpm, limits.tpm, limits.concurrency, per_row,
-                          latency_s or GUESS_LATENCY_S)  # fmt: skip
+    given, (rpm, tpm) = job.limits, (None, None)
+    if learned:
+        rpm, tpm = remembered(job.output_dir, job.model.provider, job.model.name)
+    limits = Limits(lower(given.rpm, rpm), lower(given.tpm, tpm), given.concurrency, per_row,
+                    latency_s or GUESS_LATENCY_S)  # fmt: skip
     history = History(job.output_dir).typical_s(job.model.provider, rows)
     return make_plan(Situation(
-        rows, online, batch, capacity, now, deadline_at(job.plan.deadline, now),
+        rows, online, batch, limits.rows_per_s(), now, deadline_at(job.plan.deadline, now),
         budget_usd=budget_usd, batch_s=history, safety=job.plan.safety,
         reserve_s=job.plan.reserve_s, cheapest=job.plan.cheapest, flex_usd=flex,
-        flex=job.model.service_tier == "flex",
+        flex=job.model.service_tier == "flex", limits=limits,
     ))  # fmt: skip
 
 
