@@ -7,8 +7,9 @@ watches it (the run's limiter, wrapped) and, each time it learns a lower limit, 
 again from it (``relearn``): the switch point and the standard-from point only ever move
 earlier, since a slower online rate needs more of the time left. What it learned is kept in
 ``batches/capacity.json`` (per provider and model), and the next plan of the job starts from it
-(``remembered``) rather than from the job's promise. A provider that sends no rate-limit headers (Gemini) teaches nothing.
-It does not send requests, nor move rows: batch mode does, at the switch point it is given.
+(``remembered``) rather than from the job's promise. A provider that sends no rate-limit
+headers (Gemini) teaches nothing. It does not send requests, nor move rows: batch mode does, at
+the switch point it is given.
 """
 
 from __future__ import annotations
