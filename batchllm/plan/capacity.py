@@ -57,7 +57,9 @@ class Learner:
         self._seen: tuple[float | None, float | None] | None = None
 
     def watch(self, context: RunContext) -> RunContext:
-        """The context with its limiter watched."""
+        """The context with its limiter watched (as it is without a plan to move)."""
+        if self.plan is None:
+            return context
         limiter = _Watched(context.limiter, self)
         self._seen = limiter.limits()
         return dataclasses.replace(context, limiter=limiter)
