@@ -66,13 +66,15 @@ async def test_refused_rows_are_retried_then_sent_at_the_standard_tier(
     tmp_path: Path, sims: SimThread, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Flex refuses everything: each row is refused FLEX_REFUSALS times, then answered at the
-    standard tier and priced at it; the refusals never fail a row."""
+    standard tier and priced at it; the refusals never fail a row, nor count as rate limits
+    (the limiter is not paused for them)."""
     sim = sims.start(SimConfig(**FAST, flex_refuse_rate=1.0))
     job = _job(tmp_path, monkeypatch, sim, retry={"max_attempts": FLEX_REFUSALS + 1})
     summary = await batchllm.arun_job(job)
     stats = sim.stats()
     assert (summary.ok, stats["flex_refused"], stats["ok"]) == (ROWS, ROWS * FLEX_REFUSALS, ROWS)
     assert stats["rate_limited"] == 0
+    assert batchllm.query(job, "select rate_limited from runs").to_pylist() == [{"rate_limited": 0}]
     for row in _rows(job):
         assert (row["service_tier"], row["attempts"]) == ("default", FLEX_REFUSALS + 1)
         assert row["cost_usd"] == pytest.approx(_cost_at(job, row, "default"))
