@@ -8,9 +8,10 @@ every reply's usage and cost counted on the row, and what stays invalid ends ``i
 that were paid for but unusable (a bad reply that reported usage) count on the row too. An
 exception nothing foresaw fails only its row (``internal_error``), keeping the replies already in
 hand, their usage and cost; the run goes on. Rate-limit headers never fail a row: unreadable ones
-are logged and skipped. Its parts (adapter, limiter, budget, price...) come in one
-``RunContext``; outcomes are built by ``outcome.Outcomes``. It does not read input or write
-results.
+are logged and skipped. Each reply is priced at the service tier it says it was served at; a row
+flex refuses moves to the standard tier when ``retry.TierFallback`` says so. Its parts (adapter,
+limiter, budget, price...) come in one ``RunContext``; outcomes are built by
+``outcome.Outcomes``. It does not read input or write results.
 """
 
 from __future__ import annotations
