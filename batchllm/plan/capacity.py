@@ -8,8 +8,9 @@ again from it (``relearn``): the switch point and the standard-from point only e
 earlier, since a slower online rate needs more of the time left. What it learned is kept in
 ``batches/capacity.json`` (per provider and model), and the next plan of the job starts from it
 (``remembered``) rather than from the job's promise. A provider that sends no rate-limit
-headers (Gemini) teaches nothing. It does not send requests, nor move rows: batch mode does, at
-the switch point it is given.
+headers (Gemini) teaches nothing. A batch plan whose rate rests on limits the job gave sends
+``SAMPLE_ROWS`` row online at once (``samples``), so its replies teach the run before the switch
+point. It does not send requests, nor move rows: batch mode does, at the switch point it is given.
 """
 
 from __future__ import annotations
@@ -109,6 +110,20 @@ class _Watched:
     @property
     def rate_limited_count(self) -> int:
         return self.inner.rate_limited_count
+
+
+#: rows a batch plan sends online at once to learn the provider's limits
+SAMPLE_ROWS = 1
+
+
+def samples(plan: Plan) -> int:
+    """Rows to send online at the start of a batch plan: its online rate rests on limits the
+    job gave (``rpm``, ``tpm``), which one reply's rate-limit headers check before the switch
+    point; none when the job gives no limits or the plan has no batch."""
+    limits = plan.situation.limits if plan.situation is not None else None
+    if not plan.batch or limits is None or (limits.rpm is None and limits.tpm is None):
+        return 0
+    return SAMPLE_ROWS
 
 
 def remember(path: Path, key: str, rpm: int | None, tpm: int | None) -> None:

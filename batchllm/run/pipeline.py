@@ -31,7 +31,7 @@ from batchllm.errors import (
 from batchllm.index import DoneIndex
 from batchllm.job import JobSpec
 from batchllm.outcome import RECENT_REQUESTS, results_schema
-from batchllm.plan.capacity import Learner
+from batchllm.plan.capacity import Learner, samples
 from batchllm.plan.history import History
 from batchllm.plan.setup import deadline_plan
 from batchllm.preflight import api_key, check_budget, check_copies, check_fields
@@ -293,7 +293,8 @@ class JobRun:
         if self.plan is None:
             await mode.run(self.queue)
             return
-        mode.switch = self.learner.switch = Switch(self.plan.switch_at or 0.0)  # none: at once
+        mode.switch = self.learner.switch = Switch(self.plan.switch_at or 0.0,  # none: at once
+                                                   samples=samples(self.plan))  # fmt: skip
         answers = Answers(done, self.store.flush, self.field_names)
         self.workers = Workers(dispatcher, self.ledger, self.stop, self.budget, self.tally, answers)
         online = [group.create_task(self.workers.work(mode.switch.online))

@@ -116,3 +116,25 @@ def test_a_real_limit_below_the_promised_one_moves_the_next_switch_point_earlier
     assert (summary.ok, summary.failed) == (ROWS, 0)
     book = orjson.loads((second.output_dir / "batches" / "book.json").read_bytes())
     assert [entry["cancel"] for entry in book.values()] == ["sent"]
+
+
+def test_a_real_limit_below_the_promised_one_moves_this_runs_switch_point_earlier(
+    tmp_path: Path, sims: SimThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One night, a stalled batch, 120 rpm where the job promised 1,200: the row sent online at
+    once teaches the run the real limit, the switch point moves from ~10 s to ~3.5 s, and every
+    row is done by the deadline, none paid twice (at the promised rate the 5 s of online work
+    would have started 1.75 s before the deadline)."""
+    sim = sims.start(SimConfig(latency_ms=1, jitter_ms=0, api_key=KEY, rpm=REAL_RPM,
+                               batch_delay_s=60.0))  # fmt: skip
+    job = _job(tmp_path, monkeypatch, sim, 12, 1)
+    deadline = time.time() + 12
+    summary = batchllm.run_job(job)
+    assert time.time() < deadline
+    assert (summary.ok, summary.failed) == (ROWS, 0)
+    stats = sim.stats()
+    assert (stats["batches"], stats["batch_requests"], stats["ok"], stats["duplicates"]) == (
+        1, ROWS - 1, ROWS, 0)  # fmt: skip
+    [entry] = orjson.loads((job.output_dir / "batches" / "book.json").read_bytes()).values()
+    assert entry["cancel"] == "sent"
+    assert remembered(job.output_dir, "openai", "gpt-4o-mini") == (REAL_RPM, None)
