@@ -8,9 +8,10 @@ every reply's usage and cost counted on the row, and what stays invalid ends ``i
 that were paid for but unusable (a bad reply that reported usage) count on the row too. An
 exception nothing foresaw fails only its row (``internal_error``), keeping the replies already in
 hand, their usage and cost; the run goes on. Rate-limit headers never fail a row: unreadable ones
-are logged and skipped. Its parts (adapter, limiter, budget, price...) come in one
-``RunContext``; outcomes are built by ``outcome.Outcomes``. It does not read input or write
-results.
+are logged and skipped. Each reply is priced at the service tier it says it was served at; a row
+flex refuses moves to the standard tier when ``retry.TierFallback`` says so. Its parts (adapter,
+limiter, budget, price...) come in one ``RunContext``; outcomes are built by
+``outcome.Outcomes``. It does not read input or write results.
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ from tenacity import RetryCallState
 
 from batchllm import retry
 from batchllm.budget import OverBudget
-from batchllm.errors import BadReply, FatalProviderError, ProviderError, RateLimited, Timeout
+from batchllm.errors import (
+    BadReply,
+    FatalProviderError,
+    FlexUnavailable,
+    ProviderError,
+    RateLimited,
+    Timeout,
+)
 from batchllm.outcome import Outcome, Outcomes
 from batchllm.providers.base import Completion, HttpCall, RateLimitInfo, Usage
 from batchllm.providers.http import send
@@ -51,6 +59,7 @@ class Dispatcher:
         self.max_repairs = self._settings.max_repairs if context.schema is not None else 0
         self._stragglers = Stragglers(self._settings.timeout_s, self._settings.resend_stragglers)
         self._long_waits = retry.LongWaits(self._settings.max_wait_s)
+        self.tiers = retry.TierFallback()
 
     @property
     def stragglers_resent(self) -> int:
@@ -150,6 +159,7 @@ class Dispatcher:
         )
 
     async def _send(self, request: Request, tries: _Tries) -> Completion:
+        request = self.tiers.first(request)
         call = self._context.adapter.build(request)
         only = self._settings.max_attempts == 1
         try:
@@ -157,6 +167,7 @@ class Dispatcher:
                 # Most requests succeed first time: the retry machinery is built on failure only.
                 return await self._attempt(request, call, tries, last=only)
             except ProviderError as exc:
+                request, call = self._retier(request, call, exc, tries)
                 if not retry.is_retryable(exc) or only:
                     raise
                 wait = retry.wait_after(exc, 1, self._settings.max_wait_s)
@@ -169,12 +180,29 @@ class Dispatcher:
             async for attempt in loop:
                 with attempt:
                     last = attempt.retry_state.attempt_number == remaining
-                    completion = await self._attempt(request, call, tries, last=last)
+                    try:
+                        completion = await self._attempt(request, call, tries, last=last)
+                    except FlexUnavailable as exc:
+                        request, call = self._retier(request, call, exc, tries)
+                        raise
         except ProviderError as exc:
             if exc.fatal:
                 raise FatalProviderError(f"{exc.kind}: {exc}") from exc
             raise
         return completion
+
+    def _retier(
+        self, request: Request, call: HttpCall, exc: ProviderError, tries: _Tries
+    ) -> tuple[Request, HttpCall]:
+        """The request and call of the next attempt: at the standard tier when flex has
+        refused this row often enough, or the deadline presses (``retry.TierFallback``)."""
+        if not isinstance(exc, FlexUnavailable):
+            return request, call
+        tries.refused += 1
+        moved = self.tiers.after(request, exc, tries.refused)
+        return (
+            (moved, self._context.adapter.build(moved)) if moved is not request else (request, call)
+        )
 
     async def _attempt(
         self, request: Request, call: HttpCall, tries: _Tries, *, last: bool
@@ -204,7 +232,7 @@ class Dispatcher:
                 # The reply is paid for: count it before anything else can go wrong.
                 tries.replies.append(completion)
                 used = completion.usage.input_tokens + completion.usage.output_tokens
-                cost = context.price.cost(completion.usage)
+                cost = context.price.served_as(completion.service_tier).cost(completion.usage)
                 if not completion.usage.estimated:
                     hold.input_tokens = completion.usage.input_tokens
                 context.limiter.observe(info)
@@ -284,3 +312,5 @@ class _Tries:
     replies: list[Completion] = field(default_factory=list)
     #: the usage of replies received but unusable (bad replies), which were paid for
     paid: list[Usage] = field(default_factory=list)
+    #: flex refusals of this row ("resource unavailable")
+    refused: int = 0

@@ -19,6 +19,7 @@ property of its type, never of its message.
 
     ProviderError                     one request failed; ``retryable`` says what to do
     ├── RateLimited                   429: wait (``retry_after_s``) and retry
+    ├── FlexUnavailable               429 "resource unavailable" (no flex capacity): retry
     ├── ServerError                   5xx, 408, 409, 529: retry
     ├── Timeout                       no reply within ``timeout_s``: retry
     ├── ConnectionFailed              reset, refused, disconnected: retry
@@ -139,6 +140,14 @@ class RateLimited(ProviderError):
     ) -> None:
         super().__init__(message, status=status, retry_after_s=retry_after_s)
         self.limit = limit if limit is not None else limit_named(message)
+
+
+class FlexUnavailable(ProviderError):
+    """A 429 that refuses a flex request for want of capacity ("resource unavailable"), not
+    for the account's rate: retried with backoff without pausing the limiter."""
+
+    retryable = True
+    kind = "flex_unavailable"
 
 
 class ServerError(ProviderError):

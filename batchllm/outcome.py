@@ -53,6 +53,7 @@ COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("latency_ms", pa.float64()),
     ("model", pa.string()),
     ("provider_request_id", pa.string()),
+    ("service_tier", pa.string()),
     ("finished_at", pa.timestamp("us", tz="UTC")),
 )
 COLUMN_NAMES = frozenset(name for name, _ in COLUMNS)
@@ -85,6 +86,8 @@ class Outcome:
     latency_ms: float | None = None
     model: str | None = None
     provider_request_id: str | None = None
+    #: the tier the provider says it served the answer at (None: it did not say)
+    service_tier: str | None = None
     copied: dict[str, Any] = field(default_factory=dict)
     fields: dict[str, Any] = field(default_factory=dict)
 
@@ -205,7 +208,8 @@ def total_usage(usages: Iterable[Usage]) -> Usage:
 
 @dataclass(frozen=True, slots=True)
 class Outcomes:
-    """Builds a run's outcomes: replies priced at ``price``, typed by ``schema``."""
+    """Builds a run's outcomes: replies priced at ``price`` (at the tier each was served at),
+    typed by ``schema``."""
 
     run_id: str
     price: Price
@@ -229,7 +233,7 @@ class Outcomes:
         provider charged for on the way (bad replies), counted in the row's tokens and cost."""
         last = replies[-1]
         usage = total_usage([*(reply.usage for reply in replies), *paid])
-        costs = [self.price.cost(reply.usage) for reply in replies]
+        costs = [self.price.served_as(reply.service_tier).cost(reply.usage) for reply in replies]
         if first_cost is not None:
             costs[0] = first_cost
         costs[0] += sum(self.price.cost(wasted) for wasted in paid)
@@ -258,6 +262,7 @@ class Outcomes:
             latency_ms=None if latency_ms is None else round(latency_ms, 3),
             model=last.model or request.model,
             provider_request_id=last.request_id,
+            service_tier=last.service_tier,
             copied=copied,
             fields=self._fields(checked),
         )

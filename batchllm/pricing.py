@@ -7,11 +7,17 @@ error before any request is sent, since a cost column of zeros would be a lie, u
 
 Each reply is priced on its own: long-context tiers reprice a whole request by its input size, so
 summed usage must never be priced in one go.
+
+OpenAI's service tiers (``[model] service_tier``) are priced by the tier a reply says it was served
+at (``Price.served_as``): genai-prices' ``service_tier`` variant where it has one, else flex at the
+batch price (OpenAI sells flex at Batch API rates) and priority at twice the standard price; with
+``[pricing]`` prices, flex is half of them and priority twice. A reply served at ``default`` (or
+saying nothing) pays the standard price.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 from typing import Any
 
@@ -51,6 +57,15 @@ class Price:
     source: str
     #: (input tokens above which, rates) for long-context tiers, ascending
     tiers: tuple[tuple[int, Rates], ...] = ()
+    #: (service tier, its price) for replies served at a tier priced otherwise
+    served: tuple[tuple[str, Price], ...] = ()
+
+    def served_as(self, tier: str | None) -> Price:
+        """The price of a reply the provider says it served at ``tier``."""
+        for name, price in self.served:
+            if name == tier:
+                return price
+        return self
 
     def rates(self, input_tokens: int) -> Rates:
         """The rates a request of this input size pays (a tier reprices the whole request)."""
@@ -79,8 +94,54 @@ class Price:
         return micro / 1_000_000
 
 
+#: what a tier costs against the standard price when the price table has no variant for it
+_TIER_FACTORS = {"flex": 0.5, "priority": 2.0}
+
+
 def resolve_price(job: JobSpec, *, batch: bool = False) -> Price:
-    """The job's price: ``[pricing]`` on top of genai-prices (its batch variant if asked)."""
+    """The job's price: ``[pricing]`` on top of genai-prices (its batch variant if asked);
+    with a ``service_tier``, online prices know the flex and priority prices too."""
+    price = _resolve(job, batch)
+    if batch or job.model.service_tier is None:
+        return price
+    return replace(
+        price, served=tuple((tier, tier_price(job, tier, price)) for tier in _TIER_FACTORS)
+    )
+
+
+def tier_price(job: JobSpec, tier: str, standard: Price | None = None) -> Price:
+    """The price of a reply served at ``tier`` ("flex", "priority"; others: standard)."""
+    standard = standard or _resolve(job, False)
+    if tier not in _TIER_FACTORS:
+        return standard
+    found = None
+    if job.pricing.input_per_mtok is None:
+        found = _lookup(job, False, {"service_tier": tier}) if _has_variant(job, tier) else None
+    if found is not None:
+        rates = _merge(dict.fromkeys(_FIELDS), found.model_price, job.model.name)
+        source = _source(job, found, False) + f" ({tier})"
+        return Price(**rates, source=source, tiers=_tiers(found.model_price), served=())
+    if tier == "flex" and job.pricing.input_per_mtok is None:
+        batch = _resolve(job, True)
+        return replace(batch, source=batch.source + " as flex")
+    return _scaled(standard, _TIER_FACTORS[tier], tier)
+
+
+def _scaled(price: Price, factor: float, tier: str) -> Price:
+    rates = {name: getattr(price, name) * factor for name in _FIELDS}
+    tiers = tuple((start, Rates(**{n: getattr(r, n) * factor for n in _FIELDS}))
+                  for start, r in price.tiers)  # fmt: skip
+    return Price(**rates, source=f"{price.source} x {factor:g} ({tier})", tiers=tiers)
+
+
+def _has_variant(job: JobSpec, tier: str) -> bool:
+    """Whether genai-prices prices this model's ``tier`` on its own."""
+    found = _lookup(job, False)
+    variants = getattr(getattr(found, "model", None), "price_variants", None) or ()
+    return any(getattr(v, "when", None) == {"service_tier": tier} for v in variants)
+
+
+def _resolve(job: JobSpec, batch: bool) -> Price:
     override = job.pricing
     given = override.input_per_mtok is not None and override.output_per_mtok is not None
     found = None if given and not batch else _lookup(job, batch)
@@ -94,6 +155,7 @@ def resolve_price(job: JobSpec, *, batch: bool = False) -> Price:
         **_merge(values, model_price, job.model.name),
         source=_source(job, found, batch),
         tiers=_tiers(model_price) if not any(values.values()) else (),
+        served=(),
     )
 
 
@@ -111,8 +173,8 @@ def context_window(job: JobSpec) -> int | None:
     return int(window) if isinstance(window, int) and window > 0 else None
 
 
-def _lookup(job: JobSpec, batch: bool) -> Any:
-    context = {"processing": "batch"} if batch else None
+def _lookup(job: JobSpec, batch: bool, context: dict[str, str] | None = None) -> Any:
+    context = {"processing": "batch"} if batch else context
     try:
         return calc_price(
             PriceUsage(input_tokens=1, output_tokens=1),

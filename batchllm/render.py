@@ -50,6 +50,8 @@ class Request:
     input_hash: str = ""
     #: the images and documents the messages' markers stand for, read when the request is sent
     media: tuple[MediaRef, ...] = ()
+    #: OpenAI's ``service_tier`` to ask for (None: not sent); not part of ``request_key``
+    service_tier: str | None = None
 
     def follow_up(self, reply: str, problem: str) -> Request:
         """The same conversation, the invalid reply, and a request to correct it."""
@@ -135,6 +137,7 @@ class Renderer:
             schema_strict=self.schema.strict if self.schema is not None else False,
             input_hash=input_hash,
             media=media,
+            service_tier=self.job.model.service_tier,
         )
 
     def input_hash(self, row: Mapping[str, Any]) -> str:

@@ -10,18 +10,30 @@ drives the loop, built only once a first attempt has failed.
 and a provider that keeps asking for more than ``max_wait_s`` (``LONG_WAITS_TO_STOP`` answers in
 a row, from any row) stops the run with ``FatalProviderError``, naming the time it said to come
 back.
+
+``TierFallback`` is where a row refused by OpenAI's flex tier (429 "resource unavailable", which
+says flex has no capacity now, not that the account passed its limits, so it never pauses the
+limiter) moves to the standard tier: after ``FLEX_REFUSALS`` refusals of its own, or at the first
+one once the deadline's plan says only the standard tier keeps it (``standard_from``). Rows that
+start after that point start at the standard tier. The request key stays: the same model answers.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import random
+import time
 from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from batchllm.errors import FatalProviderError, ProviderError, Timeout
+from batchllm.errors import FatalProviderError, FlexUnavailable, ProviderError, Timeout
+
+if TYPE_CHECKING:
+    from batchllm.render import Request
 
 log = structlog.get_logger("batchllm")
 
@@ -33,6 +45,10 @@ DEFAULT_MAX_WAIT_S = 600.0
 LONG_WAIT_S = 60.0
 #: answers in a row asking for more than ``max_wait_s`` that stop the run
 LONG_WAITS_TO_STOP = 3
+#: flex refusals of one row after which it is sent at the standard tier
+FLEX_REFUSALS = 3
+#: the tier a row refused by flex moves to
+STANDARD_TIER = "default"
 #: the furthest "come back at" named (adapters already drop waits longer than a year)
 _LONGEST_S = 366 * 86400.0
 
@@ -106,3 +122,40 @@ class LongWaits:
                 f"{back:%Y-%m-%d %H:%M:%S} UTC: run again then (rows already done are kept)"
             )
         return self.max_wait_s
+
+
+class TierFallback:
+    """When a row asking for the flex tier is sent at the standard tier instead."""
+
+    def __init__(self, refusals: int = FLEX_REFUSALS, clock: Callable[[], float] = time.time):
+        self.refusals = refusals
+        self.clock = clock
+        #: epoch seconds from which flex cannot keep the deadline (None: no deadline)
+        self.standard_from: float | None = None
+        #: rows moved to the standard tier so far
+        self.moved = 0
+
+    def pressing(self) -> bool:
+        """Whether only the standard tier keeps the deadline now."""
+        return self.standard_from is not None and self.clock() >= self.standard_from
+
+    def first(self, request: Request) -> Request:
+        """The request a row starts with: at the standard tier once the deadline presses."""
+        if request.service_tier == "flex" and self.pressing():
+            return self._standard(request, "deadline", 0)
+        return request
+
+    def after(self, request: Request, exc: BaseException, refused: int) -> Request:
+        """The request to send after ``exc``, the row's ``refused``-th flex refusal so far."""
+        if not isinstance(exc, FlexUnavailable) or request.service_tier != "flex":
+            return request
+        if self.pressing():
+            return self._standard(request, "deadline", refused)
+        if refused >= self.refusals:
+            return self._standard(request, "refusals", refused)
+        return request
+
+    def _standard(self, request: Request, why: str, refused: int) -> Request:
+        self.moved += 1
+        log.info("request.standard_tier", row_key=request.row_key, why=why, refused=refused)
+        return replace(request, service_tier=STANDARD_TIER)

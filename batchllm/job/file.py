@@ -23,6 +23,8 @@ from batchllm.job.spec import (
     BACKENDS,
     ENDPOINT_CONCURRENCY,
     INPUT_FORMATS,
+    SERVICE_TIERS,
+    TIER_PROVIDERS,
     BatchSpec,
     EndpointSpec,
     InputSpec,
@@ -172,11 +174,7 @@ class _Reader(TableReader):
 
     def model(self) -> ModelSpec:
         table = self.section("model", required=True)
-        self.check_keys(
-            "model",
-            table,
-            ("provider", "name", "base_url", "api_key_env", "params", "native_schema", "mode"),
-        )
+        self.check_keys("model", table, _MODEL_KEYS)
         provider = self.take(
             "model", table, "provider", str, required=True, check=checks.one_of(registry.names())
         )
@@ -196,6 +194,7 @@ class _Reader(TableReader):
             native_schema=self.take("model", table, "native_schema", bool) is not False,
             mode=self._mode(table, provider),
             endpoints=endpoints,
+            service_tier=self._service_tier(table, provider),
         )
 
     def _endpoints(
@@ -229,6 +228,15 @@ class _Reader(TableReader):
             rpm=self.take(where, entry, "rpm", int, check=checks.positive),
             tpm=self.take(where, entry, "tpm", int, check=checks.positive),
         )
+
+    def _service_tier(self, table: Mapping[str, Any], provider: str) -> str | None:
+        tier = self.take("model", table, "service_tier", str, check=checks.one_of(SERVICE_TIERS))
+        if tier is not None and provider not in TIER_PROVIDERS:
+            raise self.fail(
+                "[model] service_tier",
+                f"is OpenAI's ({', '.join(TIER_PROVIDERS)}), not '{provider}'",
+            )
+        return str(tier) if tier is not None else None
 
     def _mode(self, table: Mapping[str, Any], provider: str) -> str:
         mode = self.take("model", table, "mode", str, check=checks.one_of(("online", "batch")))
@@ -352,6 +360,8 @@ class _Reader(TableReader):
             raise self.fail("[simulate]", str(exc)) from exc
 
 
+_MODEL_KEYS = ("provider", "name", "base_url", "api_key_env", "params", "native_schema", "mode",
+               "service_tier")  # fmt: skip
 _OUTPUT = OutputSpec(Path())
 _BATCH = BatchSpec()
 _LIMITS = LimitsSpec()

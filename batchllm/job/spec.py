@@ -57,6 +57,9 @@ class EndpointSpec:
 
 
 ENDPOINT_CONCURRENCY = 32
+#: OpenAI's service tiers a job may ask for, and the providers that take them
+SERVICE_TIERS = ("flex", "auto", "default", "priority")
+TIER_PROVIDERS = ("openai", "openai-responses", "simulated")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,9 @@ class ModelSpec:
     mode: str = "online"
     #: a pool of servers when ``base_url`` is a list (``base_url`` is then the first)
     endpoints: tuple[EndpointSpec, ...] = ()
+    #: OpenAI's ``service_tier`` ("flex", "auto", "default", "priority"); not part of a
+    #: request's key: the same model answers at every tier
+    service_tier: str | None = None
 
     @property
     def max_tokens(self) -> int | None:
@@ -199,6 +205,12 @@ class SimulateSpec:
     batch_window_s: float = _setting(86400.0, "Seconds after which a stalled batch expires.")
     batch_expire_rate: float = _setting(0.0, "Share of batch items that expire unanswered.")
     batch_error_rate: float = _setting(0.0, "Share of batch items answered 500.")
+    flex_refuse_rate: float = _setting(
+        0.0, 'Share of service_tier "flex" requests refused with 429 resource unavailable.'
+    )
+    flex_latency_ms: float = _setting(
+        0.0, 'Extra latency of a service_tier "flex" reply, in milliseconds.'
+    )
     refund_unused: bool = _setting(
         True,
         "Give back the unused part of max_tokens when a reply is sent (--no-refund-unused: keep "
@@ -212,7 +224,8 @@ class SimulateSpec:
 
     def problem(self) -> str | None:
         """What makes these settings impossible, or None."""
-        rates = (self.error_rate, self.hang_rate, self.reset_rate, self.malformed_rate)
+        rates = (self.error_rate, self.hang_rate, self.reset_rate, self.malformed_rate,
+                 self.flex_refuse_rate)  # fmt: skip
         if any(not 0.0 <= r <= 1.0 for r in rates):
             return "fault rates must be between 0 and 1"
         if self.error_rate + self.hang_rate + self.reset_rate > 1.0:

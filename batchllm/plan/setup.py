@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 
 import structlog
 
 from batchllm.errors import BatchllmError, PriceError
 from batchllm.job import JobSpec
+from batchllm.job.spec import TIER_PROVIDERS
+from batchllm.plan.capacity import lower, remembered
 from batchllm.plan.clock import deadline_at
 from batchllm.plan.history import History
-from batchllm.plan.planner import Plan, Situation, make_plan, rows_per_s
-from batchllm.pricing import resolve_price
+from batchllm.plan.planner import Limits, Plan, Situation, make_plan
+from batchllm.pricing import Price, resolve_price, tier_price
 from batchllm.providers.base import Usage
 from batchllm.providers.registry import batch_names
 from batchllm.tally import RunOptions
@@ -56,28 +59,32 @@ def plan_for(
     latency_s: float | None = None,
     budget_usd: float | None = None,
     now: float | None = None,
+    learned: bool = True,
 ) -> Plan:
-    """The plan for ``rows`` requests of ``job`` (token totals over all of them)."""
+    """The plan for ``rows`` requests of ``job`` (token totals over all of them), at the online
+    capacity its runs learned (``learned``; else at the job's limits)."""
     assert job.plan.deadline is not None
     now = time.time() if now is None else now
     if output_tokens is None:
         output_tokens = (job.model.max_tokens or GUESS_OUTPUT_TOKENS) * rows
-    online = _cost(job, False, rows, input_tokens, output_tokens)
-    batch = None
+    online = _cost(resolve_price(job), rows, input_tokens, output_tokens)
+    batch = flex = None
     if job.model.provider in batch_names():
-        try:
-            batch = _cost(job, True, rows, input_tokens, output_tokens)
-        except PriceError:
-            batch = None
+        batch = _priced(lambda: resolve_price(job, batch=True), rows, input_tokens, output_tokens)
+    if job.model.provider in TIER_PROVIDERS:
+        flex = _priced(lambda: tier_price(job, "flex"), rows, input_tokens, output_tokens)
     per_row = (input_tokens + output_tokens) / rows if rows else 0.0
-    limits = job.limits
-    capacity = rows_per_s(limits.rpm, limits.tpm, limits.concurrency, per_row,
-                          latency_s or GUESS_LATENCY_S)  # fmt: skip
+    given, (rpm, tpm) = job.limits, (None, None)
+    if learned:
+        rpm, tpm = remembered(job.output_dir, job.model.provider, job.model.name)
+    limits = Limits(lower(given.rpm, rpm), lower(given.tpm, tpm), given.concurrency, per_row,
+                    latency_s or GUESS_LATENCY_S)  # fmt: skip
     history = History(job.output_dir).typical_s(job.model.provider, rows)
     return make_plan(Situation(
-        rows, online, batch, capacity, now, deadline_at(job.plan.deadline, now),
+        rows, online, batch, limits.rows_per_s(), now, deadline_at(job.plan.deadline, now),
         budget_usd=budget_usd, batch_s=history, safety=job.plan.safety,
-        reserve_s=job.plan.reserve_s, cheapest=job.plan.cheapest,
+        reserve_s=job.plan.reserve_s, cheapest=job.plan.cheapest, flex_usd=flex,
+        flex=job.model.service_tier == "flex", limits=limits,
     ))  # fmt: skip
 
 
@@ -100,12 +107,21 @@ def run_plan(job: JobSpec, budget_usd: float | None, limit: int | None) -> Plan:
     return plan
 
 
-def _cost(job: JobSpec, batch: bool, rows: int, input_tokens: int, output_tokens: int) -> float:
-    """Every row at this tier, each priced on its own (long-context tiers price one reply)."""
+def _cost(price: Price, rows: int, input_tokens: int, output_tokens: int) -> float:
+    """Every row at this price, each priced on its own (long-context tiers price one reply)."""
     if rows == 0:
         return 0.0
-    price = resolve_price(job, batch=batch)
     return price.cost(Usage(input_tokens // rows, output_tokens // rows)) * rows
+
+
+def _priced(
+    price: Callable[[], Price], rows: int, input_tokens: int, output_tokens: int
+) -> float | None:
+    """Every row at a tier the price table may not know (None: it does not)."""
+    try:
+        return _cost(price(), rows, input_tokens, output_tokens)
+    except PriceError:
+        return None
 
 
 def _in(at: float | None) -> float | None:

@@ -10,7 +10,7 @@ from batchllm.progress import money
 
 def plan_lines(p: Plan) -> list[str]:
     """Tiers, expected and worst-case cost, switch point and expected finish."""
-    lines = [f"  deadline        {_at(p.deadline)}"]
+    lines = [f"  deadline        {_at(p.deadline)}", *_tiers(p)]
     if p.batch:
         took = (
             "what this job's batches took" if p.batch_s_known else "a guess: no batch returned yet"
@@ -21,11 +21,17 @@ def plan_lines(p: Plan) -> list[str]:
             f"(~{_span(p.online_s)} online for every row)",
             f"  batch time      ~{_span(p.batch_s)} ({took})",
         ]
+    elif p.standard_from is not None:
+        lines += [
+            f"  plan            {p.online_rows:,} rows online at flex, ~{p.flex_rows:,} expected "
+            "answered there",
+            f"  standard from   {_at(p.standard_from)}: rows flex refuses go at the standard tier",
+        ]
     else:
         lines.append(f"  plan            {p.online_rows:,} rows online (~{_span(p.online_s)})")
     lines += [
         f"  expected cost   {money(p.expected_usd)}",
-        f"  worst case      {money(p.worst_usd)} (the batch returns nothing, every row online)",
+        f"  worst case      {money(p.worst_usd)} ({_worst(p)})",
         f"  expected finish {_at(p.expected_finish)}",
     ]
     if p.note is not None:
@@ -33,6 +39,21 @@ def plan_lines(p: Plan) -> list[str]:
     if p.problem is not None:
         lines.append(f"  REFUSED         {p.problem}")
     return lines
+
+
+def _worst(p: Plan) -> str:
+    if p.standard_from is not None and not p.batch:
+        return "flex refuses everything, every row at the standard tier"
+    return "the batch returns nothing, every row online"
+
+
+def _tiers(p: Plan) -> list[str]:
+    """What every row costs at each tier there is, and whether flex is used."""
+    if p.flex_usd is None:
+        return []
+    batch = f"batch {money(p.batch_usd)}, " if p.batch_usd is not None else ""
+    used = "" if p.standard_from is not None else ' (unused: [model] service_tier = "flex")'
+    return [f"  tiers           {batch}flex {money(p.flex_usd)}{used}, online {money(p.worst_usd)}"]
 
 
 def _at(epoch: float | None) -> str:

@@ -43,6 +43,8 @@ class Completion:
     usage: Usage
     model: str
     request_id: str | None
+    #: the service tier the provider says it served the request at (None: it did not say)
+    service_tier: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -337,8 +337,9 @@ def _timestamp(value: Any) -> float | None:
 
 def synchronous_body(call: HttpCall) -> dict[str, Any]:
     """The request body a batch line carries: the online one without ``"stream": false``, a
-    field batch lines do not take."""
+    field batch lines do not take, nor a ``service_tier`` (a batch is its own tier)."""
     body: dict[str, Any] = orjson.loads(call.body)
     if body.get("stream") is False:
         del body["stream"]
+    body.pop("service_tier", None)
     return body

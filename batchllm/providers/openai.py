@@ -15,6 +15,7 @@ import orjson
 
 from batchllm.errors import (
     BadReply,
+    FlexUnavailable,
     ProviderError,
     QuotaExhausted,
     RequestTooLarge,
@@ -57,6 +58,8 @@ class OpenAIChat:
         body: dict[str, Any] = dict(request.params)
         body["model"] = request.model
         body.setdefault("stream", False)  # some servers stream unless told not to
+        if request.service_tier is not None:
+            body["service_tier"] = request.service_tier
         body["messages"] = [
             {"role": role, "content": chat_content(text, request.media)}
             for role, text in request.messages
@@ -99,6 +102,7 @@ class OpenAIChat:
             usage=usage,
             model=str(data.get("model") or ""),
             request_id=headers.get("x-request-id") or data.get("id"),
+            service_tier=served_tier(data),
         )
 
     def rate_limits(self, headers: Mapping[str, str]) -> RateLimitInfo:
@@ -114,6 +118,8 @@ class OpenAIChat:
             return QuotaExhausted(text, status=status)
         if status == 429 and "request too large" in message.lower():
             return RequestTooLarge(text, status=status)
+        if status == 429 and _capacity_refusal(code, message):
+            return FlexUnavailable(text, status=status, retry_after_s=retry_after(headers))
         wait = retry_after(headers)
         if status == 429 and wait is None:
             wait = _wait_from_message(message)
@@ -161,6 +167,18 @@ def _usage(raw: Any, text: str) -> Usage:
         cache_write_tokens=count(prompt, "cache_write_tokens"),
         reasoning_tokens=count(raw.get("completion_tokens_details"), "reasoning_tokens"),
     )
+
+
+def served_tier(data: Mapping[str, Any]) -> str | None:
+    """The tier a reply says it was served at (``service_tier``), when it says."""
+    tier = data.get("service_tier")
+    return tier if isinstance(tier, str) and tier else None
+
+
+def _capacity_refusal(code: str | None, message: str) -> bool:
+    """A 429 that refuses for want of flex capacity ("resource unavailable"), which a
+    rate-limit 429 (``rate_limit_exceeded``, "Rate limit reached ...") never says."""
+    return code == "resource_unavailable" or "resource unavailable" in message.lower()
 
 
 def _wait_from_message(message: str) -> float | None:

@@ -32,7 +32,7 @@ import orjson
 from batchllm.errors import BadReply, ProviderError, RateLimited, RequestRejected, ServerError
 from batchllm.providers.base import Completion, HttpCall, Usage, redact
 from batchllm.providers.media_parts import responses_content
-from batchllm.providers.openai import DEFAULT_BASE_URL, OpenAIChat, unexplained
+from batchllm.providers.openai import DEFAULT_BASE_URL, OpenAIChat, served_tier, unexplained
 from batchllm.providers.wire import count, json_or_none
 from batchllm.render import Request, estimate_tokens
 
@@ -54,6 +54,8 @@ class OpenAIResponses(OpenAIChat):
         body["model"] = request.model
         body.setdefault("store", False)
         body.setdefault("stream", False)  # transformers serve streams unless told not to
+        if request.service_tier is not None:
+            body["service_tier"] = request.service_tier
         instructions = "\n\n".join(text for role, text in request.messages if role == "system")
         if instructions:
             body["instructions"] = instructions
@@ -102,6 +104,7 @@ class OpenAIResponses(OpenAIChat):
             usage=usage,
             model=str(data.get("model") or ""),
             request_id=headers.get("x-request-id") or data.get("id"),
+            service_tier=served_tier(data),
         )
 
     def _failed(self, error: Any) -> ProviderError:

@@ -122,6 +122,8 @@ class BatchMode:
                 self._share(request, copied) or await self._reuse(request, copied)
             ):
                 continue
+            if self.switch is not None and self.switch.sample(item):
+                continue
             if (switch := self._moving()) is not None:
                 self._move_pending(pending)
                 pending, seen = Pending([], []), set()

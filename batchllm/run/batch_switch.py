@@ -1,7 +1,9 @@
 """The switch point of a run with a deadline: when rows still in a batch move online.
 
-Owns ``Switch``: the moment (from the plan), the queue of rows moved online (the run's online
-workers take them), and turning a batch's row lines back into queue items. Batch mode decides
+Owns ``Switch``: the moment (from the plan; it may move earlier while the run learns the online
+rate), the queue of rows moved online (the run's online workers take them), the rows sent online
+from the start to learn that rate (``samples``), and turning a batch's row lines back into queue
+items. Batch mode decides
 what moves and when it is safe to (``batchllm.run.batch``): a row goes online only once no batch
 that could answer it is open, so no row is paid twice.
 """
@@ -24,8 +26,11 @@ log = structlog.get_logger("batchllm")
 class Switch:
     """Rows move online from ``at`` (epoch seconds) on."""
 
-    def __init__(self, at: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, at: float, clock: Callable[[], float] = time.time, samples: int = 0) -> None:
         self.at, self.clock = at, clock
+        #: rows still to send online at once, whose replies' rate-limit headers teach the run the
+        #: provider's real online rate before the switch point (``batchllm.plan.capacity``)
+        self.samples = samples
         #: rows to send online, ended by one None per online worker
         self.online: asyncio.Queue[Item | None] = asyncio.Queue()
         #: rows moved so far
@@ -37,6 +42,15 @@ class Switch:
     def wait_s(self) -> float:
         """Seconds until the switch point (0 once it is due)."""
         return max(self.at - self.clock(), 0.0)
+
+    def sample(self, item: Item) -> bool:
+        """Send ``item`` online now, when rows are still wanted to learn the online rate."""
+        if self.samples <= 0:
+            return False
+        self.samples -= 1
+        log.info("plan.sample_online", row_key=item[0].row_key)
+        self.move(item)
+        return True
 
     def move(self, item: Item) -> None:
         self.moved += 1

@@ -31,6 +31,7 @@ from batchllm.errors import (
 from batchllm.index import DoneIndex
 from batchllm.job import JobSpec
 from batchllm.outcome import RECENT_REQUESTS, results_schema
+from batchllm.plan.capacity import Learner, samples
 from batchllm.plan.history import History
 from batchllm.plan.setup import deadline_plan
 from batchllm.preflight import api_key, check_budget, check_copies, check_fields
@@ -200,9 +201,12 @@ class JobRun:
             self.job, run_id=self.run_id, api_key=self.api_key, price=self.price,
             budget=self.budget, sink=self.store, schema=self.schema, seams=self.seams,
         ) as context:  # fmt: skip
-            self.context = context
+            self.learner = Learner(self.plan, self.store.path, self.job.model)
+            self.context = context = self.learner.watch(context)
             self.ledger.endpoint = str(getattr(context.adapter, "url", context.base_url) or "")
             self.dispatcher = Dispatcher(context)
+            self.dispatcher.tiers.standard_from = self.plan.standard_from if self.plan else None
+            self.learner.tiers = self.dispatcher.tiers
             if self.job.model.mode == "batch" or self._planned_batches():
                 await self._work_batch(context, self.dispatcher, done)
             else:
@@ -289,7 +293,8 @@ class JobRun:
         if self.plan is None:
             await mode.run(self.queue)
             return
-        mode.switch = Switch(self.plan.switch_at or 0.0)  # no batch planned: due at once
+        mode.switch = self.learner.switch = Switch(self.plan.switch_at or 0.0,  # none: at once
+                                                   samples=samples(self.plan))  # fmt: skip
         answers = Answers(done, self.store.flush, self.field_names)
         self.workers = Workers(dispatcher, self.ledger, self.stop, self.budget, self.tally, answers)
         online = [group.create_task(self.workers.work(mode.switch.online))

@@ -1,4 +1,5 @@
-"""Gemini Batch Mode as the simulated provider speaks it: inline requests, inline results.
+"""Gemini Batch Mode as the simulated provider speaks it: inline requests, inline results; or an
+uploaded input file (``inputConfig.fileName``) and a responses file.
 
 Owns the routes and shapes: ``POST /v1beta/models/{model}:batchGenerateContent`` (``{"batch":
 {"displayName", "inputConfig": {"requests": {"requests": [{"request", "metadata": {"key"}}]}}}}``;
@@ -8,8 +9,10 @@ keys are checked at once, each request only when it is processed), ``GET /v1beta
 ``metadata`` is the batch (``state`` ``BATCH_STATE_PENDING`` / ``RUNNING`` / ``SUCCEEDED`` /
 ``CANCELLED`` / ``EXPIRED``, ``batchStats`` in int64 strings) and, once ``done``, whose
 ``response.inlinedResponses`` holds an answer or an error for each request it processed; a
-cancelled batch answers those it finished, an expired one none. Keys: ``x-goog-api-key``, like
-``generateContent``. How a batch moves and what each item becomes: ``batches``.
+cancelled batch answers those it finished, an expired one none. A batch given a file answers in
+a file instead (``response.responsesFile``; the files are ``batches_gemini_files``'s). Keys:
+``x-goog-api-key``, like ``generateContent``. How a batch moves and what each item becomes:
+``batches``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from batchllm.simulate.batches import (
     json_response,
     limit_of,
 )
+from batchllm.simulate.batches_gemini_files import RESPONSES, GeminiFiles
 from batchllm.simulate.formats import ErrorReply, WireFormat
 from batchllm.simulate.gemini import envelope
 
@@ -45,8 +49,10 @@ class GeminiBatchRoutes:
     def __init__(self, engine: BatchEngine, fmt: WireFormat) -> None:
         self.engine = engine
         self.fmt = fmt
+        self.files = GeminiFiles(engine, fmt)
 
     def add(self, app: web.Application) -> None:
+        self.files.add(app)
         app.router.add_post(ROOT + "/models/{model}:batchGenerateContent", self.create)
         app.router.add_get(ROOT + "/batches", self.listing)
         app.router.add_post(ROOT + "/batches/{batch_id}:cancel", self.cancel)
@@ -61,7 +67,8 @@ class GeminiBatchRoutes:
         except orjson.JSONDecodeError:
             return error_response(_bad("Invalid JSON payload received."))
         batch = data.get("batch") if isinstance(data, dict) else None
-        items, problem = _requests(batch)
+        file = ((batch or {}).get("inputConfig") or {}).get("fileName") if batch else None
+        items, problem = self.files.items(file) if file else _requests(batch)
         if problem is not None:
             return error_response(_bad(problem))
         fault = self.engine.create_fault()
@@ -69,7 +76,8 @@ class GeminiBatchRoutes:
         if refused is not None:
             return error_response(refused)
         assert isinstance(batch, dict)
-        extra = {"model": request.match_info["model"], "name": batch.get("displayName", "")}
+        extra = {"model": request.match_info["model"], "name": batch.get("displayName", ""),
+                 "file": bool(file)}  # fmt: skip
         made = self.engine.create("gemini", self.fmt, items, {}, extra)
         if fault in LOST_REPLY:
             return await self.engine.lose_reply(request, str(fault))
@@ -140,7 +148,9 @@ def _operation(batch: SimBatch, now: float, *, full: bool = True) -> dict[str, A
         },
     }  # fmt: skip
     operation: dict[str, Any] = {"name": name, "metadata": meta, "done": batch.ended}
-    if batch.ended and full:
+    if batch.ended and full and batch.extra.get("file"):
+        operation["response"] = {"@type": _OUTPUT_TYPE, "responsesFile": RESPONSES + batch.id}
+    elif batch.ended and full:
         answered = [item for item in batch.items if item.result in ("succeeded", "errored")]
         operation["response"] = {
             "@type": _OUTPUT_TYPE,

@@ -4,8 +4,7 @@ Owns ``Provider``: the simulator's state (counters, limiter, fault script, promp
 handlers: for each request, scripted fault, auth, parse, rate limit, random fault, reply, each
 answered through the request's ``WireFormat`` (a model named ``no-such-...`` is unknown: 404,
 and so is any path the simulator does not serve); plus the ``/_sim/{stats,faults,reset}`` control
-endpoints. The Batch APIs (``batchllm.simulate.batches``) answer their items through
-``answer_item``. The server around it lives in ``batchllm.simulate``.
+endpoints. Batch items come through ``answer_item``; service tiers pass ``simulate.flex``'s gate.
 
 Determinism: reply content, and whether (and how) a schema reply is broken, are a function of
 (seed, raw request body). Errors, hangs, resets and latency are a function of (seed, request
@@ -61,6 +60,7 @@ from batchllm.simulate.content import (
     prompt_tokens,
     wants_json,
 )
+from batchllm.simulate.flex import flex_gate
 from batchllm.simulate.formats import ErrorReply, Incoming, SimRequest, SimUsage, WireFormat
 from batchllm.simulate.gemini import GeminiFormat
 from batchllm.simulate.limits import RateLimiter, Rejection
@@ -157,7 +157,7 @@ class Provider:
         async def handle(request: web.Request) -> web.StreamResponse:
             return await self.handle(fmt, request)
 
-        return handle
+        return flex_gate(self, fmt, handle)
 
     async def handle(self, fmt: WireFormat, request: web.Request) -> web.StreamResponse:
         self._n += 1

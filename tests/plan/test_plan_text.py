@@ -62,3 +62,21 @@ def test_the_deadline_and_the_finish_are_dated() -> None:
     for line in (deadline, finish):
         day, time = line.split()[-3:-1]
         assert day.count("-") == 2 and time.count(":") == 2
+
+
+def test_a_flex_plan_shows_every_tier_and_when_the_standard_tier_takes_over() -> None:
+    """Flex asked for, no batch: the tiers with their prices, the rows expected at flex, and
+    the moment refused rows go at the standard tier."""
+    lines = plan_lines(make_plan(_situation(batch_usd=None, flex=True, flex_usd=5.0)))
+    assert _line(lines, "tiers") == "  tiers           flex $5.0000, online $10.0000"
+    assert "rows online at flex" in _line(lines, "plan")
+    assert "go at the standard tier" in _line(lines, "standard from")
+    assert "every row at the standard tier" in _line(lines, "worst case")
+
+
+def test_a_flex_tier_not_asked_for_is_priced_and_marked_unused() -> None:
+    """The screen says what flex would cost and how to ask for it."""
+    lines = plan_lines(make_plan(_situation(flex_usd=5.0)))
+    assert _line(lines, "tiers").endswith('flex $5.0000 (unused: [model] service_tier = "flex"), '
+                                          "online $10.0000")  # fmt: skip
+    assert "batch $5.0000" in _line(lines, "tiers")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from batchllm.plan.clock import deadline_at
-from batchllm.plan.planner import GUESS_BATCH_S, Situation, make_plan, rows_per_s
+from batchllm.plan.planner import FLEX_SLOWDOWN, GUESS_BATCH_S, Situation, make_plan, rows_per_s
 
 NOW = 1_800_000_000.0
 HOUR = 3600.0
@@ -81,3 +81,28 @@ def test_a_clock_deadline_is_the_next_such_time() -> None:
     assert morning < at <= morning + 24 * HOUR
     with pytest.raises(ValueError, match="HH:MM"):
         deadline_at("tomorrow", 0)
+
+
+def test_online_rows_go_at_flex_until_the_standard_tier_is_needed() -> None:
+    """No batch, flex asked for: rows go at flex (half as fast) until the switch point's margin
+    before the deadline, the rest at the standard tier; expected cost between the two."""
+    plan = make_plan(_situation(batch_usd=None, flex=True, flex_usd=50.0, rows_per_s=10.0))
+    window = 3 * HOUR - 1.5 * 5000 - 60
+    assert plan.standard_from == pytest.approx(NOW + window)
+    assert plan.flex_rows == int(window * 10.0 / FLEX_SLOWDOWN)
+    share = plan.flex_rows / 50_000
+    assert plan.expected_usd == pytest.approx(share * 50 + (1 - share) * 100)
+    assert (plan.worst_usd, plan.problem) == (100.0, None)
+
+
+def test_flex_with_time_for_every_row_costs_the_flex_price() -> None:
+    """With hours to spare flex is expected to answer every row, at its price."""
+    plan = make_plan(_situation(batch_usd=None, flex=True, flex_usd=50.0, deadline=NOW + 9 * HOUR))
+    assert (plan.flex_rows, plan.expected_usd) == (50_000, pytest.approx(50.0))
+
+
+def test_a_priced_flex_tier_the_job_does_not_ask_for_changes_nothing() -> None:
+    """flex_usd alone is shown, not used: no standard-from point, the online cost stands."""
+    plan = make_plan(_situation(batch_usd=None, flex_usd=50.0))
+    assert (plan.standard_from, plan.flex_rows, plan.expected_usd) == (None, 0, 100.0)
+    assert plan.flex_usd == 50.0
