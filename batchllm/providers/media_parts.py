@@ -62,7 +62,7 @@ _MB = 1024 * 1024
 _UNKNOWN_SIZE = {CHAT: (2048, 768), RESPONSES: (2048, 768), ANTHROPIC: (1568, 1568),
                  GEMINI: (1536, 1536)}  # fmt: skip
 #: Gemini takes these URLs in ``file_data``: Cloud Storage and its own Files API
-_GEMINI_URIS = ("gs://", "https://generativelanguage.googleapis.com/")
+GEMINI_URIS = ("gs://", "https://generativelanguage.googleapis.com/")
 _OPENAI_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
 
 
@@ -196,7 +196,7 @@ def admit(
 def takes_url(style: str, ref: MediaRef) -> bool:
     """Whether the format takes this URL as a URL part (else its bytes are fetched and sent)."""
     if style == GEMINI:
-        return ref.source.startswith(_GEMINI_URIS)
+        return ref.source.startswith(GEMINI_URIS)
     return not (style == CHAT and ref.kind == DOCUMENT)
 
 
