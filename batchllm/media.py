@@ -35,6 +35,8 @@ IMAGE, DOCUMENT = "image", "document"
 _URL_SCHEMES = ("http://", "https://", "gs://")
 #: how much of a file its type and dimensions are read from
 _HEAD = 64 * 1024
+#: the facts cache's page cache, in KiB (SQLite's default is 2,000)
+_CACHE_KIB = 256
 _PAGE = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
 _PAGE_COUNT = re.compile(rb"/Type\s*/Pages\b[^>]*?/Count\s+(\d+)", re.DOTALL)
 
@@ -72,7 +74,7 @@ class MediaRef:
     @property
     def filename(self) -> str:
         """A file name for parts that need one (OpenAI ``file`` parts)."""
-        name = Path(self.source).name
+        name = os.path.basename(self.source)
         if self.source.startswith(_URL_SCHEMES):
             path = urlsplit(self.source).path
             name = path.rsplit("/", 1)[-1]
@@ -210,6 +212,7 @@ class FactCache:
                 where = str(self._path)
             db = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
             db.execute("pragma journal_mode=wal")
+            db.execute(f"pragma cache_size = -{_CACHE_KIB}")  # lookups are by key: little to keep
             db.execute(
                 "create table if not exists facts (path text primary key, size int, mtime int,"
                 " digest text, media_type text, width int, height int, pages int)"
@@ -277,7 +280,9 @@ def reference(
         raise RowError(
             f"the {kind} {text!r}: only local paths, http(s) URLs and gs:// URIs are supported"
         )
-    path = str((base / os.path.expanduser(text)).absolute())
+    path = os.path.join(os.fspath(base), os.path.expanduser(text))
+    if not os.path.isabs(path):  # strings, not Path: Path interns every part of every path
+        path = os.path.join(os.getcwd(), path)
     facts, size = cache.facts(path)
     return _ref(kind, path, facts, size, detail, None)
 
