@@ -8,12 +8,12 @@ format's limits like a file's (downscaled when ``[input] resize_images`` allows)
 token estimate takes the image's real size in place of the unknown-size figure.
 
 Redirects are followed (at most ``MAX_REDIRECTS``) only to the same host, and from http to https,
-never back: a row names the host its media come from, and a server there cannot send the fetch
-(with whatever the host's address reveals) somewhere the input never named, nor down to plain
-HTTP. A URL that cannot be fetched (an HTTP error, a redirect elsewhere, a timeout, too large,
-not an image or PDF) is ``MediaUnavailable``: its row fails naming the URL and the reason, and the
-run goes on (no attempt was made, so the outage watch does not count it). It is not retried within
-the run; ``--retry-failed`` sends the row again.
+never back: a row names the host its media come from, and a server there cannot steer the fetch
+to a host the input never named (an internal address, say), nor down to plain HTTP. A URL that
+cannot be fetched (an HTTP error, a redirect elsewhere, a timeout, too large, not an image or
+PDF) is ``MediaUnavailable``: its row fails naming the URL and the reason, and the run goes on
+(no attempt was made, so the outage watch does not count it). It is not retried within the run;
+``--retry-failed`` sends the row again.
 
 It does not decide which URLs are fetched (``batchllm.providers.media_parts``) nor read files
 (``batchllm.media``).
