@@ -35,6 +35,7 @@ from batchllm.errors import (
     RateLimited,
     Timeout,
 )
+from batchllm.media_fetch import fetch_media
 from batchllm.outcome import Outcome, Outcomes
 from batchllm.providers.base import Completion, HttpCall, RateLimitInfo, Usage
 from batchllm.providers.http import send
@@ -160,6 +161,7 @@ class Dispatcher:
 
     async def _send(self, request: Request, tries: _Tries) -> Completion:
         request = self.tiers.first(request)
+        request = await fetch_media(request, self._context.session, self._settings.timeout_s)
         call = self._context.adapter.build(request)
         only = self._settings.max_attempts == 1
         try:

@@ -8,8 +8,10 @@ row is sent. It does not know any provider's part shapes, limits or token rules;
 ``batchllm.providers.media_parts``.
 
 Media types come from content, never from the extension alone: PNG, JPEG, GIF, WebP and PDF are
-recognised by their first bytes. A URL is passed on as given (the provider fetches it), so its
-identity is the URL itself and its type and size are unknown until then.
+recognised by their first bytes. A URL's identity is the URL itself: it is passed on as given
+where the provider can fetch it, else fetched when its row is sent (``batchllm.media_fetch``), and
+its type and size are unknown until then. A ``gs://`` URI is passed on as given (Gemini reads
+it); no other object storage is read.
 """
 
 from __future__ import annotations
@@ -25,12 +27,16 @@ import struct
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from batchllm.errors import RowError
 
 IMAGE, DOCUMENT = "image", "document"
+_URL_SCHEMES = ("http://", "https://", "gs://")
 #: how much of a file its type and dimensions are read from
 _HEAD = 64 * 1024
+#: the facts cache's page cache, in KiB (SQLite's default is 2,000)
+_CACHE_KIB = 256
 _PAGE = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
 _PAGE_COUNT = re.compile(rb"/Type\s*/Pages\b[^>]*?/Count\s+(\d+)", re.DOTALL)
 
@@ -40,7 +46,7 @@ class MediaRef:
     """One image or document of a request, by reference: the bytes are read when it is sent."""
 
     kind: str
-    #: an absolute path, or an http(s) URL; "" for bytes given in the row
+    #: an absolute path, an http(s) URL or a gs:// URI; "" for bytes given in the row
     source: str
     #: what the request key covers: a hash of the content, or the URL as given
     identity: str
@@ -55,17 +61,24 @@ class MediaRef:
     data: bytes | None = None
     #: (width, height) to downscale to before sending, when the image is over a limit
     resize: tuple[int, int] | None = None
+    #: for a URL fetched when its row is sent: the wire format whose limits the bytes must meet
+    fetch: str | None = None
+    #: whether those bytes may be downscaled to fit them (``[input] resize_images``)
+    may_resize: bool = False
 
     @property
     def is_url(self) -> bool:
-        return self.source.startswith(("http://", "https://"))
+        """Whether the source is a URL (http(s) or gs://) rather than a path or bytes."""
+        return self.source.startswith(_URL_SCHEMES) and self.data is None
 
     @property
     def filename(self) -> str:
         """A file name for parts that need one (OpenAI ``file`` parts)."""
-        if self.source and not self.is_url:
-            return Path(self.source).name
-        return "document.pdf" if self.kind == DOCUMENT else "image"
+        name = os.path.basename(self.source)
+        if self.source.startswith(_URL_SCHEMES):
+            path = urlsplit(self.source).path
+            name = path.rsplit("/", 1)[-1]
+        return name or ("document.pdf" if self.kind == DOCUMENT else "image")
 
     @property
     def key(self) -> str:
@@ -199,6 +212,7 @@ class FactCache:
                 where = str(self._path)
             db = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
             db.execute("pragma journal_mode=wal")
+            db.execute(f"pragma cache_size = -{_CACHE_KIB}")  # lookups are by key: little to keep
             db.execute(
                 "create table if not exists facts (path text primary key, size int, mtime int,"
                 " digest text, media_type text, width int, height int, pages int)"
@@ -260,11 +274,15 @@ def reference(
     if not isinstance(value, str) or not value.strip():
         raise RowError(f"the {kind} value {value!r} is not a path, a URL or bytes")
     text = value.strip()
-    if text.startswith(("http://", "https://")):
+    if text.startswith(_URL_SCHEMES):
         return MediaRef(kind, text, text, detail=detail)
     if "://" in text.split("/", 1)[0] + "/" or text.startswith(("s3:", "gs:", "az:")):
-        raise RowError(f"the {kind} {text!r}: only local paths and http(s) URLs are supported")
-    path = str((base / os.path.expanduser(text)).absolute())
+        raise RowError(
+            f"the {kind} {text!r}: only local paths, http(s) URLs and gs:// URIs are supported"
+        )
+    path = os.path.join(os.fspath(base), os.path.expanduser(text))
+    if not os.path.isabs(path):  # strings, not Path: Path interns every part of every path
+        path = os.path.join(os.getcwd(), path)
     facts, size = cache.facts(path)
     return _ref(kind, path, facts, size, detail, None)
 
@@ -286,8 +304,18 @@ def _ref(
     )  # fmt: skip
 
 
+def fetched(ref: MediaRef, data: bytes) -> MediaRef:
+    """A URL's reference once its bytes are in hand: their type, size and dimensions, sent
+    inline; its identity stays the URL, as the request key has it."""
+    facts = facts_of(data)
+    found = _ref(ref.kind, ref.source, facts, len(data), ref.detail, data)
+    return replace(found, identity=ref.identity)
+
+
 def load(ref: MediaRef) -> tuple[bytes, str]:
     """The bytes to send and their media type, read now (and downscaled if the ref says so)."""
+    if ref.is_url:
+        raise RowError(f"{ref.source}: a URL to fetch before sending, not fetched")
     data = ref.data if ref.data is not None else read_file(ref.source)
     media_type = ref.media_type or "application/octet-stream"
     if ref.resize is not None:

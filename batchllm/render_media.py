@@ -29,6 +29,7 @@ class MediaCollector:
     def __init__(self, job: JobSpec) -> None:
         self.style = media_parts.style_of(job.model.provider)
         self.resize = job.input.resize_images
+        self.fetch_urls = job.input.fetch_urls
         self.detail = job.input.image_detail
         self._base = job.input.path.parent
         self._columns = tuple((IMAGE, c) for c in job.input.images) + tuple(
@@ -79,7 +80,7 @@ class MediaCollector:
         """The row's media as they will be sent, and their estimated input tokens."""
         if not self._row:
             return (), 0
-        sent = media_parts.admit(self.style, self._row, self.resize)
+        sent = media_parts.admit(self.style, self._row, self.resize, self.fetch_urls)
         return sent, media_parts.media_tokens(self.style, sent)
 
     def close(self) -> None:

@@ -52,7 +52,7 @@ def read_job(path: Path) -> JobSpec:
 
 
 _INPUT_KEYS = ("path", "format", "id_column", "columns", "encoding", "delimiter")
-_MEDIA_KEYS = ("images", "documents", "resize_images", "image_detail")
+_MEDIA_KEYS = ("images", "documents", "resize_images", "image_detail", "fetch_urls")
 _SECTIONS = (
     "job", "input", "prompt", "model", "output", "limits", "retry", "pricing", "simulate", "batch",
     "run", "plan",
@@ -153,6 +153,7 @@ class _Reader(TableReader):
             image_detail=self.take(
                 "input", table, "image_detail", str, check=checks.one_of(("low", "high", "auto"))
             ),
+            fetch_urls=bool(self.take("input", table, "fetch_urls", bool)),
         )
 
     def prompt(self) -> PromptSpec:

@@ -37,6 +37,8 @@ class InputSpec:
     resize_images: bool = False
     #: OpenAI's image ``detail`` for every image that does not give its own
     image_detail: str | None = None
+    #: fetch http(s) media URLs and send their bytes, even where the provider takes URLs
+    fetch_urls: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,9 +19,27 @@ Limits and rules (providers' documentation, 2026; an OpenAI-compatible server ge
   1000 pages. An image both sides ≤ 384 px is 258 tokens, a larger one 258 per 768×768 tile; a PDF
   page is 258 tokens.
 
-PDF pages cost text and a page image on OpenAI and Anthropic; they are estimated at 1000 and
-1500 tokens a page (the pilot calibrates them like text). A URL's size is unknown before the
-provider fetches it: an image is estimated as 1024×1024.
+PDF pages, per page (``document_tokens``):
+
+- Anthropic: 2,250 tokens, the middle of the 1,500–3,000 a page its PDF support page gives (each
+  page is sent as its extracted text and an image of the page).
+- OpenAI: no published figure; a page is sent as its extracted text and an image of the page,
+  estimated as one letter-size page image by the tile rule (768×994: 4 tiles, 765 tokens) plus
+  about 250 tokens of text, 1,000 in all.
+- Gemini: 258 tokens, as its document understanding page gives (a page is tokenized as an
+  image).
+
+All are estimates for the limiter, the budget and ``estimate``: the pilot calibrates them like
+text, and the reply's usage settles every row.
+
+URLs. Where a format takes a URL for a part, the URL is sent as given (OpenAI ``image_url`` and
+Responses ``input_image`` / ``input_file``, Anthropic ``url`` sources, Gemini ``file_data`` for
+``gs://`` and Files API URIs); where it does not (OpenAI Chat ``file`` parts for PDFs, Gemini with
+a plain http(s) URL), or ``[input] fetch_urls`` asks for it, the ref is marked to be fetched when
+its row is sent (``batchllm.media_fetch``) and then checked against these limits like a file. An
+image whose size is unknown until the provider fetches it is estimated at the format's largest
+charge for one image: OpenAI 1,445 tokens (2048×768, 8 tiles; 85 with ``detail="low"``),
+Anthropic 1,600; Gemini's rule has no largest, so 1536×1536 (4 tiles, 1,032 tokens).
 """
 
 from __future__ import annotations
@@ -30,7 +48,7 @@ import math
 import mimetypes
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from batchllm.errors import RowError
@@ -40,7 +58,11 @@ CHAT, RESPONSES, ANTHROPIC, GEMINI = "chat", "responses", "anthropic", "gemini"
 _STYLE = {"openai-responses": RESPONSES, "anthropic": ANTHROPIC, "gemini": GEMINI}
 _MARK = re.compile("\ue000(\\d+)\ue001")
 _MB = 1024 * 1024
-_UNKNOWN_SIDE = 1024
+#: the size an image of unknown size is taken as: the format's largest charge (see above)
+_UNKNOWN_SIZE = {CHAT: (2048, 768), RESPONSES: (2048, 768), ANTHROPIC: (1568, 1568),
+                 GEMINI: (1536, 1536)}  # fmt: skip
+#: Gemini takes these URLs in ``file_data``: Cloud Storage and its own Files API
+GEMINI_URIS = ("gs://", "https://generativelanguage.googleapis.com/")
 _OPENAI_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
 
 
@@ -57,11 +79,10 @@ class Limits:
     pdf_pages: int
     #: (more than this many images, then this many px a side)
     crowded: tuple[int, int] | None = None
-    pdf_urls: bool = True
 
 
 LIMITS = {
-    CHAT: Limits("OpenAI Chat", _OPENAI_TYPES, 20 * _MB, None, 500, 50 * _MB, 100, pdf_urls=False),
+    CHAT: Limits("OpenAI Chat", _OPENAI_TYPES, 20 * _MB, None, 500, 50 * _MB, 100),
     RESPONSES: Limits("OpenAI Responses", _OPENAI_TYPES, 20 * _MB, None, 500, 50 * _MB, 100),
     ANTHROPIC: Limits(
         "Anthropic", _OPENAI_TYPES, 5 * _MB, 8000, 100, 32 * _MB, 100, crowded=(20, 2000)
@@ -76,7 +97,8 @@ LIMITS = {
         1000,
     ),
 }
-_PAGE_TOKENS = {CHAT: 1000, RESPONSES: 1000, ANTHROPIC: 1500, GEMINI: 258}
+#: a PDF page's input tokens (sources above)
+_PAGE_TOKENS = {CHAT: 1000, RESPONSES: 1000, ANTHROPIC: 2250, GEMINI: 258}
 
 
 def style_of(provider: str) -> str:
@@ -109,8 +131,11 @@ def segments(text: str, media: Sequence[MediaRef]) -> Iterator[str | MediaRef]:
 
 
 def image_tokens(style: str, width: int | None, height: int | None, detail: str | None) -> int:
-    """An image's input tokens by the format's published rule."""
-    w, h = width or _UNKNOWN_SIDE, height or _UNKNOWN_SIDE
+    """An image's input tokens by the format's published rule (the format's largest charge
+    when the size is unknown)."""
+    if width is None or height is None:
+        width, height = _UNKNOWN_SIZE[style]
+    w, h = width, height
     if style == ANTHROPIC:
         fit = min(1.0, 1568 / max(w, h))
         return min(math.ceil(round(w * fit) * round(h * fit) / 750), 1600)
@@ -144,9 +169,13 @@ def media_tokens(style: str, media: Sequence[MediaRef]) -> int:
 # -- limits ------------------------------------------------------------------------------------
 
 
-def admit(style: str, media: Sequence[MediaRef], resize: bool) -> tuple[MediaRef, ...]:
-    """The media as they will be sent (over-limit images downscaled when ``resize``), or a
+def admit(
+    style: str, media: Sequence[MediaRef], resize: bool, fetch_urls: bool = False
+) -> tuple[MediaRef, ...]:
+    """The media as they will be sent (over-limit images downscaled when ``resize``; URLs the
+    format cannot take, or every URL when ``fetch_urls``, marked to be fetched), or a
     ``RowError`` naming the first one the provider would refuse."""
+    media = [_url_plan(style, ref, resize, fetch_urls) if ref.is_url else ref for ref in media]
     limits = LIMITS[style]
     images = sum(1 for ref in media if ref.kind != DOCUMENT)
     if images > limits.images:
@@ -164,11 +193,27 @@ def admit(style: str, media: Sequence[MediaRef], resize: bool) -> tuple[MediaRef
     return sent
 
 
+def takes_url(style: str, ref: MediaRef) -> bool:
+    """Whether the format takes this URL as a URL part (else its bytes are fetched and sent)."""
+    if style == GEMINI:
+        return ref.source.startswith(GEMINI_URIS)
+    return not (style == CHAT and ref.kind == DOCUMENT)
+
+
+def _url_plan(style: str, ref: MediaRef, resize: bool, fetch_urls: bool) -> MediaRef:
+    """A URL as given, or marked to be fetched when its row is sent."""
+    if ref.source.startswith("gs://"):
+        if style != GEMINI:
+            raise RowError(f"{ref.source}: only Gemini reads gs:// URIs; give an http(s) URL")
+        return ref
+    if fetch_urls or not takes_url(style, ref):
+        return replace(ref, fetch=style, may_resize=resize)
+    return ref
+
+
 def _admit_one(limits: Limits, ref: MediaRef, side: int | None, resize: bool) -> MediaRef:
     where = ref.source or "the image in this row"
     if ref.kind == DOCUMENT:
-        if ref.is_url and not limits.pdf_urls:
-            raise RowError(f"{where}: {limits.name} takes PDFs inline only; give a path or bytes")
         if ref.pages is not None and ref.pages > limits.pdf_pages:
             raise RowError(
                 f"{where}: {ref.pages} pages, over {limits.name}'s {limits.pdf_pages} a PDF"
@@ -222,7 +267,7 @@ def _chat_part(item: str | MediaRef) -> dict[str, Any]:
         return {"type": "text", "text": item}
     if item.kind == DOCUMENT:
         return {"type": "file", "file": {"filename": item.filename, "file_data": _data_url(item)}}
-    image: dict[str, Any] = {"url": item.source if item.is_url else _data_url(item)}
+    image: dict[str, Any] = {"url": item.source if _by_url(item) else _data_url(item)}
     if item.detail is not None:
         image["detail"] = item.detail
     return {"type": "image_url", "image_url": image}
@@ -239,10 +284,10 @@ def _responses_part(item: str | MediaRef) -> dict[str, Any]:
     if isinstance(item, str):
         return {"type": "input_text", "text": item}
     if item.kind == DOCUMENT:
-        if item.is_url:
+        if _by_url(item):
             return {"type": "input_file", "file_url": item.source}
         return {"type": "input_file", "filename": item.filename, "file_data": _data_url(item)}
-    url = item.source if item.is_url else _data_url(item)
+    url = item.source if _by_url(item) else _data_url(item)
     return {"type": "input_image", "image_url": url, "detail": item.detail or "auto"}
 
 
@@ -256,7 +301,7 @@ def anthropic_content(text: str, media: Sequence[MediaRef]) -> str | list[dict[s
 def _anthropic_block(item: str | MediaRef) -> dict[str, Any]:
     if isinstance(item, str):
         return {"type": "text", "text": item}
-    if item.is_url:
+    if _by_url(item):
         source: dict[str, Any] = {"type": "url", "url": item.source}
     else:
         data, media_type = load_base64(item)
@@ -274,12 +319,17 @@ def gemini_parts(text: str, media: Sequence[MediaRef]) -> list[dict[str, Any]]:
 def _gemini_part(item: str | MediaRef) -> dict[str, Any]:
     if isinstance(item, str):
         return {"text": item}
-    if item.is_url:
+    if _by_url(item):
         guessed = mimetypes.guess_type(item.source)[0]
         fallback = "application/pdf" if item.kind == DOCUMENT else "image/jpeg"
         return {"file_data": {"mime_type": guessed or fallback, "file_uri": item.source}}
     data, media_type = load_base64(item)
     return {"inline_data": {"mime_type": media_type, "data": data}}
+
+
+def _by_url(ref: MediaRef) -> bool:
+    """Whether the part carries the URL rather than the bytes."""
+    return ref.is_url and ref.fetch is None
 
 
 def _data_url(ref: MediaRef) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,13 +29,14 @@ import structlog
 
 from batchllm.dispatch import Dispatcher
 from batchllm.errors import FatalProviderError, ProviderError, RequestRejected
+from batchllm.media_fetch import MediaUnavailable, fetch_media
 from batchllm.outcome import OK, Outcome, Outcomes, RecentRequests, shared_outcome
 from batchllm.plan.history import History
 from batchllm.pricing import Price
 from batchllm.providers.base import HttpCall
 from batchllm.providers.batches import BatchApi, BatchState, ItemResult
 from batchllm.render import Request
-from batchllm.run.batch_book import Book, Pending, request_json
+from batchllm.run.batch_book import Book, Pending, Spool, new_tag, request_json
 from batchllm.run.batch_collect import Collector
 from batchllm.run.batch_control import batch_api, batch_status, cancel_batches, control_call
 from batchllm.run.batch_switch import Switch
@@ -72,9 +72,10 @@ class BatchMode:
     ) -> None:
         self.api, self.adapter, self.book = api, context.adapter, book
         self.session, self.record, self.settings = context.session, record, settings
-        outcomes = Outcomes(context.run_id, price, context.schema)
+        self.outcomes = Outcomes(context.run_id, price, context.schema)
+        self.timeout_s = context.settings.timeout_s
         self.collector = Collector(
-            context.adapter, outcomes, repairer, settings.max_attempts, record
+            context.adapter, self.outcomes, repairer, settings.max_attempts, record
         )
         self.max_requests = min(settings.max_requests or api.max_requests, api.max_requests)
         #: requests submitted in batches created by this run
@@ -114,7 +115,7 @@ class BatchMode:
         queue: asyncio.Queue[Item | None],
         group: asyncio.TaskGroup,
     ) -> None:
-        pending = Pending([], [])
+        spool: Spool | None = None
         seen: set[str] = set()
         while (item := await queue.get()) is not None:
             request, copied = item
@@ -125,32 +126,36 @@ class BatchMode:
             if self.switch is not None and self.switch.sample(item):
                 continue
             if (switch := self._moving()) is not None:
-                self._move_pending(pending)
-                pending, seen = Pending([], []), set()
+                self._move_pending(spool)
+                spool, seen = None, set()
                 switch.move(item)
                 continue
-            entry, row = self._lines(request, copied)
             if request.request_key not in seen:
-                if self._full(pending, entry):
-                    group.create_task(self._follow(self._prepare(pending, keys=seen)))
-                    pending, seen = Pending([], []), set()
-                pending.entries.append(entry)
-                pending.size += len(entry) + 1
+                entry = await self._entry(request, copied)
+                if entry is None:
+                    continue
+                if spool is not None and self._full(spool, entry):
+                    group.create_task(self._follow(self._seal(spool, keys=seen)))
+                    spool, seen = None, set()
+                spool = spool or Spool(self.book.dir)
+                spool.add_entry(entry)
                 seen.add(request.request_key)
-            pending.rows.append(row)
+            assert spool is not None  # a request key is seen only while its spool is open
+            spool.add_row(self._row(request, copied))
         if self._moving() is not None:
-            self._move_pending(pending)
-        elif pending.entries:
-            group.create_task(self._follow(self._prepare(pending, keys=seen)))
+            self._move_pending(spool)
+        elif spool is not None:
+            group.create_task(self._follow(self._seal(spool, keys=seen)))
 
     def _moving(self) -> Switch | None:
         """The switch, once past its point: rows go online rather than into a new batch."""
         return self.switch if self.switch is not None and self.switch.due() else None
 
-    def _move_pending(self, pending: Pending) -> None:
+    def _move_pending(self, spool: Spool | None) -> None:
         """Rows gathered for a batch not prepared yet: no batch holds them, they go online."""
-        if pending.rows and self.switch is not None:
-            self.switch.move_lines(pending.rows, "switch point: not batched yet")
+        lines = spool.discard() if spool is not None else []
+        if lines and self.switch is not None:
+            self.switch.move_lines(lines, "switch point: not batched yet")
 
     def _share(self, request: Request, copied: dict[str, Any]) -> bool:
         """Give the row the reply of an identical request in an earlier batch of this run: its
@@ -161,7 +166,7 @@ class BatchMode:
             return True
         if earlier is None or earlier in self.collecting:
             return False
-        self.book.add_row(earlier, self._lines(request, copied)[1])
+        self.book.add_row(earlier, self._row(request, copied))
         return True
 
     async def _reuse(self, request: Request, copied: dict[str, Any]) -> bool:
@@ -177,26 +182,41 @@ class BatchMode:
         else:
             self.recent.put(key, holder)
 
-    def _lines(self, request: Request, copied: dict[str, Any]) -> tuple[bytes, bytes]:
-        entry = self.api.entry(request.request_key, self.adapter.build(request))
-        row = orjson.dumps({"custom_id": request.request_key, "copied": copied,
-                            "request": request_json(request)})  # fmt: skip
-        return entry, row
+    async def _entry(self, request: Request, copied: dict[str, Any]) -> bytes | None:
+        """The request as the batch API takes it, its URLs fetched if need be; None when they
+        cannot be (the row is recorded failed)."""
+        try:
+            sent = await fetch_media(request, self.session, self.timeout_s)
+        except MediaUnavailable as exc:
+            self.record(self.outcomes.failed(request, copied, str(exc), exc.kind, 0))
+            return None
+        return self.api.entry(request.request_key, self.adapter.build(sent))
 
-    def _full(self, pending: Pending, entry: bytes) -> bool:
-        too_many = len(pending.entries) >= self.max_requests
-        return bool(pending.entries) and (
-            too_many or pending.size + len(entry) > self.api.max_bytes
-        )
+    def _row(self, request: Request, copied: dict[str, Any]) -> bytes:
+        return orjson.dumps({"custom_id": request.request_key, "copied": copied,
+                             "request": request_json(request)})  # fmt: skip
 
-    def _prepare(self, pending: Pending, attempt: int = 1, keys: Iterable[str] = ()) -> str:
-        """Write a batch's requests and rows, and book it as prepared; its tag. ``keys``: the
-        request keys it holds, remembered for identical requests that come later."""
-        tag = f"b{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    def _full(self, spool: Spool, entry: bytes) -> bool:
+        too_many = spool.requests >= self.max_requests
+        return too_many or spool.size + len(entry) > self.api.max_bytes
+
+    def _seal(self, spool: Spool, keys: Iterable[str]) -> str:
+        """Book a gathered batch as prepared; its tag."""
+        spool.seal()
+        return self._book(spool.tag, spool.requests, 1, keys)
+
+    def _prepare(self, pending: Pending, attempt: int) -> str:
+        """Write a batch of requests sent again and its rows, and book it as prepared."""
+        tag = new_tag()
         (self.book.dir / f"{tag}.jsonl").write_bytes(b"\n".join(pending.entries) + b"\n")
         (self.book.dir / f"{tag}.rows.jsonl").write_bytes(b"\n".join(pending.rows) + b"\n")
+        return self._book(tag, len(pending.entries), attempt, ())
+
+    def _book(self, tag: str, requests: int, attempt: int, keys: Iterable[str]) -> str:
+        """Book a batch whose files are written as prepared; ``keys``: the request keys it
+        holds, remembered for identical requests that come later."""
         self.book.batches[tag] = {"state": "prepared", "prepared_at": time.time(),
-                                  "requests": len(pending.entries), "attempt": attempt}  # fmt: skip
+                                  "requests": requests, "attempt": attempt}  # fmt: skip
         self.book.save()
         for key in keys:
             self._remember(key, tag)

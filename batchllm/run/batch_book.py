@@ -3,13 +3,18 @@
 Owns what batch mode keeps on disk: for each batch (by tag) its requests as the provider takes
 them (``{tag}.jsonl``), its rows (``{tag}.rows.jsonl``: custom id, copied columns and the
 rendered request, enough to record an outcome without the input), and its entry in the book,
-saved atomically after each step. Submitting, polling and collecting belong to
+saved atomically after each step. A batch being gathered is a ``Spool``: each request line is
+written to its file as it is rendered, so a batch of image rows never holds its base64 in memory;
+the files take their final names when the batch is booked as prepared (a ``.part`` file left by a
+killed process belongs to no booked batch). Submitting, polling and collecting belong to
 ``batchllm.run.batch``.
 """
 
 from __future__ import annotations
 
 import os
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +32,54 @@ class Pending:
     entries: list[bytes]
     rows: list[bytes]
     size: int = 0
+
+
+class Spool:
+    """A batch being gathered: its request lines and row lines appended to ``.part`` files."""
+
+    def __init__(self, folder: Path) -> None:
+        self.tag = new_tag()
+        self.requests = 0
+        #: bytes of the request lines, newlines included
+        self.size = 0
+        self._paths = (folder / f"{self.tag}.jsonl", folder / f"{self.tag}.rows.jsonl")
+        self._entries = _part(self._paths[0]).open("wb")
+        self._rows = _part(self._paths[1]).open("wb")
+
+    def add_entry(self, entry: bytes) -> None:
+        self._entries.write(entry + b"\n")
+        self.requests += 1
+        self.size += len(entry) + 1
+
+    def add_row(self, row: bytes) -> None:
+        self._rows.write(row + b"\n")
+
+    def seal(self) -> None:
+        """The files under their final names: the batch can be booked."""
+        self._close()
+        for path in self._paths:
+            os.replace(_part(path), path)
+
+    def discard(self) -> list[bytes]:
+        """Give up the batch: its row lines, and no files left behind."""
+        self._close()
+        lines = _part(self._paths[1]).read_bytes().splitlines()
+        for path in self._paths:
+            _part(path).unlink()
+        return lines
+
+    def _close(self) -> None:
+        self._entries.close()
+        self._rows.close()
+
+
+def new_tag() -> str:
+    """A batch's tag: when it was started, and a random suffix."""
+    return f"b{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}"
+
+
+def _part(path: Path) -> Path:
+    return path.with_name(path.name + ".part")
 
 
 class Book:

@@ -6,7 +6,8 @@ and ``input_file``, Anthropic ``image`` and ``document`` blocks, Gemini ``inline
 a declared media type the content agrees with and the format accepts, PDFs for documents, an
 optional size cap) and charging their tokens by the same published rules the client estimates
 with (``batchllm.providers.media_parts``). A URL is not fetched: it is charged as an image of
-unknown size. Pure functions; ``flow`` decides what to answer.
+unknown size; Gemini's ``file_data`` takes only ``gs://`` and Files API URIs, and an OpenAI Chat
+``file`` part only bytes, as the providers do. Pure functions; ``flow`` decides what to answer.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from typing import Any
 
 from batchllm.media import dimensions, pdf_pages, sniff
 from batchllm.providers import media_parts
-from batchllm.providers.media_parts import ANTHROPIC, CHAT, GEMINI, LIMITS, RESPONSES
+from batchllm.providers.media_parts import (
+    ANTHROPIC,
+    CHAT,
+    GEMINI,
+    GEMINI_URIS,
+    LIMITS,
+    RESPONSES,
+)
 
 _PDF = "application/pdf"
 
@@ -112,8 +120,7 @@ def _gemini(part: Mapping[str, Any]) -> Inline | None:
 
 def _charge(found: Inline, max_bytes: int | None) -> int:
     if found.encoded is None:
-        if not isinstance(found.url, str) or not found.url.startswith(("http://", "https://")):
-            raise MediaRejected(f"Invalid {found.kind} URL: {str(found.url)[:80]!r}.")
+        _check_url(found)
         if found.kind == "document":
             return media_parts.document_tokens(found.style, 1)
         return media_parts.image_tokens(found.style, None, None, found.detail)
@@ -135,6 +142,19 @@ def _charge(found: Inline, max_bytes: int | None) -> int:
     size = dimensions(data[: 64 * 1024], actual)
     width, height = size if size else (None, None)
     return media_parts.image_tokens(found.style, width, height, found.detail)
+
+
+def _check_url(found: Inline) -> None:
+    """A URL part the format takes: Gemini reads only Cloud Storage and Files API URIs, and an
+    OpenAI Chat ``file`` part carries its bytes, never a URL."""
+    url = found.url if isinstance(found.url, str) else ""
+    if found.style == GEMINI:
+        if not url.startswith(GEMINI_URIS):
+            raise MediaRejected(f"Unsupported file uri: {url[:80]!r}; use the File API or gs://.")
+    elif found.style == CHAT and found.kind == "document":
+        raise MediaRejected("file.file_data: expected a base64 data URL, not a URL.")
+    elif not url.startswith(("http://", "https://")):
+        raise MediaRejected(f"Invalid {found.kind} URL: {url[:80]!r}.")
 
 
 def _decode(found: Inline) -> bytes:

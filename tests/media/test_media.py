@@ -18,6 +18,7 @@ from batchllm.providers.media_parts import (
     GEMINI,
     RESPONSES,
     admit,
+    document_tokens,
     image_tokens,
     marker,
     segments,
@@ -140,3 +141,11 @@ def test_a_kept_request_keeps_its_media(tmp_path: Path) -> None:
     request = renderer.render("1", {"id": "1", "photo": "a.png", "blob": blob})
     kept = orjson.loads(orjson.dumps(request_json(request)))
     assert request_from(kept) == request
+
+
+def test_pdf_pages_are_estimated_by_the_cited_figures() -> None:
+    """A PDF page: Anthropic 2,250 (mid 1,500-3,000), Gemini 258, OpenAI 1,000 (text + page)."""
+    assert document_tokens(ANTHROPIC, 2) == 4500
+    assert document_tokens(GEMINI, 3) == 3 * 258
+    assert document_tokens(CHAT, 1) == document_tokens(RESPONSES, 1) == 1000
+    assert document_tokens(GEMINI, None) == 258  # pages unknown: one

@@ -174,18 +174,21 @@ def test_golden_gemini_parts(tmp_path: Path) -> None:
 
 
 URL = "https://media.example/cat.png"
+#: Gemini takes only Cloud Storage and Files API URIs in ``file_data``
+GS = "gs://media-bucket/cat.png"
 URL_PARTS = {
     "openai-compatible": ("messages", {"type": "image_url", "image_url": {"url": URL}}),
     "openai-responses": ("input", {"type": "input_image", "image_url": URL, "detail": "auto"}),
     "anthropic": ("messages", {"type": "image", "source": {"type": "url", "url": URL}}),
-    "gemini": ("contents", {"file_data": {"mime_type": "image/png", "file_uri": URL}}),
+    "gemini": ("contents", {"file_data": {"mime_type": "image/png", "file_uri": GS}}),
 }
 
 
 @pytest.mark.parametrize("provider", sorted(URL_PARTS))
 def test_golden_url_parts(tmp_path: Path, provider: str) -> None:
-    """An http(s) URL is sent as the format's URL part, not fetched."""
-    write_csv(tmp_path / "input.csv", [{"id": "1", "photo": URL}])
+    """A URL the format takes is sent as its URL part, not fetched."""
+    url = GS if provider == "gemini" else URL
+    write_csv(tmp_path / "input.csv", [{"id": "1", "photo": url}])
     model = PROVIDERS[provider][1]
     data = job_data(
         None,
@@ -193,7 +196,7 @@ def test_golden_url_parts(tmp_path: Path, provider: str) -> None:
         model={"provider": provider, "name": model, "base_url": "http://127.0.0.1:9/x"},
     )
     job = batchllm.load_job(write_job(tmp_path, data))
-    request = Renderer(job, ["id", "photo"]).render("1", {"photo": URL})
+    request = Renderer(job, ["id", "photo"]).render("1", {"photo": url})
     body = orjson.loads(make_adapter(provider, job.model.base_url, "k").build(request).body)
     key, part = URL_PARTS[provider]
     turn = body[key][0]
