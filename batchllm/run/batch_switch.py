@@ -52,6 +52,11 @@ class Switch:
         self.move(item)
         return True
 
+    def follow(self, item: Item) -> None:
+        """Send ``item`` online after an identical request sent online (a sample): the online
+        workers give it that request's reply, in flight or answered, rather than send it."""
+        self.online.put_nowait(item)
+
     def move(self, item: Item) -> None:
         self.moved += 1
         self.online.put_nowait(item)
