@@ -18,7 +18,14 @@ from __future__ import annotations
 import asyncio
 
 from batchllm.errors import BudgetReached
-from batchllm.estimate.model import TARGET, Estimate, extrapolate, needed, relative
+from batchllm.estimate.model import (
+    TARGET,
+    Estimate,
+    expected_price,
+    extrapolate,
+    needed,
+    relative,
+)
 from batchllm.estimate.pilot import Pilot, measure
 from batchllm.estimate.scan import Scan, scan
 from batchllm.estimate.text import estimate_text
@@ -46,7 +53,7 @@ async def aestimate(
 
 async def run_pilot(job: JobSpec, scanned: Scan, max_cost: float) -> Pilot | None:
     """Send growing slices of the sample until the interval is tight enough or money runs out."""
-    sample, price = scanned.sample or [], resolve_price(job)
+    sample, price = scanned.sample or [], expected_price(job, resolve_price(job))
     taken, spent, size = 0, 0.0, min(FIRST_ROUND, len(sample))
     while taken < size and spent < max_cost:
         rows = tuple(row for _, row, _ in sample[taken:size])

@@ -4,6 +4,13 @@ Each to-do row's cost is modelled as its input (known from the scan, calibrated)
 pilot measures (output, repairs, failures); the interval comes from that part's spread over the
 pilot and the calibration's own uncertainty. Batch and prompt-caching prices and the expected time
 follow from the same figures. It sends nothing and reads nothing.
+
+A job asking for OpenAI's flex tier (``service_tier = "flex"``) expects its rows at the flex price
+(``expected_price``); flex may refuse any row, which then goes at the standard price, so the
+estimate also gives that cost (``standard_cost_usd``: every row at the standard tier). The worst
+case stays at the standard price, as does the run's cost cap, which holds each request's worst
+case at the standard rate before sending it (``batchllm.budget``): the cap holds whatever flex
+refuses.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from batchllm.estimate.scan import Scan
 from batchllm.job import JobSpec
 from batchllm.plan.planner import Plan
 from batchllm.plan.setup import plan_for
-from batchllm.pricing import Price, resolve_price
+from batchllm.pricing import Price, resolve_price, tier_price
 from batchllm.providers.base import Usage
 from batchllm.render import estimate_tokens
 
@@ -55,6 +62,11 @@ class Estimate:
     price_source: str
     #: the plan that keeps the job's deadline (None: no deadline)
     plan: Plan | None = None
+    #: the service tier the expected cost is priced at (None: the standard one)
+    service_tier: str | None = None
+    #: the expected cost if every row is served at the standard tier (flex refuses them all);
+    #: None unless the job asks for flex
+    standard_cost_usd: float | None = None
 
     def to_json(self) -> str:
         return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2).decode()
@@ -90,18 +102,32 @@ def needed(pilot: Pilot, scan: Scan, price: Price) -> int:
     return math.ceil(pilot.rows * ratio * ratio)
 
 
+def expected_price(job: JobSpec, standard: Price) -> Price:
+    """The price a job's rows are expected at: flex's when the job asks for it."""
+    if job.model.service_tier != "flex":
+        return standard
+    try:
+        return tier_price(job, "flex", standard)
+    except PriceError:
+        return standard
+
+
 def extrapolate(job: JobSpec, price: Price, scan: Scan, pilot: Pilot | None) -> Estimate:
+    """The estimate; ``price`` is the standard one (the tier's comes from ``expected_price``)."""
     n = scan.to_send
     calibration = pilot.calibration if pilot else 1.0
     input_tokens = round(scan.est_tokens * calibration)
     worst = _worst(job, price, input_tokens, n)
+    tier = expected_price(job, price)
     if pilot is not None:
-        expected = expected_cost(pilot, scan, price)
-        half = halfwidth(pilot, scan, price)
+        expected = expected_cost(pilot, scan, tier)
+        half = halfwidth(pilot, scan, tier)
         output_tokens = round(pilot.output_mean * n)
     else:
-        expected = worst if worst is not None else 0.0
+        at_tier = _worst(job, tier, input_tokens, n)
+        expected = at_tier if at_tier is not None else 0.0
         half, output_tokens = 0.0, (job.model.max_tokens or 0) * n
+    standard = _standard(expected, price, tier, input_tokens, output_tokens)
     prefix = _shared_prefix(job, calibration)
     return Estimate(
         job=job.name,
@@ -117,15 +143,36 @@ def extrapolate(job: JobSpec, price: Price, scan: Scan, pilot: Pilot | None) -> 
         low_cost_usd=max(expected - half, 0.0),
         high_cost_usd=expected + half,
         worst_case_cost_usd=worst,
-        batch_expected_cost_usd=_batch(job, expected, price, input_tokens, output_tokens),
-        cached_expected_cost_usd=_cached(expected, price, prefix, n),
+        batch_expected_cost_usd=_batch(
+            job,
+            standard if standard is not None else expected,
+            price,
+            input_tokens,
+            output_tokens,
+        ),
+        cached_expected_cost_usd=_cached(expected, tier, prefix, n),
         shared_prefix_tokens=prefix,
         expected_seconds=_seconds(job, n, input_tokens + output_tokens, pilot),
         expected_invalid_rows=round(scan.to_do * pilot.invalid_rate) if pilot else 0,
         expected_failed_rows=round(scan.to_do * pilot.failed_rate) if pilot else 0,
         price_source=price.source,
         plan=_plan(job, n, input_tokens, output_tokens if pilot else None, pilot),
+        service_tier="flex" if tier is not price else None,
+        standard_cost_usd=standard,
     )
+
+
+def _standard(
+    expected: float, standard: Price, tier: Price, input_tokens: int, output_tokens: int
+) -> float | None:
+    """``expected`` (at ``tier``) with every row at the standard price; None when the tier is
+    the standard one. Rows the pilot saw refused already cost the standard price in
+    ``expected``: scaled again, the figure errs high, never low."""
+    if tier is standard:
+        return None
+    at_tier = tier.cost(Usage(input_tokens, output_tokens))
+    at_standard = standard.cost(Usage(input_tokens, output_tokens))
+    return expected * at_standard / at_tier if at_tier > 0 else expected
 
 
 def _plan(

@@ -19,7 +19,7 @@ def estimate_text(e: Estimate) -> str:
         if e.pilot_rows
         else "  no pilot: expected = worst case",
         "",
-        f"  expected cost   {money(e.expected_cost_usd)}{interval}",
+        f"  expected cost   {money(e.expected_cost_usd)}{interval}{_tier(e)}",
         f"  range           {money(e.low_cost_usd)} to {money(e.high_cost_usd)}",
         f"  worst case      {_maybe(e.worst_case_cost_usd, 'no max_tokens: unbounded')}"
         " (every reply at max_tokens)",
@@ -29,9 +29,24 @@ def estimate_text(e: Estimate) -> str:
         f"  invalid rows    ~{e.expected_invalid_rows:,}; failed rows ~{e.expected_failed_rows:,}",
         f"  prices          {e.price_source}",
     ]
+    if e.standard_cost_usd is not None:
+        lines.insert(lines.index("") + 4, _refused(e))
     if e.plan is not None:
         lines += ["", *plan_lines(e.plan)]
     return "\n".join(lines)
+
+
+def _tier(e: Estimate) -> str:
+    return f" at the {e.service_tier} tier" if e.service_tier is not None else ""
+
+
+def _refused(e: Estimate) -> str:
+    """What flex costs at worst: every row refused, at the standard tier."""
+    assert e.standard_cost_usd is not None
+    return (
+        f"  if flex refuses {money(e.standard_cost_usd)} (every row at the standard tier; a cost "
+        "cap holds each row at this rate)"
+    )
 
 
 def _maybe(value: float | None, otherwise: str) -> str:

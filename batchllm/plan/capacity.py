@@ -10,7 +10,10 @@ earlier, since a slower online rate needs more of the time left. What it learned
 (``remembered``) rather than from the job's promise. A provider that sends no rate-limit
 headers (Gemini) teaches nothing. A batch plan whose rate rests on limits the job gave sends
 ``SAMPLE_ROWS`` row online at once (``samples``), so its replies teach the run before the switch
-point. It does not send requests, nor move rows: batch mode does, at the switch point it is given.
+point. Rows a batch hands back at the switch point (``handed_back``) go at flex first when the
+time left allows (``planner.flex_until``): the standard-from point moves to the latest moment that
+leaves time for all of them at the standard tier. It does not send requests, nor move rows: batch
+mode does, at the switch point it is given.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import structlog
 
 from batchllm.job import ModelSpec
 from batchllm.limits import Grant, Limiter
-from batchllm.plan.planner import Plan, make_plan
+from batchllm.plan.planner import Plan, flex_until, make_plan
 from batchllm.providers.base import RateLimitInfo
 
 if TYPE_CHECKING:
@@ -56,6 +59,10 @@ class Learner:
         self.switch: _Point | None = None
         self.tiers: _Tiers | None = None
         self._seen: tuple[float | None, float | None] | None = None
+        #: rows moved online at or after the switch point, so far
+        self.handed = 0
+        #: whether handed-back rows go at flex first (None: no row handed back yet)
+        self._flex_first: bool | None = None
 
     def watch(self, context: RunContext) -> RunContext:
         """The context with its limiter watched (as it is without a plan to move)."""
@@ -78,7 +85,27 @@ class Learner:
         if self.switch is not None and self.plan.switch_at is not None:
             self.switch.at = min(self.switch.at, self.plan.switch_at)
         if self.tiers is not None:
-            self.tiers.standard_from = self.plan.standard_from
+            self.tiers.standard_from = self._standard_from(time.time())
+
+    def handed_back(self, rows: int) -> None:
+        """``rows`` more rows moved online at the switch point: they go at flex until the
+        moment that leaves time for all of them at the standard tier, if there is time."""
+        self.handed += rows
+        if self.tiers is not None:
+            self.tiers.standard_from = self._standard_from(time.time())
+
+    def _standard_from(self, now: float) -> float | None:
+        """The plan's standard-from point; once rows were handed back, the one for them (the
+        plan's when there is no time for flex first)."""
+        plan = self.plan
+        if plan is None or plan.standard_from is None or plan.situation is None or not self.handed:
+            return None if plan is None else plan.standard_from
+        later = flex_until(plan.situation, self.handed, now)
+        if (later is not None) != self._flex_first:
+            self._flex_first = later is not None
+            log.info("plan.handed_back", rows=self.handed, flex_first=self._flex_first,
+                     standard_in_s=_in(later, now))  # fmt: skip
+        return later if later is not None else min(plan.standard_from, now)
 
 
 class _Watched:

@@ -13,8 +13,10 @@ row, times ``safety``, plus ``reserve_s`` for cancelling and collecting.
 
 OpenAI's flex tier (``flex``: the job asks for ``service_tier = "flex"``) sells online replies at
 batch prices, slower (``FLEX_SLOWDOWN``) and sometimes refused. Rows sent online go at flex until
-``standard_from``, the same margin before the deadline as the switch point; from then on, and for
-the rows a batch hands back at the switch point, only the standard tier keeps the deadline.
+``standard_from``, the same margin before the deadline as the switch point; from then on only the
+standard tier keeps the deadline. Rows a batch hands back at the switch point go at flex first
+when the time left allows (``flex_until``: the batch answered some rows, or the switch came
+early), and at the standard tier from the point that leaves time for all of them there.
 """
 
 from __future__ import annotations
@@ -141,6 +143,17 @@ def _online(s: Situation, online_s: float, window: float, batch_s: float) -> Pla
     return Plan(s.rows, 0, s.rows, online_s, None, expected, s.online_usd, finish, s.deadline,
                 batch_s, s.batch_s is not None, problem, None, s.flex_usd, flex_rows,
                 s.now + max(window, 0.0) if s.flex else None, s.batch_usd)  # fmt: skip
+
+
+def flex_until(s: Situation, rows: int, now: float) -> float | None:
+    """From when ``rows`` rows sent online from ``now`` (handed back by a batch) must go at the
+    standard tier for the deadline to hold, with the plan's margins; None when the time before
+    then is too short for flex (under ``reserve_s``, or not one row at flex's slower rate)."""
+    standard_from = s.deadline - rows / s.rows_per_s * s.safety - s.reserve_s
+    window = standard_from - now
+    if window < s.reserve_s or window * s.rows_per_s / FLEX_SLOWDOWN < 1:
+        return None
+    return standard_from
 
 
 def rows_per_s(

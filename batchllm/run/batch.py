@@ -44,6 +44,9 @@ from batchllm.run.context import RunContext
 from batchllm.run.workers import Answers, Item
 
 log = structlog.get_logger("batchllm")
+#: what ``BatchMode.recent`` holds for a request sent online (a row sampled for the online rate):
+#: an identical request later in the input goes online too, where it shares that reply
+ONLINE = "online"
 #: how far a batch's creation time may be from our record of preparing it, to be recognised
 FIND_WINDOW_S = 600.0
 
@@ -124,6 +127,7 @@ class BatchMode:
             ):
                 continue
             if self.switch is not None and self.switch.sample(item):
+                self._remember(request.request_key, ONLINE)
                 continue
             if (switch := self._moving()) is not None:
                 self._move_pending(spool)
@@ -159,10 +163,15 @@ class BatchMode:
 
     def _share(self, request: Request, copied: dict[str, Any]) -> bool:
         """Give the row the reply of an identical request in an earlier batch of this run: its
-        outcome if collected, else a place among that batch's rows; False when there is none."""
+        outcome if collected, else a place among that batch's rows; or send it online after an
+        identical request sent online, whose reply the online workers share with it. False
+        when there is none."""
         earlier = self.recent.get(request.request_key)
         if isinstance(earlier, Outcome):
             self.record(shared_outcome(earlier, request, copied))
+            return True
+        if earlier == ONLINE and self.switch is not None:
+            self.switch.follow((request, copied))
             return True
         if earlier is None or earlier in self.collecting:
             return False

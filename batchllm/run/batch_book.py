@@ -144,6 +144,7 @@ def request_json(request: Request) -> dict[str, Any]:
         "est_input_tokens": request.est_input_tokens, "max_tokens": request.max_tokens,
         "response_schema": request.response_schema, "schema_strict": request.schema_strict,
         "input_hash": request.input_hash, "media": [ref_json(ref) for ref in request.media],
+        "service_tier": request.service_tier,
     }  # fmt: skip
 
 

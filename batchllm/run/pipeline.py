@@ -294,7 +294,8 @@ class JobRun:
             await mode.run(self.queue)
             return
         mode.switch = self.learner.switch = Switch(self.plan.switch_at or 0.0,  # none: at once
-                                                   samples=samples(self.plan))  # fmt: skip
+                                                   samples=samples(self.plan),
+                                                   handed=self.learner.handed_back)  # fmt: skip
         answers = Answers(done, self.store.flush, self.field_names)
         self.workers = Workers(dispatcher, self.ledger, self.stop, self.budget, self.tally, answers)
         online = [group.create_task(self.workers.work(mode.switch.online))
