@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ import orjson
 import structlog
 
 from batchllm.dispatch import Dispatcher
-from batchllm.errors import FatalProviderError, ProviderError, RequestRejected
+from batchllm.errors import RequestRejected
 from batchllm.media_fetch import MediaUnavailable, fetch_media
 from batchllm.outcome import OK, Outcome, Outcomes, RecentRequests, shared_outcome
 from batchllm.plan.history import History
@@ -38,7 +38,13 @@ from batchllm.providers.batches import BatchApi, BatchState, ItemResult
 from batchllm.render import Request
 from batchllm.run.batch_book import Book, Pending, Spool, new_tag, request_json
 from batchllm.run.batch_collect import Collector
-from batchllm.run.batch_control import batch_api, batch_status, cancel_batches, control_call
+from batchllm.run.batch_control import (
+    batch_api,
+    batch_status,
+    cancel_batches,
+    control_call,
+    run_error,
+)
 from batchllm.run.batch_switch import Switch
 from batchllm.run.context import RunContext
 from batchllm.run.workers import Answers, Item
@@ -111,7 +117,7 @@ class BatchMode:
                     group.create_task(self._follow(tag))
                 await self._batch(queue, group)
         except ExceptionGroup as caught:
-            raise _run_error(caught) from None
+            raise run_error(caught) from None
 
     async def _batch(
         self,
@@ -377,26 +383,6 @@ class BatchMode:
 
     async def _call(self, call: HttpCall) -> tuple[int, bytes]:
         return await control_call(self.session, call)
-
-
-def _run_error(group: ExceptionGroup[Exception]) -> Exception:
-    """What stopped the batches: a fatal provider error, or the batch API failing for good."""
-    leaves = list(_leaves(group))
-    for leaf in leaves:
-        if isinstance(leaf, FatalProviderError):
-            return leaf
-    for leaf in leaves:
-        if isinstance(leaf, ProviderError):
-            return FatalProviderError(f"{leaf.kind}: {leaf}")
-    return group
-
-
-def _leaves(group: BaseExceptionGroup[Exception]) -> Iterator[Exception]:
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            yield from _leaves(exc)
-        else:
-            yield exc
 
 
 __all__: Sequence[str] = [

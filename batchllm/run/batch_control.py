@@ -1,9 +1,10 @@
 """Batch API calls outside a run: ``batchllm status`` and ``batchllm cancel``, and the one
 retried control call every batch API request goes through.
 
-Owns ``control_call`` (a batch API request, retried when the failure is transient) and the two
-commands, which read the book and ask the provider; neither changes the book: the next run
-collects what a cancel left. ``batch_api`` is the provider registry's, re-exported here.
+Owns ``control_call`` (a batch API request, retried when the failure is transient),
+``run_error`` (which failure stopped the batches) and the two commands, which read the book
+and ask the provider; neither changes the book: the next run collects what a cancel left.
+``batch_api`` is the provider registry's, re-exported here.
 """
 
 from __future__ import annotations
@@ -32,6 +33,26 @@ from batchllm.run.batch_book import Book
 
 CONTROL_TIMEOUT_S = 120.0
 CONTROL_ATTEMPTS = 8
+
+
+def run_error(group: ExceptionGroup[Exception]) -> Exception:
+    """What stopped the batches: a fatal provider error, or the batch API failing for good."""
+    leaves = list(_leaves(group))
+    for leaf in leaves:
+        if isinstance(leaf, FatalProviderError):
+            return leaf
+    for leaf in leaves:
+        if isinstance(leaf, ProviderError):
+            return FatalProviderError(f"{leaf.kind}: {leaf}")
+    return group
+
+
+def _leaves(group: BaseExceptionGroup[Exception]) -> Iterator[Exception]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
 
 
 async def control_call(session: aiohttp.ClientSession, call: HttpCall) -> tuple[int, bytes]:
