@@ -292,7 +292,8 @@ class Store:
                     self._part_from_rows(rows, journal, None)
             journal.unlink(missing_ok=True)
         # the lock is ours: any temp file is a write cut short by a kill
-        for tmp in [*self.results_dir.glob("*.tmp"), *self.path.glob("*.tmp")]:
+        spooled = self.path.glob("batches/*.part")  # a batch being gathered, never booked
+        for tmp in [*self.results_dir.glob("*.tmp"), *self.path.glob("*.tmp"), *spooled]:
             tmp.unlink(missing_ok=True)
         self._reconcile_killed_runs()
 

@@ -196,6 +196,27 @@ def test_a_run_killed_after_submitting_resumes_without_submitting_again(
     assert every == [{"status": "ok", "n": 20}]
 
 
+def test_a_batch_killed_while_being_gathered_leaves_no_spool_and_every_row_once(
+    tmp_path: Path,
+) -> None:
+    """kill -9 while a batch is spooled: the next run removes the spool and saves each row once."""
+    write_csv(tmp_path / "input.csv", ticket_rows(3000))
+    data = job_data(
+        None,
+        model={"provider": "simulated", "base_url": None, "mode": "batch"},
+        batch={**POLL, "max_requests": 50_000},
+        simulate={"latency_ms": 1, "batch_delay_s": 0.05},
+    )
+    job = batchllm.load_job(write_job(tmp_path, data))
+    spool = job.output_dir / "batches"
+    _run_and_kill(job, ready=lambda: any(spool.glob("*.part")))
+    summary = batchllm.run_job(job)
+    assert not list(spool.glob("*.part"))
+    assert (summary.ok, summary.failed) == (3000, 0)
+    every = _rows(job, "select count(*) as n, count(distinct row_key) as k from all_results")
+    assert every == [{"n": 3000, "k": 3000}]
+
+
 @pytest.mark.parametrize("provider", sorted(PROVIDERS))
 def test_a_batch_created_but_not_booked_is_found_not_submitted_again(
     tmp_path: Path, sims: SimThread, monkeypatch: pytest.MonkeyPatch, provider: str
