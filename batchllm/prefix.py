@@ -38,7 +38,7 @@ PREFIX_DIR = "prefix"
 #: bumped whenever the row keys' or input hashes' hashing changes
 VERSION = 1
 #: rows of a chunk asked of the index at a time
-_ASK_ROWS = 1 << 20
+_ASK_ROWS = 1 << 18
 #: chunks kept before they are joined into one file (their ranges stay apart)
 _JOIN_AT = 8
 
@@ -87,28 +87,58 @@ def reading(spec: InputSpec, source: Source) -> dict[str, Any]:
     }
 
 
-def plan(run_dir: Path, source: Source, index: DoneIndex, *, retry_failed: bool) -> Skip:
-    """The chunks whose bytes are unchanged and whose rows are all done, from the first on."""
+@dataclass(frozen=True, slots=True)
+class Unchanged:
+    """The recorded chunks whose bytes the input still holds (from the first on, contiguous),
+    and the input's size and modification time when they were hashed."""
+
+    chunks: list[Chunk]
+    size: int
+    mtime_ns: int
+
+
+def unchanged(run_dir: Path, source: Source) -> Unchanged | None:
+    """The chunks whose bytes are unchanged (None: the input is read in full, whatever is
+    done). Only hashes bytes: it may run while the done index is being built."""
     if not source.spans or source.spec.id_column is None:
-        return Skip()
+        return None
+    try:
+        return _unchanged(run_dir, source)
+    except OSError:
+        return None  # the read in full says what is wrong with the input
+
+
+def _unchanged(run_dir: Path, source: Source) -> Unchanged:
     stat = source.path.stat()
-    skip = Skip(end=stat.st_size, stamp=(stat.st_size, stat.st_mtime_ns))
+    found = Unchanged([], stat.st_size, stat.st_mtime_ns)
     saved = _load(run_dir)
-    if index.empty or saved is None or saved.get("reading") != reading(source.spec, source):
-        return skip
+    if saved is None or saved.get("reading") != reading(source.spec, source):
+        return found
+    offset = 0
     with source.path.open("rb") as data:
         for chunk in (Chunk(**entry) for entry in saved.get("chunks", [])):
-            if chunk.start != skip.offset or chunk.end > stat.st_size:
+            if chunk.start != offset or chunk.end > stat.st_size:
                 break
             if _sha1(data, chunk.start, chunk.end) != chunk.sha1:
                 break
-            asked = _ask(run_dir / PREFIX_DIR / chunk.file, chunk, index, retry_failed)
-            if asked is None:
-                break
-            skip.failed += asked[0]
-            skip.ids.append(asked[1])
-            skip.offset, skip.rows = chunk.end, skip.rows + chunk.rows
-            skip.kept.append(chunk)
+            found.chunks.append(chunk)
+            offset = chunk.end
+    return found
+
+
+def plan(run_dir: Path, index: DoneIndex, found: Unchanged | None, *, retry_failed: bool) -> Skip:
+    """Of the unchanged chunks, those whose rows are all done, from the first on."""
+    if found is None:
+        return Skip()
+    skip = Skip(end=found.size, stamp=(found.size, found.mtime_ns))
+    for chunk in found.chunks if not index.empty else []:
+        asked = _ask(run_dir / PREFIX_DIR / chunk.file, chunk, index, retry_failed)
+        if asked is None:
+            break
+        skip.failed += asked[0]
+        skip.ids.append(asked[1])
+        skip.offset, skip.rows = chunk.end, skip.rows + chunk.rows
+        skip.kept.append(chunk)
     return skip
 
 

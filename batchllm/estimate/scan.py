@@ -21,7 +21,7 @@ from batchllm.job import JobSpec
 from batchllm.keys import batch_digests, digest_strings, digestible, row_key
 from batchllm.outcome import RecentRequests
 from batchllm.parts import read_done
-from batchllm.prefix import Skip, plan
+from batchllm.prefix import Skip, plan, unchanged
 from batchllm.pricing import context_window
 from batchllm.render import Renderer
 from batchllm.source import InputRow, RowBatch, Source
@@ -43,7 +43,9 @@ def scan(job: JobSpec, sample_size: int, limit: int | None) -> Scan:
     schema = OutputSchema(job.output.schema) if job.output.schema else None
     renderer = Renderer(job, source.columns, schema)
     done = read_done(job.output_dir, job.fingerprint)
-    skip = Skip() if limit is not None else plan(job.output_dir, source, done, retry_failed=False)
+    skip = Skip()
+    if limit is None:
+        skip = plan(job.output_dir, done, unchanged(job.output_dir, source), retry_failed=False)
     scan, rng = Scan(rows=skip.rows), random.Random(0)
     reservoir: list[tuple[str, dict[str, Any], int]] = []
     recent: RecentRequests[None] = RecentRequests()

@@ -33,7 +33,7 @@ from batchllm.keys import (
     row_key,
 )
 from batchllm.outcome import Outcome, row_failure
-from batchllm.prefix import Recorder, Skip, plan
+from batchllm.prefix import Recorder, Skip, plan, unchanged
 from batchllm.render import Renderer
 from batchllm.run.workers import Item, Stop
 from batchllm.source import BATCH_ROWS, InputRow, RowBatch, Source
@@ -74,6 +74,12 @@ class Admission:
         self.in_batch: dict[tuple[str, str], str] = {}
         #: what this read of the input is recorded as, for the next run (``batchllm.prefix``)
         self._recorder: Recorder | None = None
+        #: the input's unchanged prefix, hashed while the done index is built (a whole read only)
+        self._unchanged = (
+            self._reader.submit(unchanged, job.output_dir, source)
+            if options.rows is None and options.limit is None
+            else None
+        )
 
     async def produce(self, done: DoneIndex, ends: int) -> None:
         """Admit every row, then put ``ends`` end markers (one per consumer)."""
@@ -115,10 +121,11 @@ class Admission:
 
     def _unread_prefix(self, done: DoneIndex) -> Skip:
         """The input's unchanged prefix of done rows, not read (a whole read only: no limit)."""
-        if self._options.limit is not None:
+        if self._unchanged is None:
             return Skip()
         run_dir = self._job.output_dir
-        skip = plan(run_dir, self._source, done, retry_failed=self._options.retry_failed)
+        found = self._unchanged.result()
+        skip = plan(run_dir, done, found, retry_failed=self._options.retry_failed)
         self._recorder = Recorder(run_dir, self._source, skip)
         self._duplicate_ids.know(skip.ids)
         skip.ids = []
