@@ -18,7 +18,7 @@ import hashlib
 import io
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,7 +146,7 @@ class Source:
 
     def _read(
         self, batch_rows: int, skipped: _Skipped, span: tuple[int, int] | None = None
-    ) -> Iterator[pa.RecordBatch]:
+    ) -> Generator[pa.RecordBatch]:
         """One pass over the input. A row longer than the read block stops the reader; the pass
         then starts again with larger blocks and skips the rows it has already given."""
         _quiet_unreadable_lines()
@@ -234,7 +234,7 @@ class Source:
         if self.spec.format == "parquet":
             empty = pq.ParquetFile(self._parquet()).metadata.num_rows == 0
         else:
-            batches = self.batches(batch_rows=1)
+            batches = self._read(1, _Skipped())
             empty = next(batches, None) is None
             batches.close()  # its reader's buffers go now, not when collected
             pa.default_memory_pool().release_unused()

@@ -39,7 +39,7 @@ class OutputSchema:
     """One job's reply schema, compiled once."""
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
-        import jsonschema_rs  # noqa: PLC0415  # ~7 MB: only a job with a schema loads it
+        import jsonschema_rs  # ~7 MB: only a job with a schema loads it
 
         try:
             jsonschema_rs.meta.validate(dict(schema))

@@ -175,7 +175,7 @@ class Admission:
         done_rows, ok_rows = self._lookup(done, key_hashes, digest_hashes)
         repeated = np.zeros(batch.num_rows, np.bool_)
         repeated[~missing] = self._duplicate_ids.seen(key_hashes[~missing])
-        self._record_read(key_hashes, digest_hashes, missing.any() or repeated.any())
+        self._record_read(key_hashes, digest_hashes, bool(missing.any() or repeated.any()))
         skipped = done_rows & ~repeated
         found = _Sorted(count=batch.num_rows, reused=int(skipped.sum()))
         found.reused_failed = int((skipped & ~ok_rows).sum())
