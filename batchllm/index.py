@@ -41,8 +41,6 @@ from batchllm.outcome import OK, TERMINAL
 INDEX_COLUMNS = ("row_key", "request_key", "input_hash", "status", "run_id")
 #: deltas (one per part written) kept apart before they are folded into one
 _FOLD_AT = 32
-#: glibc's ``mallopt`` parameter number
-_M_MMAP_THRESHOLD = -3
 #: rows of a part read at a time
 _READ_ROWS = 1 << 14
 
@@ -203,22 +201,12 @@ class DoneIndex:
 
 def build_index(parts: list[Path], same_job: frozenset[str]) -> DoneIndex:
     """The index of ``parts`` (oldest first); ``same_job``: runs with the job's fingerprint."""
-    _give_back_freed_arrays()
     index = DoneIndex(same_job)
     index._parts = list(parts)
     if parts:
         index._layers = [_layer_of(list(enumerate(parts)), same_job)]
     _trim()
     return index
-
-
-def _give_back_freed_arrays() -> None:
-    """Have glibc map every allocation over 128 KiB on its own. Its threshold otherwise rises
-    to the largest block freed, so the index's large short-lived arrays land in the heap, whose
-    freed pages are kept: measured ~40 MB of a 1M-row directory's peak. A process setting."""
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
-    if mallopt is not None:
-        mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
 
 
 def _trim() -> None:

@@ -47,6 +47,8 @@ _PRIMITIVE = (
 )
 #: file name endings pyarrow reads decompressed: never read from a byte offset
 _COMPRESSED = (".gz", ".bz2", ".zst", ".lz4", ".br", ".snappy")
+#: a one-thread reader names the row (within its block), a threaded one does not
+_RAGGED = re.compile(r"CSV parse error: (Row #\d+: )?Expected")
 _ROW_IN_BLOCK = re.compile(r"\s*in row \d+\s*$")
 _READ_ERRORS = (pa.ArrowInvalid, OSError, UnicodeDecodeError, LookupError)
 
@@ -405,7 +407,7 @@ def _quiet_unreadable_lines() -> None:
 def _unreadable_ragged_line(exc: BaseException) -> bool:
     """Whether pyarrow failed to hand a ragged CSV line to the handler (it decodes the line
     first, and a line that is not UTF-8 fails there): it then reports the wrong field count."""
-    return isinstance(exc, pa.ArrowInvalid) and str(exc).startswith("CSV parse error: Expected")
+    return isinstance(exc, pa.ArrowInvalid) and _RAGGED.match(str(exc)) is not None
 
 
 def _straddles(exc: BaseException) -> bool:
