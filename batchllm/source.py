@@ -13,7 +13,6 @@ or a cell that is not valid text in the file's encoding, comes out as a row with
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import io
 import re
@@ -30,6 +29,7 @@ import pyarrow.parquet as pq
 
 from batchllm.errors import InputError
 from batchllm.hashset import HashSet64
+from batchllm.input_streams import FileSpan, LossyUtf8
 from batchllm.job import InputSpec
 from batchllm.scale.objects import input_exists, open_input
 
@@ -266,13 +266,13 @@ class Source:
         span: tuple[int, int] | None = None,
     ) -> Any:
         if span is not None:
-            stream: Any = io.BufferedReader(_Span(self.path, *span), buffer_size=1 << 16)
+            stream: Any = io.BufferedReader(FileSpan(self.path, *span), buffer_size=1 << 16)
         elif self.spec.uri:
             stream = open_input(self.spec.uri)
         else:
             stream = pa.input_stream(str(self.path), compression="detect")
         if skipped.lossy:
-            stream = io.BufferedReader(_LossyUtf8(stream), buffer_size=1 << 16)
+            stream = io.BufferedReader(LossyUtf8(stream), buffer_size=1 << 16)
         middle = span is not None and span[0] > 0  # no header line: the columns are known
         if self.spec.format == "jsonl":
             return pa_json.open_json(
@@ -339,51 +339,6 @@ def _bad_rows(lines: list[str]) -> list[InputRow]:
         )
         for text in lines
     ]
-
-
-class _Span(io.RawIOBase):
-    """The bytes of a file from ``start`` to ``end`` (what is appended later is not read)."""
-
-    def __init__(self, path: Any, start: int, end: int) -> None:
-        self._file = open(path, "rb")  # noqa: SIM115  # closed with this stream
-        self._file.seek(start)
-        self._left = end - start
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer)[: self._left]
-        count = self._file.readinto(view)
-        self._left -= count
-        return count
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()
-
-
-class _LossyUtf8(io.RawIOBase):
-    """A byte stream with every byte that is not UTF-8 replaced by U+FFFD."""
-
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._pending:
-            chunk = self._stream.read(1 << 16)
-            self._pending = self._decoder.decode(chunk, final=not chunk).encode()
-            if not chunk:
-                break
-        count = min(len(buffer), len(self._pending))
-        buffer[:count] = self._pending[:count]
-        self._pending = self._pending[count:]
-        return count
 
 
 def _quiet_unreadable_lines() -> None:
