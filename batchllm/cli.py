@@ -16,6 +16,7 @@ import click
 from batchllm import __version__, log
 from batchllm.errors import BatchllmError
 from batchllm.job import load_job, with_mode
+from batchllm.memory import frugal
 from batchllm.progress import ProgressLine, summary_text
 from batchllm.scale.backend import arun, with_run
 from batchllm.tally import RunOptions
@@ -93,6 +94,7 @@ def _with_deadline(job: Any, deadline: str | None, soft: bool) -> Any:
 def main(log_format: str, quiet: bool, verbose: bool) -> None:
     """Run an LLM over every row of a table: rate-limited, resumable, costed, queryable."""
     log.configure(log_format, quiet=quiet, verbose=verbose)
+    frugal()
 
 
 @main.command(epilog=EXIT_CODES)

@@ -20,6 +20,7 @@ The index is built from the parts (``read_done``) and kept up to date as the run
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,7 @@ INDEX_COLUMNS = ("row_key", "request_key", "input_hash", "status", "run_id")
 #: deltas (one per part written) kept apart before they are folded into one
 _FOLD_AT = 32
 #: rows of a part read at a time
-_READ_ROWS = 1 << 16
+_READ_ROWS = 1 << 14
 
 
 @dataclass(slots=True)
@@ -53,16 +54,21 @@ class Keys:
 
     @classmethod
     def build(cls, keys: list[np.ndarray], failed: list[np.ndarray]) -> Keys:
-        """From keys in outcome order (oldest first): the last outcome of each key decides."""
+        """From keys in outcome order (oldest first): the last outcome of each key decides.
+        Empties both lists as it takes them in (each array is let go as soon as it can be)."""
         if not keys:
             return cls()
         flat = np.concatenate(keys)
+        keys.clear()
         order = np.argsort(flat, kind="stable")
         flat = flat[order]
+        states = np.concatenate(failed)
+        failed.clear()
+        states = states[order]
+        del order
         last = np.ones(len(flat), np.bool_)
         last[:-1] = flat[1:] != flat[:-1]
-        states = np.concatenate(failed)[order[last]]
-        return cls(flat[last], states)
+        return cls(flat[last], states[last])
 
     def lookup(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(found, failed) for each hash."""
@@ -204,7 +210,15 @@ def build_index(parts: list[Path], same_job: frozenset[str]) -> DoneIndex:
     index._parts = list(parts)
     if parts:
         index._layers = [_layer_of(list(enumerate(parts)), same_job)]
+    _trim()
     return index
+
+
+def _trim() -> None:
+    """Give the heap's free pages back (glibc): what building the index freed."""
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def damaged(part: Path, exc: BaseException) -> RunDirError:
@@ -232,21 +246,13 @@ def _layer_of(
             answers.append(requests[ok])
             where.append(np.full(int(ok.sum()), (number << 32) | group, np.int64))
     pa.default_memory_pool().release_unused()  # what reading the parts took, before sorting
-    by_request, by_input = _built(req), _built(inp)
+    by_request, by_input = Keys.build(*req), Keys.build(*inp)
     flat = np.concatenate(answers) if answers else np.zeros(0, U64)
     answers.clear()
     located = np.concatenate(where) if where else np.zeros(0, np.int64)
     where.clear()
     order = np.argsort(flat, kind="stable")
     return _Layer(by_request, by_input, flat[order], located[order])
-
-
-def _built(lists: tuple[list[np.ndarray], list[np.ndarray]]) -> Keys:
-    """``Keys.build`` of the lists, emptied as soon as they are taken in (a lower peak)."""
-    keys = Keys.build(*lists)
-    lists[0].clear()
-    lists[1].clear()
-    return keys
 
 
 def _take(
@@ -283,7 +289,7 @@ def _batches(part: Path, table: pa.Table | None) -> Any:
             yield 0, batch
         return
     try:
-        parquet = pq.ParquetFile(part, memory_map=True)
+        parquet = pq.ParquetFile(part, memory_map=False)
         columns = _present(parquet.schema_arrow.names)
         for group in range(parquet.num_row_groups):
             # a slice of a row group at a time: a large part never has to fit in memory

@@ -142,6 +142,11 @@ class SeenIds:
         self._sort_in(hashes[~(seen | repeated)])
         return seen | repeated
 
+    def know(self, hashes: np.ndarray) -> None:
+        """Add ids known to be distinct and not seen yet (the rows of an unread prefix)."""
+        if len(hashes):
+            self._sort_in(hashes)
+
     def _sort_in(self, hashes: np.ndarray) -> None:
         layer = np.sort(hashes)
         while self._layers and len(self._layers[-1]) <= 2 * len(layer):
@@ -208,6 +213,11 @@ class DuplicateIds:
         """For ids hashed with ``hash_strings`` (none a content hash), in order: whether each
         was seen before in this read."""
         return self._seen.add_many(hashes)
+
+    def know(self, hashes: list[np.ndarray]) -> None:
+        """Ids hashed with ``hash_strings``, distinct, met before this read (an unread prefix)."""
+        for part in hashes:
+            self._seen.know(part)
 
     def refusal(self, key: str) -> str:
         return f"duplicate id '{key}' in column '{self._column}': not sent"

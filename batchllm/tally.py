@@ -47,6 +47,8 @@ class Tally:
     cached_tokens: int = 0
     cost_usd: float = 0.0
     in_batch: int = 0
+    #: rows of the input's unchanged prefix, done and not read (``batchllm.prefix``)
+    prefix_rows: int = 0
     total: int | None = None
     started: float = field(default_factory=time.monotonic)
 

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import jsonschema_rs
 import orjson
 import pyarrow as pa
 
@@ -40,6 +39,8 @@ class OutputSchema:
     """One job's reply schema, compiled once."""
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
+        import jsonschema_rs  # ~7 MB: only a job with a schema loads it
+
         try:
             jsonschema_rs.meta.validate(dict(schema))
             self._validator = jsonschema_rs.validator_for(dict(schema))

@@ -308,25 +308,33 @@ def fabricate_run(job_path: Path, pending: int) -> int:
     done = source.count_rows() - pending
     renderer = Renderer(job, source.columns)
     started_us = int(_OLD_RUN_AT.timestamp() * 1e6)
-    outcomes: list[dict[str, Any]] = []
-    for read in source.row_batches():
-        rows = source.to_rows(read)
-        digests = digest_strings(batch_digests(read.batch)).to_pylist() if read.batch else []
-        for item, digest in zip(rows[: done - len(outcomes)], digests, strict=False):
-            key = row_key(item.data, job.input.id_column)
-            request = renderer.render(key, item.data, digest)
-            # one reply a millisecond, in input order, as a run at 1,000 rows/s would have left
-            outcomes.append(_outcome(request, started_us + 1000 * len(outcomes)).to_row())
-        if len(outcomes) >= done:
-            break
     results = job.output_dir / "results"
     results.mkdir(parents=True, exist_ok=True)
-    for n, outcome in enumerate(outcomes):
-        outcome["seq"] = (1 << SEQ_BITS) | n
-    table = pa.Table.from_pylist(outcomes, schema=results_schema([], []).append(SEQ_FIELD))
-    # in row groups as a compacted part holds them (a long run's parts end up compacted)
+    # in row groups as a compacted part holds them (a long run's parts end up compacted),
+    # written as they fill: ten million outcomes as dicts would not fit
     part = results / f"part-{OLD_RUN_ID}-00001.parquet"
-    pq.write_table(table, part, compression="zstd", row_group_size=GROUP_ROWS)
+    schema = results_schema([], []).append(SEQ_FIELD)
+    made = 0
+    with pq.ParquetWriter(part, schema, compression="zstd") as writer:
+        group: list[dict[str, Any]] = []
+        for read in source.row_batches():
+            rows = source.to_rows(read)
+            digests = digest_strings(batch_digests(read.batch)).to_pylist() if read.batch else []
+            for item, digest in zip(rows[: done - made], digests, strict=False):
+                key = row_key(item.data, job.input.id_column)
+                request = renderer.render(key, item.data, digest)
+                # one reply a millisecond, in input order, as a run at 1,000 rows/s would have
+                row = _outcome(request, started_us + 1000 * made).to_row()
+                row["seq"] = (1 << SEQ_BITS) | made
+                group.append(row)
+                made += 1
+            while len(group) >= GROUP_ROWS:
+                writer.write_table(pa.Table.from_pylist(group[:GROUP_ROWS], schema=schema))
+                del group[:GROUP_ROWS]
+            if made >= done:
+                break
+        if group:
+            writer.write_table(pa.Table.from_pylist(group, schema=schema))
     run = {
         "run_id": OLD_RUN_ID,
         "run_number": 1,
@@ -338,7 +346,7 @@ def fabricate_run(job_path: Path, pending: int) -> int:
     (job.output_dir / "manifest.json").write_bytes(
         orjson.dumps(manifest, option=orjson.OPT_INDENT_2)
     )
-    return len(outcomes)
+    return made
 
 
 def _outcome(request: Request, finished_at: int) -> Outcome:

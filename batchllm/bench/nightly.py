@@ -1,7 +1,9 @@
 """The ``nightly`` probes: one night of a job over a large run directory, then many nights.
 
 A run directory of a finished run over all but the last 1 % of a large input (``fabricate_run``,
-cached next to the input and copied for each measurement) is run again with ``batchllm run``:
+then ``batchllm run`` over the input as it was that night, which finds every row done and records
+the input's prefix as any finished run does; cached next to the input and copied for each
+measurement) is run again with ``batchllm run`` over the grown input:
 the steps say how long until its first new request and its peak memory, and ``results`` is
 queried (``count(*) group by status``, the median of three). Then ``NIGHTS`` more nights are
 fabricated cheaply, each a part of 1 % new rows written and compacted as a run's end would, and
@@ -11,8 +13,10 @@ the directory's size is compared with one part holding the same rows. It judges 
 
 from __future__ import annotations
 
+import mmap
 import shutil
 import statistics
+import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -24,11 +28,13 @@ import pyarrow.parquet as pq
 
 from batchllm.bench.inputs import cached_input, fabricate_run
 from batchllm.bench.probes import Step, _Measure, _workspace
+from batchllm.bench.process import BenchError, batchllm_command
 from batchllm.bench.scenarios import Scenario
 from batchllm.compact import GROUP_ROWS, compact, should_compact
 from batchllm.job import load_job
 from batchllm.keys import batch_digests, digest_strings
 from batchllm.parts import parts_in_order
+from batchllm.prefix import VERSION as PREFIX_VERSION
 from batchllm.query import query
 from batchllm.store import SEQ_BITS
 
@@ -46,8 +52,13 @@ def run_nightly(scenario: Scenario, n: int, cache: Path) -> list[Step]:
     with _workspace(scenario) as (work, sim):
         job = scenario.job_file(sim.url, input_path=str(path)).write(work)
         run_dir = load_job(job).output_dir
-        cached = cache / f"nightly-run-{n}-{pending}-{_hash_version()}"
-        _copy_cached_run(job, cached, pending, run_dir)
+        cached = cache / f"nightly-run-{n}-{pending}-{_hash_version()}-prefix{PREFIX_VERSION}"
+        if not (cached / "manifest.json").exists():
+            before = _input_before(path, n - pending)
+            scenario.job_file(sim.url, input_path=str(before)).write(work)
+            _make_cached_run(job, cached, run_dir)
+            scenario.job_file(sim.url, input_path=str(path)).write(work)
+        _copy_cached_run(cached, run_dir)
         measure = _Measure(scenario, sim, job, n)
         night = measure.run(f"night ({n - pending:,} of {n:,} done)", pending)
         status = _query_step(night, "count(*) by status, 2 parts", job)
@@ -57,18 +68,42 @@ def run_nightly(scenario: Scenario, n: int, cache: Path) -> list[Step]:
     return [night, status, after, size]
 
 
-def _copy_cached_run(job: Path, cached: Path, pending: int, run_dir: Path) -> None:
-    """The fabricated run directory, made once into ``cached`` (it renders every row)."""
-    if not (cached / "manifest.json").exists():
-        made = fabricate_run(job, pending)
-        if cached.exists():
-            shutil.rmtree(cached)
-        shutil.copytree(run_dir, cached)
-        print(f"  fabricated {made:,} done rows into {cached}", flush=True)
-    else:
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        shutil.copytree(cached, run_dir)
+def _make_cached_run(job: Path, cached: Path, run_dir: Path) -> None:
+    """The fabricated run directory, made once into ``cached`` (it renders every row), with the
+    night before's run over the input as it was then (``job``'s input now)."""
+    made = fabricate_run(job, 0)
+    ran = subprocess.run(
+        batchllm_command("run", str(job)), capture_output=True, text=True, check=False
+    )
+    if ran.returncode != 0:
+        raise BenchError(f"the night before exited {ran.returncode}: {ran.stderr[-400:]}")
+    if cached.exists():
+        shutil.rmtree(cached)
+    shutil.copytree(run_dir, cached)
+    print(f"  fabricated {made:,} done rows (and the night before) into {cached}", flush=True)
+
+
+def _copy_cached_run(cached: Path, run_dir: Path) -> None:
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    shutil.copytree(cached, run_dir)
+
+
+def _input_before(path: Path, rows: int) -> Path:
+    """The input as it was a night before: its first ``rows`` rows, byte for byte (the row
+    after them begins a line with its id, ``cached_input``'s ``t0000000``), cached."""
+    before = path.with_name(f"{path.stem}-first{rows}{path.suffix}")
+    if before.exists():
+        return before
+    with path.open("rb") as data, mmap.mmap(data.fileno(), 0, access=mmap.ACCESS_READ) as bytes_:
+        at = bytes_.rfind(b"\nt%07d," % rows)
+        if at < 0:
+            raise BenchError(f"{path}: no row t{rows:07d} to end the night before at")
+        tmp = before.with_suffix(".tmp")
+        with tmp.open("wb") as out:
+            out.write(memoryview(bytes_)[: at + 1])
+    tmp.replace(before)
+    return before
 
 
 def _hash_version() -> str:

@@ -1,7 +1,8 @@
 """The estimate's scan: the whole input streamed once, every row rendered and counted.
 
 Rows already done in the run directory are skipped (found a batch at a time in the done index,
-as a run finds them); the rest are counted with their input tokens
+as a run finds them; an unchanged prefix of done rows is not read at all, as in a run, see
+``batchllm.prefix``); the rest are counted with their input tokens
 (estimated at ~4 bytes a token) and the distinct requests among them, while a uniform random sample
 of rows is kept for the pilot. A request with a stored reply is counted as not to send. It sends
 nothing.
@@ -20,6 +21,7 @@ from batchllm.job import JobSpec
 from batchllm.keys import batch_digests, digest_strings, digestible, row_key
 from batchllm.outcome import RecentRequests
 from batchllm.parts import read_done
+from batchllm.prefix import Skip, plan, unchanged
 from batchllm.pricing import context_window
 from batchllm.render import Renderer
 from batchllm.source import InputRow, RowBatch, Source
@@ -41,13 +43,16 @@ def scan(job: JobSpec, sample_size: int, limit: int | None) -> Scan:
     schema = OutputSchema(job.output.schema) if job.output.schema else None
     renderer = Renderer(job, source.columns, schema)
     done = read_done(job.output_dir, job.fingerprint)
-    scan, rng = Scan(), random.Random(0)
+    skip = Skip()
+    if limit is None:
+        skip = plan(job.output_dir, done, unchanged(job.output_dir, source), retry_failed=False)
+    scan, rng = Scan(rows=skip.rows), random.Random(0)
     reservoir: list[tuple[str, dict[str, Any], int]] = []
     recent: RecentRequests[None] = RecentRequests()
     # Duplicate ids are not looked for: a table of every id would grow with the input, and
     # counting a refused duplicate as a request errs on the safe side.
     window = context_window(job)
-    for batch, digests in _batches(source, None if done.empty else renderer, limit):
+    for batch, digests in _batches(source, None if done.empty else renderer, limit, skip):
         for key, row in _not_done(batch, digests, done, job.input.id_column):
             try:
                 request = renderer.render(key, row)
@@ -72,12 +77,12 @@ def scan(job: JobSpec, sample_size: int, limit: int | None) -> Scan:
 
 
 def _batches(
-    source: Source, renderer: Renderer | None, limit: int | None
+    source: Source, renderer: Renderer | None, limit: int | None, skip: Skip
 ) -> Iterator[tuple[list[InputRow], list[str]]]:
     """The input's rows in batches with their input hashes (none without a ``renderer``: nothing
-    is done), up to ``limit`` rows (reading stops there)."""
+    is done), up to ``limit`` rows (reading stops there), after the unread prefix ``skip``."""
     left = limit
-    for read in source.row_batches():
+    for read in source.row_batches(span=skip.span):
         rows = read.bad + source.to_rows(read)
         digests = [""] * len(rows) if renderer is None else _digests(read, rows, renderer)
         if left is not None:

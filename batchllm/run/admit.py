@@ -33,6 +33,7 @@ from batchllm.keys import (
     row_key,
 )
 from batchllm.outcome import Outcome, row_failure
+from batchllm.prefix import Recorder, Skip, plan, unchanged
 from batchllm.render import Renderer
 from batchllm.run.workers import Item, Stop
 from batchllm.source import BATCH_ROWS, InputRow, RowBatch, Source
@@ -71,6 +72,14 @@ class Admission:
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="batchllm-admit")
         #: request keys of batches submitted by an earlier run and not collected yet
         self.in_batch: dict[tuple[str, str], str] = {}
+        #: what this read of the input is recorded as, for the next run (``batchllm.prefix``)
+        self._recorder: Recorder | None = None
+        #: the input's unchanged prefix, hashed while the done index is built (a whole read only)
+        self._unchanged = (
+            self._reader.submit(unchanged, job.output_dir, source)
+            if options.rows is None and options.limit is None
+            else None
+        )
 
     async def produce(self, done: DoneIndex, ends: int) -> None:
         """Admit every row, then put ``ends`` end markers (one per consumer)."""
@@ -80,6 +89,8 @@ class Admission:
             else:
                 await self._produce_from_source(done)
         finally:
+            if self._recorder is not None:  # a read cut short is not kept (after its last step)
+                self._reader.submit(self._recorder.spoil)
             self._reader.shutdown(wait=False)
         for _ in range(ends):
             await self._queue.put(None)
@@ -90,16 +101,35 @@ class Admission:
         await self._take(self._sort_rows(items, None, done), done)
 
     async def _produce_from_source(self, done: DoneIndex) -> None:
-        batches = _gathered(self._source.row_batches(), GATHER_ROWS)
+        skip = await self._in_reader(self._unread_prefix, done)
+        self._tally.rows += skip.rows
+        self._tally.reused += skip.rows
+        self._tally.reused_failed += skip.failed
+        self._tally.prefix_rows = skip.rows
+        batches = _gathered(self._source.row_batches(span=skip.span), GATHER_ROWS)
         remaining = self._options.limit
         while not self._stop.stopping and (remaining is None or remaining > 0):
             # reading, hashing and looking up a batch is blocking work: a thread does it
             rows = await self._in_reader(self._next_sorted, batches, remaining, done)
             if rows is None:
+                if self._recorder is not None:
+                    await self._in_reader(self._recorder.finish)
                 break
             if remaining is not None:
                 remaining -= rows.count
             await self._take(rows, done)
+
+    def _unread_prefix(self, done: DoneIndex) -> Skip:
+        """The input's unchanged prefix of done rows, not read (a whole read only: no limit)."""
+        if self._unchanged is None:
+            return Skip()
+        run_dir = self._job.output_dir
+        found = self._unchanged.result()
+        skip = plan(run_dir, done, found, retry_failed=self._options.retry_failed)
+        self._recorder = Recorder(run_dir, self._source, skip)
+        self._duplicate_ids.know(skip.ids)
+        skip.ids = []
+        return skip
 
     def _next_sorted(
         self, batches: Iterator[RowBatch], limit: int | None, done: DoneIndex
@@ -108,6 +138,8 @@ class Admission:
         rows = next(batches, None)
         if rows is None:
             return None
+        if (rows.bad or rows.lossy) and self._recorder is not None:
+            self._recorder.spoil()
         bad = rows.bad if limit is None else rows.bad[:limit]
         sorted_rows = self._sort_rows(bad, None, done) if bad else _Sorted()
         batch = rows.batch
@@ -127,6 +159,8 @@ class Admission:
         digests = digest_strings(batch_digests(batch)) if columnar else None
         keyed = batch_keys(batch, id_column) if digests is not None and not rows.lossy else None
         if digests is None or keyed is None:
+            if self._recorder is not None:
+                self._recorder.spoil()
             listed = None if digests is None else digests.to_pylist()
             return self._sort_rows(self._source.to_rows(rows), listed, done)
         ids, missing = keyed
@@ -137,9 +171,11 @@ class Admission:
             for row, item in zip(at.tolist(), self._source.to_rows(rows, at), strict=True):
                 content_keys[row] = row_key(item.data, id_column)
             key_hashes[at] = hash_strings(list(content_keys.values()))
-        done_rows, ok_rows = self._lookup(done, key_hashes, hash_strings(digests))
+        digest_hashes = hash_strings(digests)
+        done_rows, ok_rows = self._lookup(done, key_hashes, digest_hashes)
         repeated = np.zeros(batch.num_rows, np.bool_)
         repeated[~missing] = self._duplicate_ids.seen(key_hashes[~missing])
+        self._record_read(key_hashes, digest_hashes, bool(missing.any() or repeated.any()))
         skipped = done_rows & ~repeated
         found = _Sorted(count=batch.num_rows, reused=int(skipped.sum()))
         found.reused_failed = int((skipped & ~ok_rows).sum())
@@ -149,6 +185,16 @@ class Admission:
             refusal = self._duplicate_ids.refusal(key) if repeated[index] else None
             found.later.append((index, key, digests[index].as_py(), refusal))
         return found
+
+    def _record_read(self, keys: np.ndarray, digests: np.ndarray, unusual: bool) -> None:
+        """Record rows read for the next run; a row without an id or with a repeated one is
+        not recorded (nor anything of this read then)."""
+        if self._recorder is None:
+            return
+        if unusual:
+            self._recorder.spoil()
+        else:
+            self._recorder.add(keys, digests)
 
     def _sort_rows(
         self, items: list[InputRow], digests: list[str] | None, done: DoneIndex

@@ -50,6 +50,8 @@ class RunRecord:
     run_number: int = 0
     #: reused rows whose result, from an earlier run, is failed or invalid
     reused_failed: int = 0
+    #: reused rows of the input's unchanged prefix, counted without being read
+    prefix_rows: int = 0
 
     def as_entry(self) -> dict[str, Any]:
         """The manifest's entry for this run."""
@@ -125,6 +127,7 @@ def record_of(
         limit=limit,
         price_source=price_source,
         reused_failed=tally.reused_failed,
+        prefix_rows=tally.prefix_rows,
     )
 
 
