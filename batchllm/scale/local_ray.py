@@ -9,7 +9,8 @@ node without them (the GCS, the raylet, the raylet's two agents and the workers 
 metrics collection off, then joins it as ``ray.init`` would; ``ray.shutdown`` stops it as it
 would a node ``ray.init`` started. It uses Ray's node API (``ray._private``), as Ray's own
 ``cluster_utils`` does; if that API is not there, the ordinary ``ray.init`` is used instead.
-Joining a running cluster (an ``address``) is left as it was. Nothing here runs a job.
+Joining a running cluster (an ``address``, ``RAY_ADDRESS``, or one ``ray start`` started here,
+which ``ray.init()`` would join too) is left as it was. Nothing here runs a job.
 """
 
 from __future__ import annotations
@@ -27,10 +28,21 @@ def join(address: str | None) -> None:
     """Join the Ray at ``address``, or start a lean local one (``None``); once per process."""
     if ray.is_initialized():
         return
-    if address is None:
+    if address is None and _running() is None:
         start_lean()
-    else:
+    else:  # an address, RAY_ADDRESS or a Ray started by `ray start`: ray.init joins it
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
+
+
+def _running() -> str | None:
+    """The Ray that ``ray.init()`` would join rather than start one: ``RAY_ADDRESS``, or the
+    cluster ``ray start`` last started on this machine (None: there is none)."""
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"]
+    if ray_services is None:
+        return None
+    found: str | None = ray_services.canonicalize_bootstrap_address(None)
+    return found
 
 
 def start_lean() -> None:
@@ -65,12 +77,15 @@ def _lean_node_class() -> Any:
 
 
 try:
+    from ray._private import services
     from ray._private import worker as ray_worker
     from ray._private.node import Node
     from ray._private.parameter import RayParams
 
+    ray_services: Any = services
     _LeanNode: Any = _lean_node_class()
 except ImportError:  # pragma: no cover - a Ray without this node API
+    ray_services = None
     _LeanNode = None
 
 

@@ -20,7 +20,7 @@ from batchllm.query import query
 from batchllm.simulate import SimConfig
 from conftest import SimThread, job_data, ticket_rows, write_csv, write_job
 
-pytest.importorskip("ray")
+ray = pytest.importorskip("ray")
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
@@ -116,3 +116,26 @@ def test_own_ray_is_lean_and_ends_with_its_driver(
         assert finished.returncode == 0, finished.stderr
     counts = query(job, "select count(*) n, count(distinct row_key) k from results").to_pylist()
     assert counts == [{"n": 240, "k": 240}]
+
+
+def test_ray_address_in_the_environment_is_joined(tmp_path: Path, sims: SimThread) -> None:
+    """With RAY_ADDRESS set and no address in the job, the driver joins that Ray (as ray.init
+    would) and starts none of its own."""
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        sim = sims.start(SimConfig(latency_ms=5, jitter_ms=2))
+        job = _job(tmp_path, sim.url, 120)
+        env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+        command = [sys.executable, "-m", "batchllm", "-q", "run", str(job.path)]
+        driver = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+        _wait_for(lambda: _saved(job) >= 20)
+        assert not any("gcs_server" in cmd for cmd in _tree(driver.pid).values())
+        _, stderr = driver.communicate(timeout=180)
+        assert driver.returncode == 0, stderr
+    finally:
+        if started:
+            ray.shutdown()
+    counts = query(job, "select count(*) n, count(distinct row_key) k from results").to_pylist()
+    assert counts == [{"n": 120, "k": 120}]
