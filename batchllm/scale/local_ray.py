@@ -47,7 +47,7 @@ def _running() -> str | None:
 
 def start_lean() -> None:
     """Start a local Ray without the processes a single run does not use, and join it."""
-    # usage statistics are one more Python process's work at start; a local run sends none
+    # Ray gathers usage statistics at start and sends them; a run of batchllm sends none
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if _LeanNode is None:  # another Ray, without this node API: start it the ordinary way
         ray.init(include_dashboard=False, log_to_driver=False, _system_config=LEAN_CONFIG)
