@@ -13,6 +13,9 @@ run's lifecycle), ``providers`` (the registry of providers), ``estimate``, ``sim
 simulated provider, not part of a run's import graph) and ``bench``.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from batchllm._version import __version__
 from batchllm.errors import (
     BatchllmError,
@@ -21,11 +24,31 @@ from batchllm.errors import (
     Interrupted,
     UserError,
 )
-from batchllm.estimate import Estimate, aestimate
 from batchllm.job import JobSpec, load_job
 from batchllm.query import query
-from batchllm.run.pipeline import arun_job, run_job
 from batchllm.tally import RunOptions, RunSummary
+
+if TYPE_CHECKING:
+    from batchllm.estimate import Estimate, aestimate
+    from batchllm.run.pipeline import arun_job, run_job
+
+#: loaded when first asked for: a process that imports one part of the package (a Ray worker
+#: running a shard, or holding the limits) does not pay for the estimate or the run engine
+_LAZY = {
+    "Estimate": "batchllm.estimate",
+    "aestimate": "batchllm.estimate",
+    "arun_job": "batchllm.run.pipeline",
+    "run_job": "batchllm.run.pipeline",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'batchllm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BatchllmError",

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from batchllm.outcome import Outcome
     from batchllm.pricing import Price
     from batchllm.providers.base import Adapter
+    from batchllm.source import Source
     from batchllm.validate import OutputSchema
 
 
@@ -51,6 +52,8 @@ class Seams:
     limiter: Limiter | None = None
     budget: Budget | None = None
     clock: Clock | None = None
+    #: the input to read instead of the job's whole file (a shard's rows of it)
+    source: Source | None = None
 
 
 @dataclass(frozen=True, slots=True)

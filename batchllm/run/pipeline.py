@@ -123,7 +123,7 @@ class JobRun:
     def _preflight(self) -> None:
         """Everything that can be checked, checked before any request; the run directory opened."""
         job = self.job
-        self.source = Source(job.input)
+        self.source = self.seams.source or Source(job.input)
         self.schema = OutputSchema(job.output.schema) if job.output.schema else None
         self.renderer = Renderer(job, self.source.columns, self.schema)
         self.copy_columns = check_copies(job)

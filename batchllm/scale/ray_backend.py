@@ -1,18 +1,19 @@
 """``[run] backend = "ray"``: a job's shards as Ray tasks, its limits in one Ray actor.
 
 The driver checks the job, takes the run directory (``driver.DriverRecord``: its lock and the
-run's record), records the shard plan, starts (or joins) Ray, creates the limit actor (a
-``LeaseBook``), a control actor and one task per shard, waits, and records the run from what
-the shards recorded. A shard task is a normal run of the job on its rows into its own run
-directory (``shards``), under the driver's run id, with a ``LeaseLimiter`` and ``LeaseBudget``
-in its seams. A task whose worker or node dies is run again by Ray and resumes from what its
+run's record), records the shard plan, joins Ray (``local_ray``: a lean local Ray when no
+address is given), creates the run's actor (``actors.RunActor``: a ``LeaseBook`` and the word
+to stop) and one task per shard, waits, and records the run from what the shards recorded. A
+shard task is a normal run of the job on its rows (``shards.ShardSource``) into its own run
+directory, under the driver's run id, with a ``LeaseLimiter`` and ``LeaseBudget`` in its
+seams. A task whose worker or node dies is run again by Ray and resumes from what its
 directory holds; a driver that dies is resumed by running the same command again. A first
-SIGINT/SIGTERM to the driver tells every shard, through the control actor, to stop admitting
+SIGINT/SIGTERM to the driver tells every shard, through the run's actor, to stop admitting
 and finish what is in flight, as a local run does; a second one ends the shards at once.
 Batch mode is refused: its requests wait on the provider, not on this process, so one machine
 submits them as well as many.
 
-The only module that imports Ray.
+With ``actors`` and ``local_ray``, the only modules that import Ray.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from batchllm.preflight import check_budget
 from batchllm.pricing import resolve_price
 from batchllm.run.pipeline import JobRun, Seams
 from batchllm.run.record import Counters, record_of
-from batchllm.scale.book import BudgetLease, Lease, LeaseBook
+from batchllm.scale.actors import RunActor
+from batchllm.scale.book import BudgetLease, Lease
 from batchllm.scale.driver import (
     DriverRecord,
     added,
@@ -48,7 +50,8 @@ from batchllm.scale.driver import (
     worst_status,
 )
 from batchllm.scale.lease import LeaseBudget, LeaseLimiter
-from batchllm.scale.shards import settle_plan, shard_dir, shard_job, shard_rows
+from batchllm.scale.local_ray import join
+from batchllm.scale.shards import ShardSource, settle_plan, shard_dir, shard_job
 from batchllm.source import Source
 from batchllm.tally import RunOptions, RunSummary, Tally
 
@@ -82,55 +85,8 @@ class ShardResult:
     record: dict[str, Any] | None = None
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
-class LimitActor:
-    """The run's one ``LeaseBook``, serving every shard's leases."""
-
-    def __init__(self, rpm: int | None, tpm: int | None, cap_usd: float | None) -> None:
-        self.book = LeaseBook(rpm, tpm, cap_usd)
-
-    def lease(self, requests: tuple[float, float], tokens: tuple[float, float]) -> Lease:
-        return self.book.lease(requests, tokens)
-
-    def pause(self, seconds: float, rate_limited: bool) -> None:
-        self.book.pause(seconds, rate_limited=rate_limited)
-
-    def follow(self, rpm: int | None, tpm: int | None) -> None:
-        self.book.follow(rpm, tpm)
-
-    def start_shard(self, shard: int) -> int:
-        return self.book.start_shard(shard)
-
-    def budget(self, shard: int, need: float, want: float, spent: float) -> BudgetLease:
-        return self.book.budget(shard, need, want, spent)
-
-    def give_back(self, shard: int, usd: float, spent: float) -> None:
-        self.book.give_back(shard, usd, spent)
-
-    def stats(self) -> dict[str, float]:
-        return {
-            "leases": self.book.leases,
-            "rate_limited": self.book.rate_limited,
-            "spent_usd": self.book.spent_usd,
-        }
-
-
-@ray.remote(num_cpus=0)
-class RunControl:
-    """Tells a run's shards to stop: each waits on ``stopped`` until the driver calls ``stop``."""
-
-    def __init__(self) -> None:
-        self._stop = asyncio.Event()
-
-    async def stop(self) -> None:
-        self._stop.set()
-
-    async def stopped(self) -> None:
-        await self._stop.wait()
-
-
 class ActorService:
-    """The limit actor behind the ``LeaseService`` calls."""
+    """The run's actor behind the ``LeaseService`` calls."""
 
     def __init__(self, actor: Any) -> None:
         self._actor = actor
@@ -165,21 +121,22 @@ async def _run_shard(
     job: JobSpec, options: RunOptions, shard: int, shards: int, actors: _Actors
 ) -> ShardResult:
     _note_attempt(job, shard)
-    attempt: int = await actors.limits.start_shard.remote(shard)
-    service = ActorService(actors.limits)
+    attempt: int = await actors.actor.start_shard.remote(shard)
+    service = ActorService(actors.actor)
     limiter = LeaseLimiter(service, job.limits.rpm, job.limits.tpm, shards)
     cap = check_budget(job, options.max_cost_usd)
     budget = LeaseBudget(service, shard, cap, resolve_price(job))
     mine = RunOptions(
         limit=options.limit, fresh=options.fresh, retry_failed=options.retry_failed,
-        max_cost_usd=options.max_cost_usd, rows=shard_rows(job, shard, shards, options.limit),
-        run_id=_attempt_id(job, shard, actors.run_id, attempt),
+        max_cost_usd=options.max_cost_usd, run_id=_attempt_id(job, shard, actors.run_id, attempt),
     )  # fmt: skip
+    source = ShardSource(job.input, shard, shards, options.limit)
+    seams = Seams(limiter=limiter, budget=budget, source=source)
     run: JobRun | None = None
     watch: asyncio.Future[None] | None = None
     try:
-        run = JobRun(shard_job(job, shard), mine, seams=Seams(limiter=limiter, budget=budget))
-        watch = asyncio.ensure_future(_stop_when_told(actors.control, run))
+        run = JobRun(shard_job(job, shard), mine, seams=seams)
+        watch = asyncio.ensure_future(_stop_when_told(actors.actor, run))
         summary = await run.execute()
     except BatchllmError as exc:
         return ShardResult(
@@ -210,8 +167,8 @@ def _attempt_id(job: JobSpec, shard: int, run_id: str, attempt: int) -> str:
     return f"{run_id}.{number}"
 
 
-async def _stop_when_told(control: Any, run: JobRun) -> None:
-    await control.stopped.remote()
+async def _stop_when_told(actor: Any, run: JobRun) -> None:
+    await actor.stopped.remote()
     run.interrupt()
 
 
@@ -236,11 +193,10 @@ def _note_attempt(job: JobSpec, shard: int) -> None:
 
 @dataclass(frozen=True, slots=True)
 class _Actors:
-    """What every shard of one run shares: its run id, limit actor and control actor."""
+    """What every shard of one run shares: its run id and its actor (``RunActor``)."""
 
     run_id: str
-    limits: Any
-    control: Any
+    actor: Any
 
 
 async def arun_on_ray(job: JobSpec, options: RunOptions, plan: RayPlan) -> RunSummary:
@@ -256,7 +212,7 @@ async def arun_on_ray(job: JobSpec, options: RunOptions, plan: RayPlan) -> RunSu
     record = DriverRecord(job)
     try:
         settle_plan(job.output_dir, job.name, plan.shards)
-        _join(plan.address)
+        join(plan.address)
         tally = Tally()
         run_id = options.run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         begun = record_of(run_id, options.kind, "running", tally, Counters(),
@@ -285,18 +241,17 @@ async def _run_shards(
     job: JobSpec, options: RunOptions, plan: RayPlan, run_id: str, cap: float | None
 ) -> tuple[list[Any], bool]:
     """Every shard to its end; whether the driver was told to stop (SIGINT/SIGTERM)."""
-    # ray.remote gives the classes their .remote at run time; Ray's types do not say so
-    limits = cast(Any, LimitActor).remote(job.limits.rpm, job.limits.tpm, cap)
-    actors = _Actors(run_id, limits, cast(Any, RunControl).remote())
+    # ray.remote gives the class its .remote at run time; Ray's types do not say so
+    actor = cast(Any, RunActor).remote(job.limits.rpm, job.limits.tpm, cap)
+    actors = _Actors(run_id, actor)
     launch = run_shard.options(num_cpus=plan.shard_cpus)
     refs = [launch.remote(job, options, i, plan.shards, actors) for i in range(plan.shards)]
     log.info("ray.start", job=job.name, run_id=run_id, shards=plan.shards, dir=str(job.output_dir))
     with _signals(actors, refs) as told:
         results = await asyncio.gather(*refs, return_exceptions=True)
-    stats = await limits.stats.remote()
+    stats = await actor.stats.remote()
     log.info("ray.finish", **stats)
-    ray.kill(limits)
-    ray.kill(actors.control)
+    ray.kill(actor)
     return results, bool(told)
 
 
@@ -311,7 +266,7 @@ def _signals(actors: _Actors, refs: list[Any]) -> Iterator[list[int]]:
         told.append(sig)
         log.warning("ray.stopping", shards=len(refs), at_once=len(told) > 1)
         if len(told) == 1:
-            actors.control.stop.remote()
+            actors.actor.stop.remote()
         else:
             for ref in refs:
                 ray.cancel(ref, force=True)
@@ -323,11 +278,6 @@ def _signals(actors: _Actors, refs: list[Any]) -> Iterator[list[int]]:
     finally:
         for sig in _SIGNALS:
             loop.remove_signal_handler(sig)
-
-
-def _join(address: str | None) -> None:
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
 
 
 def _summary(
@@ -379,4 +329,4 @@ def _added(job: JobSpec, run_id: str, summaries: list[RunSummary], wall_s: float
     )
 
 
-__all__ = ["LimitActor", "RayPlan", "ShardResult", "arun_on_ray", "run_shard"]
+__all__ = ["RayPlan", "ShardResult", "arun_on_ray", "run_shard"]

@@ -5,7 +5,8 @@ content), so a row's earlier outcomes, its duplicate ids and rows of identical c
 in one shard, and a re-run with the same number of shards maps every row to the same shard. Each
 shard is a normal run directory, ``<output dir>/shards/NNN``. ``shards.json`` at the top records
 the shard count; a later run with another count is refused (its rows would move between shards
-and their earlier outcomes would not be found). It does not run anything.
+and their earlier outcomes would not be found). ``ShardSource`` reads one shard's rows of the
+input, its keys found column-wise. It does not run anything.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
+import pyarrow as pa
 
 from batchllm.errors import RunDirError
-from batchllm.job import JobSpec
-from batchllm.keys import row_key
-from batchllm.source import InputRow, Source
+from batchllm.job import InputSpec, JobSpec
+from batchllm.keys import batch_keys, row_key
+from batchllm.source import BATCH_ROWS, InputRow, RowBatch, Source
 
 PLAN_FILE = "shards.json"
 SHARDS_DIR = "shards"
@@ -45,20 +48,81 @@ def shard_job(job: JobSpec, shard: int) -> JobSpec:
 
 
 def shard_rows(job: JobSpec, shard: int, shards: int, limit: int | None) -> Iterator[InputRow]:
-    """The rows of the input (its first ``limit`` rows, if given) that belong to ``shard``."""
-    source = Source(job.input)
+    """The rows of the input (its first ``limit`` rows, if given) that belong to ``shard``, each
+    with its key."""
+    source = ShardSource(job.input, shard, shards, limit)
     id_column = job.input.id_column
-    remaining = limit
     for rows in source.rows():
-        if remaining is not None:
-            rows = rows[:remaining]
-            remaining -= len(rows)
         for row in rows:
-            key = row.key or row_key(row.data, id_column)
-            if shard_of(key, shards) == shard:
-                yield InputRow(row.data, row.problem, key)
-        if remaining == 0:
-            return
+            yield InputRow(row.data, row.problem, row.key or row_key(row.data, id_column))
+
+
+class ShardSource(Source):
+    """The input as one shard reads it: only the rows of its first ``limit`` (all when None)
+    that belong to ``shard``. A batch's keys come column-wise from its ids (``batch_keys``), so
+    another shard's row costs its key's hash and no Python row; a row without an id (its key is
+    its content's), and every row of a batch whose ids are not text or integers, is made into a
+    dict to find its key, as a run would. ``batches`` stays the whole input's (the checks of an
+    input read it: a shard with no rows is not an empty input)."""
+
+    def __init__(self, spec: InputSpec, shard: int, shards: int, limit: int | None) -> None:
+        self.shard, self.shards, self.limit = shard, shards, limit
+        super().__init__(spec)
+
+    def row_batches(self, batch_rows: int = BATCH_ROWS) -> Iterator[RowBatch]:
+        remaining = self.limit
+        for rows in super().row_batches(batch_rows):
+            if remaining is not None:
+                rows, remaining = _first(rows, remaining)
+            mine = self._mine(rows)
+            if mine.bad or (mine.batch is not None and mine.batch.num_rows):
+                yield mine
+            if remaining == 0:
+                return
+
+    def count_rows(self) -> int:
+        """The shard's rows, counted by reading the input (its keys are in no footer)."""
+        return sum(
+            len(rows.bad) + (rows.batch.num_rows if rows.batch is not None else 0)
+            for rows in self.row_batches(1 << 16)
+        )
+
+    def _mine(self, rows: RowBatch) -> RowBatch:
+        """The rows of ``rows`` (lines that cannot be read too) that belong to this shard."""
+        bad = [row for row in rows.bad if shard_of(row.key or "", self.shards) == self.shard]
+        if rows.batch is None or not rows.batch.num_rows:
+            return RowBatch(None, bad, rows.lossy)
+        keys = self._keys(rows)
+        mask = np.fromiter(
+            (shard_of(key, self.shards) == self.shard for key in keys), np.bool_, len(keys)
+        )
+        return RowBatch(rows.batch.filter(pa.array(mask)), bad, rows.lossy)
+
+    def _keys(self, rows: RowBatch) -> list[str]:
+        """Each row's key, as ``row_key`` gives it."""
+        assert rows.batch is not None
+        id_column = self.spec.id_column
+        keyed = None if rows.lossy else batch_keys(rows.batch, id_column)
+        if keyed is None:
+            return [row_key(item.data, id_column) for item in self.to_rows(rows)]
+        ids, missing = keyed
+        keys: list[str] = ids.to_pylist()
+        if missing.any():
+            at = np.flatnonzero(missing)
+            for index, item in zip(at.tolist(), self.to_rows(rows, at), strict=True):
+                keys[index] = row_key(item.data, id_column)
+        return keys
+
+
+def _first(rows: RowBatch, count: int) -> tuple[RowBatch, int]:
+    """The first ``count`` rows of ``rows`` (its unreadable lines first, as ``Source.rows``
+    gives them), and how many are left to take after it."""
+    bad = rows.bad[:count]
+    batch = rows.batch
+    if batch is not None:
+        batch = batch.slice(0, count - len(bad))
+    taken = len(bad) + (batch.num_rows if batch is not None else 0)
+    return RowBatch(batch, bad, rows.lossy), count - taken
 
 
 def settle_plan(output_dir: Path, job_name: str, shards: int) -> None:
