@@ -69,9 +69,16 @@ class ShardSource(Source):
         self.shard, self.shards, self.limit = shard, shards, limit
         super().__init__(spec)
 
-    def row_batches(self, batch_rows: int = BATCH_ROWS) -> Iterator[RowBatch]:
+    @property
+    def spans(self) -> bool:
+        """Read from a byte offset on only when the shard reads to the input's end (no limit)."""
+        return self.limit is None and super().spans
+
+    def row_batches(
+        self, batch_rows: int = BATCH_ROWS, span: tuple[int, int] | None = None
+    ) -> Iterator[RowBatch]:
         remaining = self.limit
-        for rows in super().row_batches(batch_rows):
+        for rows in super().row_batches(batch_rows, span):
             if remaining is not None:
                 rows, remaining = _first(rows, remaining)
             mine = self._mine(rows)

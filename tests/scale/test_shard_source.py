@@ -106,3 +106,28 @@ def test_a_shard_run_sends_only_its_rows(tmp_path: Path, sim: SimServer) -> None
     assert (summary.rows, summary.ok, sim.stats()["requests"]) == (len(mine),) * 3
     keys = query(shard_job(job, 1), "select row_key from results order by row_key")
     assert keys.column("row_key").to_pylist() == sorted(mine)
+
+
+def test_a_shard_run_over_a_grown_input_skips_its_unchanged_prefix(
+    tmp_path: Path, sim: SimServer
+) -> None:
+    """A shard's second run over an input that only grew reads from where the first ended and
+    sends only its new rows; a shard with a limit reads from the start."""
+    lines = ["id,text"] + [f"T{i:05d},ticket {i}" for i in range(60)]
+    job = _job(tmp_path, lines, model={"base_url": sim.url})
+    first = len(_by_rows(job, 1, None))
+
+    def shard_run() -> Any:
+        source = ShardSource(job.input, 1, SHARDS, None)
+        run = JobRun(shard_job(job, 1), RunOptions(), seams=Seams(source=source))
+        return asyncio.run(run.execute())
+
+    shard_run()
+    with (tmp_path / "input.csv").open("a", encoding="utf-8") as grown:
+        grown.writelines(f"T{i:05d},ticket {i}\n" for i in range(60, 90))
+    summary = shard_run()
+    mine = len(_by_rows(job, 1, None))
+    runs = query(shard_job(job, 1), "select prefix_rows, sent from runs order by run_number")
+    assert runs.to_pylist()[-1] == {"prefix_rows": first, "sent": mine - first}
+    assert (summary.rows, summary.ok, sim.stats()["requests"]) == (mine, mine - first, mine)
+    assert not ShardSource(job.input, 1, SHARDS, 10).spans
