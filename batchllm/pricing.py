@@ -13,18 +13,29 @@ at (``Price.served_as``): genai-prices' ``service_tier`` variant where it has on
 batch price (OpenAI sells flex at Batch API rates) and priority at twice the standard price; with
 ``[pricing]`` prices, flex is half of them and priority twice. A reply served at ``default`` (or
 saying nothing) pays the standard price.
+
+genai-prices' tables take ~25 MB once imported, for the one or two prices a job needs. So the
+prices a run directory's job resolved (and its model's context window) are kept in the directory,
+in ``prices.json``, keyed by what decides them: the model, provider, ``[pricing]``, service tier,
+and the versions of genai-prices and batchllm. The next run over that directory reads them from
+there and never imports genai-prices; anything else changed, and it is looked up again. The
+snapshot is written only into a directory that exists, and only ever as a whole file.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
 from decimal import Decimal
-from typing import Any
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, TypeVar
 
-import genai_prices
-from genai_prices import Usage as PriceUsage
-from genai_prices import calc_price
+import orjson
 
+from batchllm._version import __version__
 from batchllm.errors import PriceError
 from batchllm.job import JobSpec
 from batchllm.providers.base import Usage
@@ -96,11 +107,20 @@ class Price:
 
 #: what a tier costs against the standard price when the price table has no variant for it
 _TIER_FACTORS = {"flex": 0.5, "priority": 2.0}
+#: the run directory's file of the prices its job resolved
+SNAPSHOT = "prices.json"
+
+T = TypeVar("T")
 
 
 def resolve_price(job: JobSpec, *, batch: bool = False) -> Price:
     """The job's price: ``[pricing]`` on top of genai-prices (its batch variant if asked);
     with a ``service_tier``, online prices know the flex and priority prices too."""
+    kind = "batch" if batch else "online"
+    return _snapshot(job, kind, lambda: asdict(_resolve_price(job, batch)), _price_from)
+
+
+def _resolve_price(job: JobSpec, batch: bool) -> Price:
     price = _resolve(job, batch)
     if batch or job.model.service_tier is None:
         return price
@@ -161,6 +181,13 @@ def _resolve(job: JobSpec, batch: bool) -> Price:
 
 def context_window(job: JobSpec) -> int | None:
     """The model's context window in tokens, when the price table knows it."""
+    return _snapshot(job, "context_window", lambda: _context_window(job), _window_from)
+
+
+def _context_window(job: JobSpec) -> int | None:
+    from genai_prices import Usage as PriceUsage
+    from genai_prices import calc_price
+
     try:
         found = calc_price(
             PriceUsage(input_tokens=1, output_tokens=1),
@@ -174,6 +201,9 @@ def context_window(job: JobSpec) -> int | None:
 
 
 def _lookup(job: JobSpec, batch: bool, context: dict[str, str] | None = None) -> Any:
+    from genai_prices import Usage as PriceUsage
+    from genai_prices import calc_price
+
     context = {"processing": "batch"} if batch else context
     try:
         return calc_price(
@@ -249,6 +279,8 @@ def _at(value: Any, start: int) -> float | None:
 def _source(job: JobSpec, found: Any, batch: bool) -> str:
     if found is None:
         return "job file [pricing]"
+    import genai_prices
+
     origin = f"genai-prices {genai_prices.__version__}: {found.provider.id}/{found.model.id}"
     origin += " (batch)" if batch else ""
     # ``is``, not ``in``: a price of 0.0 is an override (and 0.0 == False)
@@ -264,3 +296,56 @@ def _price_id(job: JobSpec) -> str | None:
     """genai-prices' id of the job's provider; None: find the model by its name alone."""
     entry = find(job.model.provider)
     return entry.price_id if entry is not None else None
+
+
+def _snapshot(job: JobSpec, kind: str, compute: Callable[[], Any], load: Callable[[Any], T]) -> T:
+    """``load`` of the run directory's snapshot of ``kind`` for this job, else of ``compute()``
+    (then kept in the snapshot, when the directory exists)."""
+    path = job.output_dir / SNAPSHOT
+    key = _snapshot_key(job, kind)
+    entries = _read_snapshot(path)
+    if key in entries:
+        return load(entries[key])
+    value = compute()
+    if path.parent.is_dir():
+        _write_snapshot(path, {**entries, key: value})
+    return load(value)
+
+
+def _snapshot_key(job: JobSpec, kind: str) -> str:
+    """What decides a price: the job's model and ``[pricing]``, and the code and data pricing it."""
+    model = job.model
+    decided_by = {
+        "kind": kind,
+        "model": [model.provider, model.name, model.service_tier],
+        "pricing": asdict(job.pricing),
+        "versions": [version("genai-prices"), __version__],
+    }
+    return orjson.dumps(decided_by, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _read_snapshot(path: Path) -> dict[str, Any]:
+    try:
+        entries = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}  # none yet, or unreadable: looked up again and written anew
+    return entries if isinstance(entries, dict) else {}
+
+
+def _write_snapshot(path: Path, entries: dict[str, Any]) -> None:
+    tmp = path.with_name(f"{SNAPSHOT}.{os.getpid()}.tmp")
+    with contextlib.suppress(OSError):  # only a shortcut: without it, prices are looked up
+        tmp.write_bytes(orjson.dumps(entries))
+        os.replace(tmp, path)
+    tmp.unlink(missing_ok=True)
+
+
+def _price_from(data: dict[str, Any]) -> Price:
+    rates = {name: float(data[name]) for name in _FIELDS}
+    tiers = tuple((int(start), Rates(**tier)) for start, tier in data["tiers"])
+    served = tuple((str(name), _price_from(price)) for name, price in data["served"])
+    return Price(**rates, source=str(data["source"]), tiers=tiers, served=served)
+
+
+def _window_from(data: Any) -> int | None:
+    return int(data) if isinstance(data, int) else None

@@ -1,4 +1,5 @@
-"""The run directory's parts: a slow run's small parts are merged at its end, crash-safely."""
+"""The run directory's parts: outcomes held until a part is cut, and a slow run's small parts
+merged at its end, crash-safely."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import orjson
 import batchllm
 from batchllm.compact import MERGE_FROM
 from batchllm.outcome import results_schema, row_failure
+from batchllm.pending import BATCH_ROWS
 from batchllm.store import Store
 
 RUN_ID = "20261126T120000.000000Z"
@@ -103,3 +105,35 @@ async def test_a_merge_that_fails_leaves_the_parts_and_the_run_finished(tmp_path
     assert _keys(tmp_path) == [f"R{i:04d}" for i in range(10)]
     runs = batchllm.query(tmp_path, "select status from runs").to_pylist()
     assert runs == [{"status": "finished"}]
+
+
+async def test_a_part_spanning_several_pending_batches_keeps_every_outcome_in_order(
+    tmp_path: Path,
+) -> None:
+    """Outcomes held as Arrow batches between cuts: parts hold every outcome once, in order."""
+    written = 3 * BATCH_ROWS + 7
+    store = Store(tmp_path, "job", results_schema([], []), part_rows=2 * BATCH_ROWS + 1)
+    store.begin_run(RUN_ID, {"status": "running"}, "fingerprint")
+    for i in range(written):
+        store.write(row_failure(RUN_ID, f"R{i:05d}", {}, "no", "input"))
+    await store.finish_run({"status": "finished"})
+    store.close()
+    assert len(_parts(tmp_path)) == 2
+    rows = batchllm.query(tmp_path, "select row_key, error from all_results order by seq")
+    assert rows.column("row_key").to_pylist() == [f"R{i:05d}" for i in range(written)]
+    assert set(rows.column("error").to_pylist()) == {"no"}
+
+
+async def test_a_journal_of_several_batches_left_by_a_run_becomes_its_part(tmp_path: Path) -> None:
+    """A run stopped before its cut leaves only the journal: the next open makes it a whole part."""
+    written = BATCH_ROWS + 10
+    store = Store(tmp_path, "job", results_schema([], []))
+    store.begin_run(RUN_ID, {"status": "running"}, "fingerprint")
+    for i in range(written):
+        store.write(row_failure(RUN_ID, f"R{i:05d}", {}, "no", "input"))
+    store.close()
+    assert not _parts(tmp_path) and list((tmp_path / "journal").glob("*.jsonl"))
+    Store(tmp_path, "job", results_schema([], [])).close()
+    assert _parts(tmp_path) == [f"part-{RUN_ID}-00001.parquet"]
+    assert not list((tmp_path / "journal").glob("*.jsonl"))
+    assert _keys(tmp_path) == [f"R{i:05d}" for i in range(written)]
