@@ -34,7 +34,15 @@ import pyarrow.parquet as pq
 from batchllm.errors import RunDirError
 from batchllm.hashing import U64, hash_one, hash_strings, pair_hash, pair_one
 
-__all__ = ["DoneIndex", "build_index", "damaged", "hash_one", "hash_strings", "pair_hash"]
+__all__ = [
+    "DoneIndex",
+    "assemble",
+    "build_index",
+    "damaged",
+    "hash_one",
+    "hash_strings",
+    "pair_hash",
+]
 from batchllm.outcome import OK, TERMINAL
 
 #: the columns the index reads from a part
@@ -81,7 +89,7 @@ class Keys:
 
 
 @dataclass(slots=True)
-class _Layer:
+class Layer:
     """One part's contribution, or the whole directory's as it was opened."""
 
     by_request: Keys
@@ -97,7 +105,9 @@ class DoneIndex:
     def __init__(self, same_job: frozenset[str] = frozenset()) -> None:
         self._same_job = same_job
         self._parts: list[Path] = []
-        self._layers: list[_Layer] = []
+        self._layers: list[Layer] = []
+        #: leading layers never folded (the index file's, memory-mapped)
+        self._fixed = 0
         self._lock = threading.Lock()
 
     # --- asking -------------------------------------------------------------------------
@@ -157,13 +167,14 @@ class DoneIndex:
         with self._lock:
             number = len(self._parts)
             self._parts.append(part)
-        layer = _layer_of([(number, part, table)], self._same_job)
+        layer = layer_of([(number, part, table)], self._same_job)
         with self._lock:
             self._layers.append(layer)
-            if len(self._layers) > _FOLD_AT:
-                self._layers = [_fold(self._layers)]
+            if len(self._layers) - self._fixed > _FOLD_AT:
+                fixed = self._layers[: self._fixed]
+                self._layers = [*fixed, _fold(self._layers[self._fixed :])]
 
-    def _snapshot(self) -> list[_Layer]:
+    def _snapshot(self) -> list[Layer]:
         with self._lock:
             return list(self._layers)
 
@@ -206,10 +217,18 @@ class DoneIndex:
 
 def build_index(parts: list[Path], same_job: frozenset[str]) -> DoneIndex:
     """The index of ``parts`` (oldest first); ``same_job``: runs with the job's fingerprint."""
+    layers = [layer_of(list(enumerate(parts)), same_job)] if parts else []
+    return assemble(parts, layers, same_job, 0)
+
+
+def assemble(
+    parts: list[Path], layers: list[Layer], same_job: frozenset[str], fixed: int
+) -> DoneIndex:
+    """An index of ``parts`` from its layers (oldest first), the first ``fixed`` never folded."""
     index = DoneIndex(same_job)
     index._parts = list(parts)
-    if parts:
-        index._layers = [_layer_of(list(enumerate(parts)), same_job)]
+    index._layers = layers
+    index._fixed = fixed
     _trim()
     return index
 
@@ -230,10 +249,10 @@ def damaged(part: Path, exc: BaseException) -> RunDirError:
     )
 
 
-def _layer_of(
+def layer_of(
     parts: list[tuple[int, Path, pa.Table | None]] | list[tuple[int, Path]],
     same_job: frozenset[str],
-) -> _Layer:
+) -> Layer:
     req: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
     inp: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
     answers: list[np.ndarray] = []
@@ -252,7 +271,7 @@ def _layer_of(
     located = np.concatenate(where) if where else np.zeros(0, np.int64)
     where.clear()
     order = np.argsort(flat, kind="stable")
-    return _Layer(by_request, by_input, flat[order], located[order])
+    return Layer(by_request, by_input, flat[order], located[order])
 
 
 def _take(
@@ -308,7 +327,7 @@ def _present(names: list[str]) -> list[str]:
     return [name for name in INDEX_COLUMNS if name in names]
 
 
-def _fold(layers: list[_Layer]) -> _Layer:
+def _fold(layers: list[Layer]) -> Layer:
     def keys(name: str) -> Keys:
         chosen = [getattr(layer, name) for layer in layers]
         return Keys.build([k.keys for k in chosen], [k.failed for k in chosen])
@@ -316,7 +335,7 @@ def _fold(layers: list[_Layer]) -> _Layer:
     flat = np.concatenate([layer.answers for layer in layers])
     located = np.concatenate([layer.where for layer in layers])
     order = np.argsort(flat, kind="stable")
-    return _Layer(keys("by_request"), keys("by_input"), flat[order], located[order])
+    return Layer(keys("by_request"), keys("by_input"), flat[order], located[order])
 
 
 def _find(sorted_keys: np.ndarray, hashes: np.ndarray) -> np.ndarray:
