@@ -250,9 +250,11 @@ def damaged(part: Path, exc: BaseException) -> RunDirError:
 
 
 def layer_of(
-    parts: list[tuple[int, Path, pa.Table | None]] | list[tuple[int, Path]],
+    parts: list[tuple[int, Path, pa.Table | range | None]] | list[tuple[int, Path]],
     same_job: frozenset[str],
 ) -> Layer:
+    """The layer of ``parts``: (number, part), or with the part's table, or the range of its
+    row groups to read."""
     req: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
     inp: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
     answers: list[np.ndarray] = []
@@ -301,16 +303,18 @@ def _take(
     inp[1].append(failed[kept])
 
 
-def _batches(part: Path, table: pa.Table | None) -> Any:
-    """(row group, batch) of the index's columns, in order."""
-    if table is not None:
+def _batches(part: Path, table: pa.Table | range | None) -> Any:
+    """(row group, batch) of the index's columns, in order (of the groups ``table`` names when
+    it is a range)."""
+    if isinstance(table, pa.Table):
         for batch in table.select(_present(table.schema.names)).to_batches():
             yield 0, batch
         return
     try:
         parquet = pq.ParquetFile(part, memory_map=False)
         columns = _present(parquet.schema_arrow.names)
-        for group in range(parquet.num_row_groups):
+        groups = table if isinstance(table, range) else range(parquet.num_row_groups)
+        for group in groups:
             # a slice of a row group at a time: a large part never has to fit in memory
             batches = parquet.iter_batches(
                 _READ_ROWS, row_groups=[group], columns=columns, use_threads=False

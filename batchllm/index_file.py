@@ -29,9 +29,12 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 import structlog
 
-from batchllm.index import DoneIndex, Keys, Layer, assemble, layer_of
+from batchllm.errors import RunDirError
+from batchllm.index import DoneIndex, Keys, Layer, assemble, damaged, layer_of
 
 log = structlog.get_logger("batchllm")
 
@@ -49,6 +52,8 @@ ARRAYS = (
 )
 #: rows of the old file merged at a time
 _SLICE = 1 << 20
+#: rows of the parts indexed at a time when the file is built from them
+_BUILD_ROWS = 1 << 21
 
 PartList = list[tuple[str, int]]
 
@@ -83,7 +88,7 @@ def save_done(run_dir: Path, fingerprint: str | None) -> None:
 
     try:
         save_index(run_dir, *done_parts(run_dir, fingerprint))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RunDirError, pa.ArrowException) as exc:
         log.warning("index.not_saved", path=str(run_dir / INDEX_FILE), error=str(exc))
 
 
@@ -101,19 +106,52 @@ def save_index(run_dir: Path, parts: list[Path], same_job: frozenset[str]) -> No
         footer, covered = None, 0
     if footer is not None and covered == len(parts):
         return  # the file is the parts' index already
-    rest = [(number, part) for number, part in enumerate(parts) if number >= covered]
-    new = layer_of(rest, same_job)
-    tmp = target.with_name(f"{INDEX_FILE}.tmp{os.getpid()}")
+    source, tmp = (target if footer is not None else None), f"{INDEX_FILE}.tmp{os.getpid()}"
     try:
-        writer = _Writer(tmp)
-        with target.open("rb") if footer is not None else contextlib.nullcontext() as old:
-            _write_layer(writer, new, old, footer)
-        writer.close(_footer(run_dir, parts, same_job))
-        os.replace(tmp, target)
+        for step, chunk in enumerate(_chunks(list(enumerate(parts))[covered:])):
+            out = target.with_name(f"{tmp}.{step}")
+            _write_merged(out, layer_of(chunk, same_job), source, _footer(run_dir, parts, same_job))
+            source = out
+        assert source is not None
+        os.replace(source, target)
     finally:
         for leftover in run_dir.glob(INDEX_FILE + ".tmp*"):
             leftover.unlink(missing_ok=True)
     _sync_dir(run_dir)
+
+
+def _chunks(parts: list[tuple[int, Path]]) -> Iterator[list[tuple[int, Path, range | None]]]:
+    """The parts in order as lists of row-group ranges of about ``_BUILD_ROWS`` rows (at least
+    one list): a whole build holds one chunk's keys in memory, not every part's."""
+    chunk: list[tuple[int, Path, range | None]] = []
+    rows, yielded = 0, False
+    for number, part in parts:
+        try:
+            meta = pq.ParquetFile(part).metadata
+        except FileNotFoundError:
+            continue
+        except (OSError, pa.ArrowException) as exc:
+            raise damaged(part, exc) from None
+        first = 0
+        for group in range(meta.num_row_groups):
+            rows += meta.row_group(group).num_rows
+            if rows >= _BUILD_ROWS:
+                chunk.append((number, part, range(first, group + 1)))
+                yield chunk
+                chunk, rows, first, yielded = [], 0, group + 1, True
+        if first < meta.num_row_groups:
+            chunk.append((number, part, range(first, meta.num_row_groups)))
+    if chunk or not yielded:
+        yield chunk
+
+
+def _write_merged(out: Path, new: Layer, source: Path | None, footer: dict[str, Any]) -> None:
+    """Write ``out``: the index file ``source`` (if any) merged with the newer layer ``new``."""
+    writer = _Writer(out)
+    old_footer = _read_footer(source) if source is not None else None
+    with source.open("rb") if source is not None else contextlib.nullcontext() as old:
+        _write_layer(writer, new, old, old_footer)
+    writer.close(footer)
 
 
 def _usable(

@@ -94,6 +94,19 @@ def test_parts_written_since_the_file_are_read_and_merged_in(
     assert _answers(merged) == _answers(build_index(parts, RUNS))
 
 
+def test_a_file_built_from_the_parts_a_few_row_groups_at_a_time_answers_as_a_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Built a few row groups at a time, each merged into the file, the file answers as one
+    index built from all parts at once."""
+    monkeypatch.setattr(index_file, "_BUILD_ROWS", 10)
+    monkeypatch.setattr(index_file, "_SLICE", 4)
+    parts = _parts(tmp_path)
+    save_index(tmp_path, parts, RUNS)
+    assert _answers(open_index(tmp_path, parts, RUNS)) == _answers(build_index(parts, RUNS))
+    assert len(open_index(tmp_path, parts, RUNS)) == len(build_index(parts, RUNS))
+
+
 def test_parts_compacted_or_removed_since_the_file_make_a_rebuild(tmp_path: Path) -> None:
     """A file whose parts are not the directory's first ones (one gone, one rewritten) is not
     used: the index is built from the parts, and the next file written is theirs."""
