@@ -79,15 +79,14 @@ def open_index(run_dir: Path, parts: list[Path], same_job: frozenset[str]) -> Do
     return assemble(parts, layers, same_job, 1)
 
 
-def save_done(run_dir: Path, fingerprint: str | None) -> None:
-    """Write the run directory's index file for its parts now (a run's end, after compacting);
-    a shard's directory has none (its parent's covers it). Failing only costs the next run time."""
+def save_done(run_dir: Path, parts: list[Path], same_job: frozenset[str]) -> None:
+    """Write the run directory's index file for its parts (``batchllm.parts.done_parts``) now:
+    a run's end, after compacting; a shard's directory has none (its parent's covers it).
+    Failing only costs the next run the time to build the index from the parts."""
     if run_dir.parent.name == "shards":
         return
-    from batchllm.parts import done_parts  # parts reads through this module: imported late
-
     try:
-        save_index(run_dir, *done_parts(run_dir, fingerprint))
+        save_index(run_dir, parts, same_job)
     except (OSError, ValueError, RunDirError, pa.ArrowException) as exc:
         log.warning("index.not_saved", path=str(run_dir / INDEX_FILE), error=str(exc))
 

@@ -53,7 +53,7 @@ from batchllm.errors import RunDirError, StorageError, UserError
 from batchllm.index import DoneIndex
 from batchllm.index_file import save_done
 from batchllm.outcome import Outcome
-from batchllm.parts import check_parts, parts_in_order, read_done, saved_counts
+from batchllm.parts import check_parts, done_parts, parts_in_order, read_done, saved_counts
 
 log = structlog.get_logger("batchllm")
 
@@ -169,7 +169,8 @@ class Store:
             await asyncio.to_thread(self._compact)
         except (OSError, pa.ArrowException) as exc:  # the same: the parts stay as they are
             log.warning("store.compact_failed", error=str(exc))
-        await asyncio.to_thread(save_done, self.path, self.manifest.get("fingerprint"))
+        done = done_parts(self.path, self.manifest.get("fingerprint"))
+        await asyncio.to_thread(save_done, self.path, *done)
         self._end_run(entry)
 
     def _end_run(self, entry: dict[str, Any]) -> None:

@@ -34,7 +34,7 @@ from batchllm.compact import GROUP_ROWS, compact, should_compact
 from batchllm.index_file import INDEX_FILE, save_done
 from batchllm.job import load_job
 from batchllm.keys import batch_digests, digest_strings
-from batchllm.parts import parts_in_order
+from batchllm.parts import done_parts, parts_in_order
 from batchllm.prefix import VERSION as PREFIX_VERSION
 from batchllm.query import query
 from batchllm.store import SEQ_BITS
@@ -91,7 +91,7 @@ def _index_cached_run(cached: Path) -> None:
     if (cached / INDEX_FILE).exists():
         return
     fingerprint = orjson.loads((cached / "manifest.json").read_bytes()).get("fingerprint")
-    save_done(cached, fingerprint)
+    save_done(cached, *done_parts(cached, fingerprint))
     print(f"  wrote the done index file of {cached}", flush=True)
 
 
