@@ -21,6 +21,7 @@ The index is built from the parts (``read_done``) and kept up to date as the run
 from __future__ import annotations
 
 import ctypes
+import mmap
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +140,7 @@ class DoneIndex:
         found = np.zeros(len(hashes), np.bool_)
         for layer in self._snapshot():
             found |= _find(layer.answers, hashes) >= 0
+            _release(layer.answers)
         return found
 
     def answer(self, request_key: str) -> dict[str, Any] | None:
@@ -209,7 +211,9 @@ class DoneIndex:
         done = np.zeros(len(hashes), np.bool_)
         failed = np.zeros(len(hashes), np.bool_)
         for layer in self._snapshot():
-            found, fails = getattr(layer, which).lookup(hashes)
+            keys: Keys = getattr(layer, which)
+            found, fails = keys.lookup(hashes)
+            _release(keys.keys, keys.failed)
             done |= found
             failed = np.where(found, fails, failed)
         return done, failed
@@ -231,6 +235,16 @@ def assemble(
     index._fixed = fixed
     _trim()
     return index
+
+
+def _release(*arrays: np.ndarray) -> None:
+    """Let go of the pages a lookup touched in arrays mapped from a file (``numpy.memmap``):
+    they stay in the page cache, cheap to touch again, but no longer count in this process's
+    memory, so a batch of lookups over the whole file never holds the file."""
+    for array in arrays:
+        mapped = getattr(array, "_mmap", None)
+        if isinstance(mapped, mmap.mmap):
+            mapped.madvise(mmap.MADV_DONTNEED)
 
 
 def _trim() -> None:

@@ -67,7 +67,7 @@ def open_index(run_dir: Path, parts: list[Path], same_job: frozenset[str]) -> Do
     the rest read from their parts; built from all of them when the file does not match."""
     try:
         footer, covered = _usable(run_dir, parts, same_job)
-        base = _mapped(run_dir / INDEX_FILE, footer, same_job)
+        base = _mapped(run_dir / INDEX_FILE, footer)
     except Stale as why:
         if str(why):
             log.warning("index.rebuilt", path=str(run_dir / INDEX_FILE), reason=str(why))
@@ -99,8 +99,6 @@ def save_index(run_dir: Path, parts: list[Path], same_job: frozenset[str]) -> No
         stale.unlink(missing_ok=True)  # what a killed writer left
     try:
         footer, covered = _usable(run_dir, parts, same_job)
-        if frozenset(footer["runs"]) != same_job:
-            raise Stale("")
     except Stale:
         footer, covered = None, 0
     if footer is not None and covered == len(parts):
@@ -163,8 +161,8 @@ def _usable(
     current = _names(run_dir, parts[: len(recorded)])
     if current != recorded:
         raise Stale("")
-    runs = frozenset(footer["runs"])
-    if runs != same_job and same_job:
+    # runs begun since the file was written have rows only in the parts written since
+    if same_job & frozenset(footer["known"]) != frozenset(footer["runs"]):
         raise Stale("")
     return footer, len(recorded)
 
@@ -195,6 +193,8 @@ def _read_footer(path: Path) -> dict[str, Any]:
 def _check(footer: dict[str, Any], data_end: int) -> None:
     if footer.get("version") != VERSION:
         raise Stale(f"version {footer.get('version')!r}, not {VERSION}")
+    if not all(isinstance(footer.get(key), list) for key in ("parts", "runs", "known")):
+        raise Stale("a footer without its parts or runs")
     arrays = footer.get("arrays", {})
     for name, dtype in ARRAYS:
         if name not in arrays:
@@ -209,14 +209,11 @@ def _check(footer: dict[str, Any], data_end: int) -> None:
         raise Stale("arrays of unequal length")
 
 
-def _mapped(path: Path, footer: dict[str, Any], same_job: frozenset[str]) -> Layer:
+def _mapped(path: Path, footer: dict[str, Any]) -> Layer:
     arrays = {name: _map(path, footer, name, dtype) for name, dtype in ARRAYS}
-    by_input = Keys(arrays["by_input.keys"], arrays["by_input.failed"])
-    if not same_job:  # no run counts by input: the file's (other runs') do not either
-        by_input = Keys()
     return Layer(
         Keys(arrays["by_request.keys"], arrays["by_request.failed"]),
-        by_input,
+        Keys(arrays["by_input.keys"], arrays["by_input.failed"]),
         arrays["answers"],
         arrays["where"],
     )
@@ -244,7 +241,23 @@ def _names(run_dir: Path, parts: list[Path]) -> list[tuple[str, int]]:
 
 
 def _footer(run_dir: Path, parts: list[Path], same_job: frozenset[str]) -> dict[str, Any]:
-    return {"version": VERSION, "parts": _names(run_dir, parts), "runs": sorted(same_job)}
+    """What the file covers: its parts, the runs counted by input and every run then known."""
+    known = same_job | _known_runs(run_dir)
+    return {
+        "version": VERSION,
+        "parts": _names(run_dir, parts),
+        "runs": sorted(same_job),
+        "known": sorted(known),
+    }
+
+
+def _known_runs(run_dir: Path) -> frozenset[str]:
+    """Every run the directory's manifests (its shards' too) name."""
+    known: set[str] = set()
+    for manifest in [run_dir / "manifest.json", *run_dir.glob("shards/*/manifest.json")]:
+        with contextlib.suppress(FileNotFoundError):
+            known.update(run["run_id"] for run in orjson.loads(manifest.read_bytes())["runs"])
+    return frozenset(known)
 
 
 # --- writing ---------------------------------------------------------------------------------

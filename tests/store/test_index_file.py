@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -40,6 +41,8 @@ def _outcome(row: str, request: str, status: str = OK, run: str = "r1") -> Outco
 
 
 def _parts(run_dir: Path) -> list[Path]:
+    runs = [{"run_id": run} for run in sorted(RUNS)]
+    (run_dir / "manifest.json").write_bytes(orjson.dumps({"runs": runs}))
     results = run_dir / "results"
     first = [
         _outcome(row, f"q{i % 30}", "failed" if i % 7 == 0 else OK)
@@ -123,13 +126,16 @@ def test_parts_compacted_or_removed_since_the_file_make_a_rebuild(tmp_path: Path
 
 
 def test_other_runs_counting_by_input_make_a_rebuild(tmp_path: Path) -> None:
-    """The file records which runs count as done by input; with other runs it is not used, and
-    with none (a changed job) its by-input answers are not given."""
+    """The file records which runs count as done by input and every run then known: with other
+    known runs counting it is not used; runs begun since it was written change nothing."""
     parts = _parts(tmp_path)
     save_index(tmp_path, parts, frozenset({"r1"}))
     assert open_index(tmp_path, parts, RUNS)._fixed == 0
     none = open_index(tmp_path, parts, frozenset())
     assert _answers(none) == _answers(build_index(parts, frozenset()))
+    later = frozenset({"r1", "r4"})  # a run begun after the file, of the same job
+    assert open_index(tmp_path, parts, later)._fixed == 1
+    assert _answers(open_index(tmp_path, parts, later)) == _answers(build_index(parts, later))
 
 
 @pytest.mark.parametrize("damage", ["truncated", "zeroed", "garbage footer", "empty"])
