@@ -52,6 +52,8 @@ INDEX_COLUMNS = ("row_key", "request_key", "input_hash", "status", "run_id")
 _FOLD_AT = 32
 #: rows of a part read at a time
 _READ_ROWS = 1 << 14
+#: one-at-a-time lookups between letting go of the mapped pages they touched
+_RELEASE_AFTER = 256
 
 
 @dataclass(slots=True)
@@ -109,6 +111,8 @@ class DoneIndex:
         self._layers: list[Layer] = []
         #: leading layers never folded (the index file's, memory-mapped)
         self._fixed = 0
+        #: one-at-a-time lookups since the mapped pages were last let go
+        self._single = 0
         self._lock = threading.Lock()
 
     # --- asking -------------------------------------------------------------------------
@@ -132,7 +136,7 @@ class DoneIndex:
     def has_answer(self, request_key: str) -> bool:
         """Whether a reply to this request is stored (ok, any run of this job)."""
         key = U64(hash_one(request_key))
-        return any(_find_one(layer.answers, key) >= 0 for layer in self._snapshot())
+        return any(_find_one(layer.answers, key) >= 0 for layer in self._one_lookup())
 
     def answered(self, request_keys: list[str]) -> np.ndarray:
         """For each request, whether a reply to it is stored (ok, any run of this job)."""
@@ -146,7 +150,7 @@ class DoneIndex:
     def answer(self, request_key: str) -> dict[str, Any] | None:
         """The stored ok outcome of ``request_key`` as a row (read from its part), if any."""
         key = U64(hash_one(request_key))
-        for layer in reversed(self._snapshot()):
+        for layer in reversed(self._one_lookup()):
             at = _find_one(layer.answers, key)
             if at >= 0:
                 where = int(layer.where[at])
@@ -180,10 +184,22 @@ class DoneIndex:
         with self._lock:
             return list(self._layers)
 
+    def _one_lookup(self) -> list[Layer]:
+        """The layers, for one key's lookup; every ``_RELEASE_AFTER`` of those the pages they
+        touched in the mapped layers are let go (each touches a few pages of every array)."""
+        layers = self._snapshot()
+        self._single += 1
+        if self._single >= _RELEASE_AFTER:
+            self._single = 0
+            for layer in layers[: self._fixed]:
+                _release(layer.by_request.keys, layer.by_request.failed, layer.answers)
+                _release(layer.by_input.keys, layer.by_input.failed, layer.where)
+        return layers
+
     def _done_one(self, which: str, key: str, other: str, retry: bool) -> bool:
         pair = U64(pair_one(hash_one(key), hash_one(other)))
         done = failed = False
-        for layer in self._snapshot():
+        for layer in self._one_lookup():
             keys: Keys = getattr(layer, which)
             at = _find_one(keys.keys, pair)
             if at >= 0:
