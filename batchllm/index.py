@@ -14,8 +14,8 @@ in ``parts_in_order`` order and rows within a part in ``seq`` order, so a stable
 last one. Strings are hashed by ``batchllm.hashing``, numpy over whole Arrow arrays. About 34
 bytes a done row.
 
-The index is built from the parts (``read_done``) and kept up to date as the run writes parts
-(``add_part``). It does not write anything; which parts exist and in what order is the store's.
+Its layers come from the parts or, mapped, from the file ``batchllm.index_file`` keeps; it is kept
+up to date as the run writes parts (``add_part``). Which parts exist, in what order: the store's.
 """
 
 from __future__ import annotations
