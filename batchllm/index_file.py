@@ -182,12 +182,17 @@ def _read_footer(path: Path) -> dict[str, Any]:
                 raise Stale("footer longer than the file")
             handle.seek(size - 16 - length)
             footer: dict[str, Any] = orjson.loads(handle.read(length))
+            identity = _identity(os.fstat(handle.fileno()))
     except FileNotFoundError:
         raise Stale("") from None
     except (OSError, orjson.JSONDecodeError) as exc:
         raise Stale(f"unreadable: {exc}") from None
     _check(footer, size - 16 - length)
-    return footer
+    return {**footer, "identity": identity}
+
+
+def _identity(stat: os.stat_result) -> list[int]:
+    return [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns]
 
 
 def _check(footer: dict[str, Any], data_end: int) -> None:
@@ -210,7 +215,15 @@ def _check(footer: dict[str, Any], data_end: int) -> None:
 
 
 def _mapped(path: Path, footer: dict[str, Any]) -> Layer:
-    arrays = {name: _map(path, footer, name, dtype) for name, dtype in ARRAYS}
+    """The file's arrays, mapped from the very file the footer was read from (a reader without
+    the lock may see the file replaced between the two: then it builds from the parts)."""
+    try:
+        with path.open("rb") as handle:
+            if _identity(os.fstat(handle.fileno())) != footer["identity"]:
+                raise Stale("")
+            arrays = {name: _map(handle, footer, name, dtype) for name, dtype in ARRAYS}
+    except FileNotFoundError:
+        raise Stale("") from None
     return Layer(
         Keys(arrays["by_request.keys"], arrays["by_request.failed"]),
         Keys(arrays["by_input.keys"], arrays["by_input.failed"]),
@@ -219,12 +232,12 @@ def _mapped(path: Path, footer: dict[str, Any]) -> Layer:
     )
 
 
-def _map(path: Path, footer: dict[str, Any], name: str, dtype: Any) -> np.ndarray:
+def _map(handle: BinaryIO, footer: dict[str, Any], name: str, dtype: Any) -> np.ndarray:
     offset, count = footer["arrays"][name]
     if not count:
         return np.zeros(0, dtype)
     try:
-        return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(count,))
+        return np.memmap(handle, dtype=dtype, mode="r", offset=offset, shape=(count,))
     except (OSError, ValueError) as exc:
         raise Stale(f"cannot map {name}: {exc}") from None
 

@@ -191,3 +191,15 @@ async def test_runs_write_the_file_and_a_killed_writer_leaves_exactly_once(
     assert "index.rebuilt" in [log["event"] for log in logs]
     assert sim.stats()["requests"] == 30
     assert read_done(run_dir, job.fingerprint)._fixed == 1
+
+
+def test_a_file_replaced_between_its_footer_and_its_mapping_is_not_used(tmp_path: Path) -> None:
+    """A reader without the lock that sees the file replaced after reading its footer builds
+    from the parts rather than map the new file with the old file's offsets."""
+    parts = _parts(tmp_path)
+    save_index(tmp_path, parts[:1], RUNS)
+    footer = index_file._read_footer(tmp_path / INDEX_FILE)
+    (tmp_path / INDEX_FILE).unlink()
+    save_index(tmp_path, parts, RUNS)
+    with pytest.raises(index_file.Stale):
+        index_file._mapped(tmp_path / INDEX_FILE, footer)
