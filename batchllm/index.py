@@ -14,13 +14,14 @@ in ``parts_in_order`` order and rows within a part in ``seq`` order, so a stable
 last one. Strings are hashed by ``batchllm.hashing``, numpy over whole Arrow arrays. About 34
 bytes a done row.
 
-The index is built from the parts (``read_done``) and kept up to date as the run writes parts
-(``add_part``). It does not write anything; which parts exist and in what order is the store's.
+Its layers come from the parts or, mapped, from the file ``batchllm.index_file`` keeps; it is kept
+up to date as the run writes parts (``add_part``). Which parts exist, in what order: the store's.
 """
 
 from __future__ import annotations
 
 import ctypes
+import mmap
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,15 @@ import pyarrow.parquet as pq
 from batchllm.errors import RunDirError
 from batchllm.hashing import U64, hash_one, hash_strings, pair_hash, pair_one
 
-__all__ = ["DoneIndex", "build_index", "damaged", "hash_one", "hash_strings", "pair_hash"]
+__all__ = [
+    "DoneIndex",
+    "assemble",
+    "build_index",
+    "damaged",
+    "hash_one",
+    "hash_strings",
+    "pair_hash",
+]
 from batchllm.outcome import OK, TERMINAL
 
 #: the columns the index reads from a part
@@ -43,6 +52,8 @@ INDEX_COLUMNS = ("row_key", "request_key", "input_hash", "status", "run_id")
 _FOLD_AT = 32
 #: rows of a part read at a time
 _READ_ROWS = 1 << 14
+#: one-at-a-time lookups between letting go of the mapped pages they touched
+_RELEASE_AFTER = 256
 
 
 @dataclass(slots=True)
@@ -81,7 +92,7 @@ class Keys:
 
 
 @dataclass(slots=True)
-class _Layer:
+class Layer:
     """One part's contribution, or the whole directory's as it was opened."""
 
     by_request: Keys
@@ -97,7 +108,11 @@ class DoneIndex:
     def __init__(self, same_job: frozenset[str] = frozenset()) -> None:
         self._same_job = same_job
         self._parts: list[Path] = []
-        self._layers: list[_Layer] = []
+        self._layers: list[Layer] = []
+        #: leading layers never folded (the index file's, memory-mapped)
+        self._fixed = 0
+        #: one-at-a-time lookups since the mapped pages were last let go
+        self._single = 0
         self._lock = threading.Lock()
 
     # --- asking -------------------------------------------------------------------------
@@ -121,7 +136,7 @@ class DoneIndex:
     def has_answer(self, request_key: str) -> bool:
         """Whether a reply to this request is stored (ok, any run of this job)."""
         key = U64(hash_one(request_key))
-        return any(_find_one(layer.answers, key) >= 0 for layer in self._snapshot())
+        return any(_find_one(layer.answers, key) >= 0 for layer in self._one_lookup())
 
     def answered(self, request_keys: list[str]) -> np.ndarray:
         """For each request, whether a reply to it is stored (ok, any run of this job)."""
@@ -129,12 +144,13 @@ class DoneIndex:
         found = np.zeros(len(hashes), np.bool_)
         for layer in self._snapshot():
             found |= _find(layer.answers, hashes) >= 0
+            _release(layer.answers)
         return found
 
     def answer(self, request_key: str) -> dict[str, Any] | None:
         """The stored ok outcome of ``request_key`` as a row (read from its part), if any."""
         key = U64(hash_one(request_key))
-        for layer in reversed(self._snapshot()):
+        for layer in reversed(self._one_lookup()):
             at = _find_one(layer.answers, key)
             if at >= 0:
                 where = int(layer.where[at])
@@ -157,20 +173,33 @@ class DoneIndex:
         with self._lock:
             number = len(self._parts)
             self._parts.append(part)
-        layer = _layer_of([(number, part, table)], self._same_job)
+        layer = layer_of([(number, part, table)], self._same_job)
         with self._lock:
             self._layers.append(layer)
-            if len(self._layers) > _FOLD_AT:
-                self._layers = [_fold(self._layers)]
+            if len(self._layers) - self._fixed > _FOLD_AT:
+                fixed = self._layers[: self._fixed]
+                self._layers = [*fixed, _fold(self._layers[self._fixed :])]
 
-    def _snapshot(self) -> list[_Layer]:
+    def _snapshot(self) -> list[Layer]:
         with self._lock:
             return list(self._layers)
+
+    def _one_lookup(self) -> list[Layer]:
+        """The layers, for one key's lookup; every ``_RELEASE_AFTER`` of those the pages they
+        touched in the mapped layers are let go (each touches a few pages of every array)."""
+        layers = self._snapshot()
+        self._single += 1
+        if self._single >= _RELEASE_AFTER:
+            self._single = 0
+            for layer in layers[: self._fixed]:
+                _release(layer.by_request.keys, layer.by_request.failed, layer.answers)
+                _release(layer.by_input.keys, layer.by_input.failed, layer.where)
+        return layers
 
     def _done_one(self, which: str, key: str, other: str, retry: bool) -> bool:
         pair = U64(pair_one(hash_one(key), hash_one(other)))
         done = failed = False
-        for layer in self._snapshot():
+        for layer in self._one_lookup():
             keys: Keys = getattr(layer, which)
             at = _find_one(keys.keys, pair)
             if at >= 0:
@@ -198,7 +227,9 @@ class DoneIndex:
         done = np.zeros(len(hashes), np.bool_)
         failed = np.zeros(len(hashes), np.bool_)
         for layer in self._snapshot():
-            found, fails = getattr(layer, which).lookup(hashes)
+            keys: Keys = getattr(layer, which)
+            found, fails = keys.lookup(hashes)
+            _release(keys.keys, keys.failed)
             done |= found
             failed = np.where(found, fails, failed)
         return done, failed
@@ -206,12 +237,30 @@ class DoneIndex:
 
 def build_index(parts: list[Path], same_job: frozenset[str]) -> DoneIndex:
     """The index of ``parts`` (oldest first); ``same_job``: runs with the job's fingerprint."""
+    layers = [layer_of(list(enumerate(parts)), same_job)] if parts else []
+    return assemble(parts, layers, same_job, 0)
+
+
+def assemble(
+    parts: list[Path], layers: list[Layer], same_job: frozenset[str], fixed: int
+) -> DoneIndex:
+    """An index of ``parts`` from its layers (oldest first), the first ``fixed`` never folded."""
     index = DoneIndex(same_job)
     index._parts = list(parts)
-    if parts:
-        index._layers = [_layer_of(list(enumerate(parts)), same_job)]
+    index._layers = layers
+    index._fixed = fixed
     _trim()
     return index
+
+
+def _release(*arrays: np.ndarray) -> None:
+    """Let go of the pages a lookup touched in arrays mapped from a file (``numpy.memmap``):
+    they stay in the page cache, cheap to touch again, but no longer count in this process's
+    memory, so a batch of lookups over the whole file never holds the file."""
+    for array in arrays:
+        mapped = getattr(array, "_mmap", None)
+        if isinstance(mapped, mmap.mmap):
+            mapped.madvise(mmap.MADV_DONTNEED)
 
 
 def _trim() -> None:
@@ -230,10 +279,12 @@ def damaged(part: Path, exc: BaseException) -> RunDirError:
     )
 
 
-def _layer_of(
-    parts: list[tuple[int, Path, pa.Table | None]] | list[tuple[int, Path]],
+def layer_of(
+    parts: list[tuple[int, Path, pa.Table | range | None]] | list[tuple[int, Path]],
     same_job: frozenset[str],
-) -> _Layer:
+) -> Layer:
+    """The layer of ``parts``: (number, part), or with the part's table, or the range of its
+    row groups to read."""
     req: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
     inp: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
     answers: list[np.ndarray] = []
@@ -252,7 +303,7 @@ def _layer_of(
     located = np.concatenate(where) if where else np.zeros(0, np.int64)
     where.clear()
     order = np.argsort(flat, kind="stable")
-    return _Layer(by_request, by_input, flat[order], located[order])
+    return Layer(by_request, by_input, flat[order], located[order])
 
 
 def _take(
@@ -282,16 +333,18 @@ def _take(
     inp[1].append(failed[kept])
 
 
-def _batches(part: Path, table: pa.Table | None) -> Any:
-    """(row group, batch) of the index's columns, in order."""
-    if table is not None:
+def _batches(part: Path, table: pa.Table | range | None) -> Any:
+    """(row group, batch) of the index's columns, in order (of the groups ``table`` names when
+    it is a range)."""
+    if isinstance(table, pa.Table):
         for batch in table.select(_present(table.schema.names)).to_batches():
             yield 0, batch
         return
     try:
         parquet = pq.ParquetFile(part, memory_map=False)
         columns = _present(parquet.schema_arrow.names)
-        for group in range(parquet.num_row_groups):
+        groups = table if isinstance(table, range) else range(parquet.num_row_groups)
+        for group in groups:
             # a slice of a row group at a time: a large part never has to fit in memory
             batches = parquet.iter_batches(
                 _READ_ROWS, row_groups=[group], columns=columns, use_threads=False
@@ -308,7 +361,7 @@ def _present(names: list[str]) -> list[str]:
     return [name for name in INDEX_COLUMNS if name in names]
 
 
-def _fold(layers: list[_Layer]) -> _Layer:
+def _fold(layers: list[Layer]) -> Layer:
     def keys(name: str) -> Keys:
         chosen = [getattr(layer, name) for layer in layers]
         return Keys.build([k.keys for k in chosen], [k.failed for k in chosen])
@@ -316,7 +369,7 @@ def _fold(layers: list[_Layer]) -> _Layer:
     flat = np.concatenate([layer.answers for layer in layers])
     located = np.concatenate([layer.where for layer in layers])
     order = np.argsort(flat, kind="stable")
-    return _Layer(keys("by_request"), keys("by_input"), flat[order], located[order])
+    return Layer(keys("by_request"), keys("by_input"), flat[order], located[order])
 
 
 def _find(sorted_keys: np.ndarray, hashes: np.ndarray) -> np.ndarray:

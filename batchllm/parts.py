@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from batchllm.index import DoneIndex, build_index, damaged
+from batchllm.index import DoneIndex, damaged
+from batchllm.index_file import open_index
 
 __all__ = ["check_parts", "parts_in_order", "read_done", "saved_counts", "stores"]
 
@@ -25,6 +26,11 @@ __all__ = ["check_parts", "parts_in_order", "read_done", "saved_counts", "stores
 def read_done(run_dir: Path, fingerprint: str | None = None) -> DoneIndex:
     """The done index of a run directory's parts, its shards' included (a row's outcomes are all
     in one shard, so their parts read as one directory's); read-only: no lock needed."""
+    return open_index(run_dir, *done_parts(run_dir, fingerprint))
+
+
+def done_parts(run_dir: Path, fingerprint: str | None) -> tuple[list[Path], frozenset[str]]:
+    """The parts the done index covers, oldest first, and the runs with ``fingerprint``."""
     parts: list[Path] = []
     runs: list[dict[str, Any]] = []
     for place in stores(run_dir):
@@ -34,7 +40,7 @@ def read_done(run_dir: Path, fingerprint: str | None = None) -> DoneIndex:
     same_job = frozenset(
         run["run_id"] for run in runs if fingerprint and run.get("fingerprint") == fingerprint
     )
-    return build_index(parts, same_job)
+    return parts, same_job
 
 
 def stores(run_dir: Path) -> list[Path]:

@@ -52,8 +52,9 @@ from batchllm.compact import atomic_write, compact, finish_merge, merge_small_pa
 from batchllm.compact import finish as finish_compaction
 from batchllm.errors import RunDirError, StorageError, UserError
 from batchllm.index import DoneIndex
+from batchllm.index_file import save_done
 from batchllm.outcome import Outcome
-from batchllm.parts import check_parts, parts_in_order, read_done, saved_counts
+from batchllm.parts import check_parts, done_parts, parts_in_order, read_done, saved_counts
 from batchllm.pending import Pending
 
 log = structlog.get_logger("batchllm")
@@ -170,6 +171,8 @@ class Store:
             await asyncio.to_thread(self._compact)
         except (OSError, pa.ArrowException) as exc:  # the same: the parts stay as they are
             log.warning("store.compact_failed", error=str(exc))
+        done = done_parts(self.path, self.manifest.get("fingerprint"))
+        await asyncio.to_thread(save_done, self.path, *done)
         self._end_run(entry)
 
     def _end_run(self, entry: dict[str, Any]) -> None:

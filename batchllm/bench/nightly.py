@@ -31,9 +31,10 @@ from batchllm.bench.probes import Step, _Measure, _workspace
 from batchllm.bench.process import BenchError, batchllm_command
 from batchllm.bench.scenarios import Scenario
 from batchllm.compact import GROUP_ROWS, compact, should_compact
+from batchllm.index_file import INDEX_FILE, save_done
 from batchllm.job import load_job
 from batchllm.keys import batch_digests, digest_strings
-from batchllm.parts import parts_in_order
+from batchllm.parts import done_parts, parts_in_order
 from batchllm.prefix import VERSION as PREFIX_VERSION
 from batchllm.query import query
 from batchllm.store import SEQ_BITS
@@ -58,6 +59,7 @@ def run_nightly(scenario: Scenario, n: int, cache: Path) -> list[Step]:
             scenario.job_file(sim.url, input_path=str(before)).write(work)
             _make_cached_run(job, cached, run_dir)
             scenario.job_file(sim.url, input_path=str(path)).write(work)
+        _index_cached_run(cached)
         _copy_cached_run(cached, run_dir)
         measure = _Measure(scenario, sim, job, n)
         night = measure.run(f"night ({n - pending:,} of {n:,} done)", pending)
@@ -81,6 +83,16 @@ def _make_cached_run(job: Path, cached: Path, run_dir: Path) -> None:
         shutil.rmtree(cached)
     shutil.copytree(run_dir, cached)
     print(f"  fabricated {made:,} done rows (and the night before) into {cached}", flush=True)
+
+
+def _index_cached_run(cached: Path) -> None:
+    """The done index file a finished run leaves, written into a cached directory made before
+    runs left one (as the night before's end would have written it)."""
+    if (cached / INDEX_FILE).exists():
+        return
+    fingerprint = orjson.loads((cached / "manifest.json").read_bytes()).get("fingerprint")
+    save_done(cached, *done_parts(cached, fingerprint))
+    print(f"  wrote the done index file of {cached}", flush=True)
 
 
 def _copy_cached_run(cached: Path, run_dir: Path) -> None:
