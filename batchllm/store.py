@@ -335,6 +335,15 @@ def _prepare(path: Path) -> int:
     try:
         (path / "results").mkdir(parents=True, exist_ok=True)
         (path / "journal").mkdir(exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"{path}: cannot use as run directory: {exc.strerror}") from None
+    return lock_run_dir(path)
+
+
+def lock_run_dir(path: Path) -> int:
+    """Take the run directory's lock (``.lock``, holding our pid), or say who holds it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
         fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise RunDirError(f"{path}: cannot use as run directory: {exc.strerror}") from None

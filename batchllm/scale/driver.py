@@ -14,7 +14,6 @@ It does not run shards (``ray_backend``) nor write outcomes (each shard's ``stor
 
 from __future__ import annotations
 
-import fcntl
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,6 +27,7 @@ from batchllm.errors import RunDirError
 from batchllm.job import JobSpec
 from batchllm.scale.objects import Publisher
 from batchllm.scale.shards import shard_dir, shard_dirs
+from batchllm.store import lock_run_dir
 
 log = structlog.get_logger("batchllm")
 
@@ -46,7 +46,7 @@ class DriverRecord:
     def __init__(self, job: JobSpec) -> None:
         self.path = job.output_dir
         self.job_name = job.name
-        self._lock_fd = _lock(self.path)
+        self._lock_fd = lock_run_dir(self.path)
         self._publisher = Publisher(job.output.uri, self.path) if job.output.uri else None
         try:
             if self._publisher is not None:
@@ -172,23 +172,3 @@ def worst_status(statuses: Iterable[str]) -> str:
     """The status of a run whose shards ended with ``statuses``."""
     ranked = [s for s in SEVERITY if s in set(statuses)]
     return ranked[0] if ranked else "finished"
-
-
-def _lock(path: Path) -> int:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise RunDirError(f"{path}: cannot use as run directory: {exc.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-        os.close(fd)
-        raise RunDirError(
-            f"{path}: another batchllm run (pid {holder}) is using this run directory; "
-            "wait for it to finish or stop it"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
-    return fd
