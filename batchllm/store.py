@@ -264,24 +264,7 @@ class Store:
     # --- opening ---------------------------------------------------------------------------
 
     def _load_manifest(self) -> dict[str, Any]:
-        path = self.path / "manifest.json"
-        if not path.exists():
-            return {
-                "format": MANIFEST_FORMAT,
-                "job": self.job_name,
-                "fingerprint": None,
-                "runs": [],
-            }
-        try:
-            manifest: dict[str, Any] = orjson.loads(path.read_bytes())
-        except (OSError, orjson.JSONDecodeError) as exc:
-            raise RunDirError(f"{path}: unreadable manifest: {exc}") from None
-        if manifest.get("job") != self.job_name:
-            raise RunDirError(
-                f"{self.path}: this run directory holds results of job '{manifest.get('job')}', "
-                f"not '{self.job_name}'; point [output] dir somewhere else"
-            )
-        return manifest
+        return load_manifest(self.path, self.job_name)
 
     def _recover(self) -> None:
         """Finish what a killed run left: its merge, its journals, its temp files, its record."""
@@ -338,6 +321,24 @@ def _prepare(path: Path) -> int:
     except OSError as exc:
         raise RunDirError(f"{path}: cannot use as run directory: {exc.strerror}") from None
     return lock_run_dir(path)
+
+
+def load_manifest(path: Path, job_name: str) -> dict[str, Any]:
+    """The run directory's ``manifest.json`` (an empty one when there is none), checked to be
+    this job's."""
+    file = path / "manifest.json"
+    if not file.exists():
+        return {"format": MANIFEST_FORMAT, "job": job_name, "fingerprint": None, "runs": []}
+    try:
+        manifest: dict[str, Any] = orjson.loads(file.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise RunDirError(f"{file}: unreadable manifest: {exc}") from None
+    if manifest.get("job") != job_name:
+        raise RunDirError(
+            f"{path}: this run directory holds results of job '{manifest.get('job')}', "
+            f"not '{job_name}'; point [output] dir somewhere else"
+        )
+    return manifest
 
 
 def lock_run_dir(path: Path) -> int:

@@ -23,11 +23,10 @@ import orjson
 import structlog
 
 from batchllm.compact import atomic_write
-from batchllm.errors import RunDirError
 from batchllm.job import JobSpec
 from batchllm.scale.objects import Publisher
 from batchllm.scale.shards import shard_dir, shard_dirs
-from batchllm.store import lock_run_dir
+from batchllm.store import load_manifest, lock_run_dir
 
 log = structlog.get_logger("batchllm")
 
@@ -81,19 +80,7 @@ class DriverRecord:
         os.close(self._lock_fd)
 
     def _load(self) -> dict[str, Any]:
-        path = self.path / "manifest.json"
-        if not path.exists():
-            return {"format": 1, "job": self.job_name, "fingerprint": None, "runs": []}
-        try:
-            manifest: dict[str, Any] = orjson.loads(path.read_bytes())
-        except (OSError, orjson.JSONDecodeError) as exc:
-            raise RunDirError(f"{path}: unreadable manifest: {exc}") from None
-        if manifest.get("job") != self.job_name:
-            raise RunDirError(
-                f"{self.path}: this run directory holds results of job '{manifest.get('job')}', "
-                f"not '{self.job_name}'; point [output] dir somewhere else"
-            )
-        return manifest
+        return load_manifest(self.path, self.job_name)
 
     def _save(self) -> None:
         atomic_write(
