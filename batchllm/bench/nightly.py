@@ -4,8 +4,9 @@ A run directory of a finished run over all but the last 1 % of a large input (``
 then ``batchllm run`` over the input as it was that night, which finds every row done and records
 the input's prefix as any finished run does; cached next to the input and copied for each
 measurement) is run again with ``batchllm run`` over the grown input:
-the steps say how long until its first new request and its peak memory, and ``results`` is
-queried (``count(*) group by status``, the median of three). Then ``NIGHTS`` more nights are
+the steps say how long until its first new request and its peak memory (``NIGHT_RUNS`` times,
+each over a fresh copy), and ``results`` is queried (``count(*) group by status``, the median of
+three). Then ``NIGHTS`` more nights are
 fabricated cheaply, each a part of 1 % new rows written and compacted as a run's end would, and
 the directory's size is compared with one part holding the same rows. It judges nothing:
 ``batchllm.bench.goals`` does.
@@ -36,6 +37,7 @@ from batchllm.job import load_job
 from batchllm.keys import batch_digests, digest_strings
 from batchllm.parts import done_parts, parts_in_order
 from batchllm.prefix import VERSION as PREFIX_VERSION
+from batchllm.pricing import context_window, resolve_price
 from batchllm.query import query
 from batchllm.store import SEQ_BITS
 
@@ -43,6 +45,8 @@ from batchllm.store import SEQ_BITS
 NEW_SHARE = 0.01
 #: nights fabricated after the measured one, for the directory's size
 NIGHTS = 30
+#: times the night is run, each over a fresh copy of the directory (times are their median)
+NIGHT_RUNS = 3
 STATUS_SQL = "select status, count(*) as n from results group by status"
 
 
@@ -60,14 +64,19 @@ def run_nightly(scenario: Scenario, n: int, cache: Path) -> list[Step]:
             _make_cached_run(job, cached, run_dir)
             scenario.job_file(sim.url, input_path=str(path)).write(work)
         _index_cached_run(cached)
-        _copy_cached_run(cached, run_dir)
         measure = _Measure(scenario, sim, job, n)
-        night = measure.run(f"night ({n - pending:,} of {n:,} done)", pending)
+        runs = []
+        for number in range(1, NIGHT_RUNS + 1):
+            _copy_cached_run(cached, run_dir)
+            _price_run(job)
+            name = f"night {number} of {NIGHT_RUNS} ({n - pending:,} of {n:,} done)"
+            runs.append(measure.run(name, pending))
+        night = runs[-1]
         status = _query_step(night, "count(*) by status, 2 parts", job)
         nights = _fabricate_nights(run_dir, NIGHTS, pending)
         after = _query_step(night, f"count(*) by status, after {NIGHTS} nights", job)
         size = replace(after, step=f"run dir size after {NIGHTS} nights", value=nights)
-    return [night, status, after, size]
+    return [*runs, status, after, size]
 
 
 def _make_cached_run(job: Path, cached: Path, run_dir: Path) -> None:
@@ -93,6 +102,15 @@ def _index_cached_run(cached: Path) -> None:
     fingerprint = orjson.loads((cached / "manifest.json").read_bytes()).get("fingerprint")
     save_done(cached, *done_parts(cached, fingerprint))
     print(f"  wrote the done index file of {cached}", flush=True)
+
+
+def _price_run(job: Path) -> None:
+    """The prices a night before leaves in its run directory (``prices.json``), written into a
+    copy of a cached directory made before runs kept them; here, so the night does not
+    import genai-prices to find them."""
+    spec = load_job(job)
+    resolve_price(spec)
+    context_window(spec)
 
 
 def _copy_cached_run(cached: Path, run_dir: Path) -> None:
