@@ -136,7 +136,7 @@ def compact(run_dir: Path, parts: list[Path], run_id: str, *, keep_history: bool
         writers["history"] = _Writer(history, schema)
     try:
         for table in _tables(parts, schema, numbers):
-            is_latest = np.isin(np.asarray(table.column("seq")), latest)
+            is_latest = _member(np.asarray(table.column("seq")), latest)
             writers["current"].write(table.filter(pa.array(is_latest)))
             if keep_history:
                 writers["history"].write(table.filter(pa.array(~is_latest)))
@@ -277,6 +277,15 @@ def _latest_seqs(parts: list[Path], numbers: dict[str, int]) -> np.ndarray:
     last = np.ones(len(flat_keys), np.bool_)
     last[:-1] = flat_keys[1:] != flat_keys[:-1]
     return np.sort(flat_seqs[last])
+
+
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """Whether each of ``values`` is in ``sorted_set``: a binary search each, so a row group
+    costs its own size, not a sort of the whole set as ``np.isin`` would (per call)."""
+    if not len(sorted_set):
+        return np.zeros(len(values), np.bool_)
+    at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return np.asarray(sorted_set[at] == values)
 
 
 def _run_numbers(run_dir: Path) -> dict[str, int]:

@@ -18,6 +18,7 @@ import mmap
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -29,9 +30,9 @@ import pyarrow.parquet as pq
 
 from batchllm.bench.inputs import cached_input, fabricate_run
 from batchllm.bench.probes import Step, _Measure, _workspace
-from batchllm.bench.process import BenchError, batchllm_command
+from batchllm.bench.process import BenchError, Usage, batchllm_command, run_measured, tail
 from batchllm.bench.scenarios import Scenario
-from batchllm.compact import GROUP_ROWS, compact, should_compact
+from batchllm.compact import GROUP_ROWS, should_compact
 from batchllm.index_file import INDEX_FILE, save_done
 from batchllm.job import load_job
 from batchllm.keys import batch_digests, digest_strings
@@ -73,10 +74,15 @@ def run_nightly(scenario: Scenario, n: int, cache: Path) -> list[Step]:
             runs.append(measure.run(name, pending))
         night = runs[-1]
         status = _query_step(night, "count(*) by status, 2 parts", job)
-        nights = _fabricate_nights(run_dir, NIGHTS, pending)
+        nights, compaction = _fabricate_nights(run_dir, NIGHTS, pending)
         after = _query_step(night, f"count(*) by status, after {NIGHTS} nights", job)
         size = replace(after, step=f"run dir size after {NIGHTS} nights", value=nights)
-    return [*runs, status, after, size]
+        longest = replace(
+            night, step=f"longest compaction of {NIGHTS} nights", to_do=0, requests=0,
+            ok=None, wall_s=compaction.wall_s, cpu_s=compaction.cpu_s,
+            peak_mb=compaction.peak_rss_mb, start_s=None,
+        )  # fmt: skip
+    return [*runs, status, after, size, longest]
 
 
 def _make_cached_run(job: Path, cached: Path, run_dir: Path) -> None:
@@ -154,12 +160,14 @@ def _query_step(base: Step, name: str, job: Path) -> Step:
     )
 
 
-def _fabricate_nights(run_dir: Path, nights: int, new_rows: int) -> float:
+def _fabricate_nights(run_dir: Path, nights: int, new_rows: int) -> tuple[float, Usage]:
     """Write ``nights`` runs of ``new_rows`` new ok rows each (copies of the latest night's
-    rows under new keys), compacting as a run's end does; returns the directory's size over
-    that of one part holding its current rows in the row groups a compacted part has."""
+    rows under new keys), compacting as a run's end does (each compaction in a measured child
+    process); returns the directory's size over that of one part holding its current rows in
+    the row groups a compacted part has, and the longest compaction's usage."""
     results = run_dir / "results"
     template = _newest_rows(run_dir, new_rows)
+    longest = Usage(started_at=0.0, wall_s=0.0, cpu_s=0.0, peak_rss_mb=0.0, exit_code=0)
     for night in range(1, nights + 1):
         run_id = f"29990101T{night:06d}.000000Z"
         keys = pc.binary_join_element_wise(template["row_key"], pa.scalar(f"-n{night}"), "")
@@ -173,14 +181,38 @@ def _fabricate_nights(run_dir: Path, nights: int, new_rows: int) -> float:
         pq.write_table(table, results / f"part-{run_id}-00001.parquet", compression="zstd")
         parts = parts_in_order(run_dir)
         if should_compact(parts):
-            compact(run_dir, parts, run_id, keep_history=True)
+            usage = _compact_measured(run_dir, run_id)
+            longest = max(longest, usage, key=lambda u: u.wall_s)
     size = sum(part.stat().st_size for part in results.iterdir())
     single = results.parent / "single.parquet"
     rows = query(run_dir, "select * from results")
     pq.write_table(rows, single, compression="zstd", row_group_size=GROUP_ROWS)
     ratio = size / single.stat().st_size
     single.unlink()
-    return ratio
+    return ratio, longest
+
+
+#: a child process compacting a run directory's parts as a run's end does (with the command
+#: line's allocator settings): DIR RUN_ID
+_COMPACT = """
+import sys
+from pathlib import Path
+from batchllm.memory import frugal
+frugal()
+from batchllm.compact import compact
+from batchllm.parts import parts_in_order
+run_dir = Path(sys.argv[1])
+compact(run_dir, parts_in_order(run_dir), sys.argv[2], keep_history=True)
+"""
+
+
+def _compact_measured(run_dir: Path, run_id: str) -> Usage:
+    """Compact ``run_dir`` in a child process; its wall time, CPU and peak memory."""
+    log = run_dir.parent / "compact.log"
+    usage = run_measured([sys.executable, "-c", _COMPACT, str(run_dir), run_id], log)
+    if usage.exit_code != 0:
+        raise BenchError(f"compaction exited {usage.exit_code}: {tail(log)}")
+    return usage
 
 
 def _newest_rows(run_dir: Path, count: int) -> pa.Table:
