@@ -48,6 +48,10 @@ COMPACT_PARTS = 16
 #: rows a row group of a compacted part holds
 GROUP_ROWS = 65_536
 SEQ_BITS = 36
+#: ranges of row key hashes the outcomes are sorted in, one at a time (a power of 2, <= 256)
+SORT_RANGES = 16
+_RANGE_SHIFT = np.uint64(64 - SORT_RANGES.bit_length() + 1)
+_RANGE_CHUNK = 1 << 20
 MARKER = "compact.json"
 
 
@@ -130,13 +134,13 @@ def compact(run_dir: Path, parts: list[Path], run_id: str, *, keep_history: bool
     current = results / f"part-c{run_id}-1-current.parquet"
     history = results / f"part-c{run_id}-0-history.parquet"
     numbers = _run_numbers(run_dir)
-    latest = _latest_seqs(parts, numbers)
+    superseded = _superseded_seqs(parts, numbers)
     writers = {"current": _Writer(current, schema)}
     if keep_history:
         writers["history"] = _Writer(history, schema)
     try:
         for table in _tables(parts, schema, numbers):
-            is_latest = _member(np.asarray(table.column("seq")), latest)
+            is_latest = ~_member(np.asarray(table.column("seq")), superseded)
             writers["current"].write(table.filter(pa.array(is_latest)))
             if keep_history:
                 writers["history"].write(table.filter(pa.array(~is_latest)))
@@ -150,7 +154,8 @@ def compact(run_dir: Path, parts: list[Path], run_id: str, *, keep_history: bool
     for writer in writers.values():
         writer.land()
     finish(run_dir)
-    log.info("store.compacted", parts=len(parts), rows=len(latest), history=keep_history)
+    rows = writers["current"].rows
+    log.info("store.compacted", parts=len(parts), rows=rows, history=keep_history)
 
 
 def finish(run_dir: Path) -> None:
@@ -258,25 +263,38 @@ def _with_seq(
     return table.append_column("seq", seq)
 
 
-def _latest_seqs(parts: list[Path], numbers: dict[str, int]) -> np.ndarray:
-    """The ``seq`` of each row's latest outcome, sorted."""
-    keys, seqs = [], []
+def _superseded_seqs(parts: list[Path], numbers: dict[str, int]) -> np.ndarray:
+    """The ``seq`` of every outcome a later outcome of its row supersedes, sorted.
+
+    Each outcome's row key hash and ``seq`` are held in two arrays made once at their full size
+    (16 bytes an outcome); they are sorted one range of hashes at a time (``SORT_RANGES``), so
+    the sort's scratch is a range's, not the whole directory's."""
+    total = sum(pq.ParquetFile(part).metadata.num_rows for part in parts)
+    keys, seqs = np.empty(total, np.uint64), np.empty(total, np.int64)
+    at = 0
     counters: dict[str, int] = {}
     for part in parts:
         parquet = pq.ParquetFile(part)
         names = [n for n in ("row_key", "seq") if n in parquet.schema_arrow.names]
         for group in range(parquet.num_row_groups):
             table = _with_seq(part, parquet.read_row_group(group, columns=names), numbers, counters)
-            keys.append(hash_strings(table.column("row_key")))
-            seqs.append(np.asarray(table.column("seq")))
-    if not keys:
-        return np.zeros(0, np.int64)
-    flat_keys, flat_seqs = np.concatenate(keys), np.concatenate(seqs)
-    order = np.lexsort((flat_seqs, flat_keys))
-    flat_keys, flat_seqs = flat_keys[order], flat_seqs[order]
-    last = np.ones(len(flat_keys), np.bool_)
-    last[:-1] = flat_keys[1:] != flat_keys[:-1]
-    return np.sort(flat_seqs[last])
+            end = at + table.num_rows
+            keys[at:end] = hash_strings(table.column("row_key"))
+            seqs[at:end] = np.asarray(table.column("seq"))
+            at = end
+    ranges = np.empty(total, np.uint8)
+    for start in range(0, total, _RANGE_CHUNK):  # in chunks: no whole-size temporary
+        ranges[start : start + _RANGE_CHUNK] = keys[start : start + _RANGE_CHUNK] >> _RANGE_SHIFT
+    found = []
+    for number in range(SORT_RANGES):
+        where = np.flatnonzero(ranges == number)
+        range_keys, range_seqs = keys[where], seqs[where]
+        del where
+        order = np.lexsort((range_seqs, range_keys))
+        range_keys, range_seqs = range_keys[order], range_seqs[order]
+        superseded = range_keys[1:] == range_keys[:-1]  # a later outcome of the same row follows
+        found.append(range_seqs[:-1][superseded])
+    return np.sort(np.concatenate(found)) if found else np.zeros(0, np.int64)
 
 
 def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:

@@ -78,7 +78,7 @@ def run_nightly(scenario: Scenario, n: int, cache: Path) -> list[Step]:
         after = _query_step(night, f"count(*) by status, after {NIGHTS} nights", job)
         size = replace(after, step=f"run dir size after {NIGHTS} nights", value=nights)
         longest = replace(
-            night, step=f"longest compaction of {NIGHTS} nights", to_do=0, requests=0,
+            night, step=f"longest compaction (and index) of {NIGHTS} nights", to_do=0, requests=0,
             ok=None, wall_s=compaction.wall_s, cpu_s=compaction.cpu_s,
             peak_mb=compaction.peak_rss_mb, start_s=None,
         )  # fmt: skip
@@ -192,22 +192,27 @@ def _fabricate_nights(run_dir: Path, nights: int, new_rows: int) -> tuple[float,
     return ratio, longest
 
 
-#: a child process compacting a run directory's parts as a run's end does (with the command
-#: line's allocator settings): DIR RUN_ID
+#: a child process compacting a run directory's parts, then writing its index file, as a run's
+#: end does (with the command line's allocator settings): DIR RUN_ID
 _COMPACT = """
 import sys
 from pathlib import Path
+import orjson
 from batchllm.memory import frugal
 frugal()
 from batchllm.compact import compact
-from batchllm.parts import parts_in_order
+from batchllm.index_file import save_done
+from batchllm.parts import done_parts, parts_in_order
 run_dir = Path(sys.argv[1])
 compact(run_dir, parts_in_order(run_dir), sys.argv[2], keep_history=True)
+fingerprint = orjson.loads((run_dir / "manifest.json").read_bytes()).get("fingerprint")
+save_done(run_dir, *done_parts(run_dir, fingerprint))
 """
 
 
 def _compact_measured(run_dir: Path, run_id: str) -> Usage:
-    """Compact ``run_dir`` in a child process; its wall time, CPU and peak memory."""
+    """Compact ``run_dir`` and index it in a child process; its wall time, CPU and peak
+    memory."""
     log = run_dir.parent / "compact.log"
     usage = run_measured([sys.executable, "-c", _COMPACT, str(run_dir), run_id], log)
     if usage.exit_code != 0:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import batchllm
-from batchllm.compact import MARKER, compact
+from batchllm.compact import MARKER, SEQ_BITS, compact
 from batchllm.parts import parts_in_order
 from batchllm.run.pipeline import arun_job
 from batchllm.simulate import SimServer
@@ -32,6 +34,35 @@ async def _two_nights(tmp_path: Path, sim: SimServer, keep_history: bool = True)
     write_csv(tmp_path / "input.csv", changed + rows[5:])
     assert (await arun_job(job)).sent == 10
     return tmp_path / "job.toml"
+
+
+def test_compaction_keeps_the_latest_of_many_outcomes_of_many_rows(tmp_path: Path) -> None:
+    """3,000 rows over three runs, a third of them answered twice and a sixth three times (their
+    keys' hashes in every sorting range): the current part holds each row's latest outcome only,
+    the history part every other one, and nothing is lost or kept twice."""
+    run_dir, runs = tmp_path / "run", ["20260101T000000.000000Z", "20260102T000000.000000Z",
+                                       "20260103T000000.000000Z"]  # fmt: skip
+    (run_dir / "results").mkdir(parents=True)
+    manifest = {"runs": [{"run_id": run, "run_number": n} for n, run in enumerate(runs, 1)]}
+    (run_dir / "manifest.json").write_bytes(orjson.dumps(manifest))
+    for number, (run, rows) in enumerate(zip(runs, (3000, 1000, 500), strict=True), 1):
+        keys = [f"row-{i:05d}" for i in range(0, 3 * rows, 3)] if number > 1 else None
+        keys = keys or [f"row-{i:05d}" for i in range(rows)]
+        seqs = [(number << SEQ_BITS) | i for i in range(len(keys))]
+        table = pa.table({"row_key": keys, "run_id": [run] * len(keys), "seq": seqs})
+        pq.write_table(table, run_dir / "results" / f"part-{run}-00001.parquet")
+
+    compact(run_dir, parts_in_order(run_dir), "20260104T000000.000000Z", keep_history=True)
+
+    current = pq.read_table(next((run_dir / "results").glob("*-current.parquet"))).to_pylist()
+    history = pq.read_table(next((run_dir / "results").glob("*-history.parquet"))).to_pylist()
+    latest = {row["row_key"]: row["run_id"] for row in current}
+    assert len(current) == len(latest) == 3000
+    expected = {f"row-{i:05d}": runs[2 if i % 3 == 0 and i < 1500 else 1 if i % 3 == 0 else 0]
+                for i in range(3000)}  # fmt: skip
+    assert latest == expected
+    assert len(history) == 1500  # 1,000 first answers superseded, and 500 second ones
+    assert len({(row["row_key"], row["run_id"]) for row in history + current}) == 4500
 
 
 def _compact(run_dir: Path, keep_history: bool) -> None:
