@@ -135,7 +135,7 @@ async def _run_shard(
     run: JobRun | None = None
     watch: asyncio.Future[None] | None = None
     try:
-        run = JobRun(shard_job(job, shard), mine, seams=seams)
+        run = JobRun(shard_job(job, shard, shards), mine, seams=seams)
         watch = asyncio.ensure_future(_stop_when_told(actors.actor, run))
         summary = await run.execute()
     except BatchllmError as exc:

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from batchllm.errors import RunDirError
 from batchllm.job import InputSpec, JobSpec
+from batchllm.job.spec import EndpointSpec
 from batchllm.keys import batch_keys, row_key
 from batchllm.source import BATCH_ROWS, InputRow, RowBatch, Source
 
@@ -40,11 +41,28 @@ def shard_dir(output_dir: Path, shard: int) -> Path:
     return output_dir / SHARDS_DIR / f"{shard:03d}"
 
 
-def shard_job(job: JobSpec, shard: int) -> JobSpec:
-    """The job as one shard runs it: the same, writing into the shard's own directory."""
+def shard_job(job: JobSpec, shard: int, shards: int = 1) -> JobSpec:
+    """The job as one shard of ``shards`` runs it: the same, writing into the shard's own
+    directory, with its share of each pool endpoint's limits (``shard_endpoint``)."""
     uri = job.output.uri and f"{job.output.uri.rstrip('/')}/{SHARDS_DIR}/{shard:03d}"
     output = dataclasses.replace(job.output, dir=shard_dir(job.output_dir, shard), uri=uri)
-    return dataclasses.replace(job, output=output)
+    endpoints = tuple(shard_endpoint(e, shards) for e in job.model.endpoints)
+    model = dataclasses.replace(job.model, endpoints=endpoints)
+    return dataclasses.replace(job, output=output, model=model)
+
+
+def shard_endpoint(endpoint: EndpointSpec, shards: int) -> EndpointSpec:
+    """One shard's share of a pool endpoint: its concurrency, rpm and tpm divided by the shards
+    (at least 1 each), so that every shard together keeps to the server's figures (rows spread
+    evenly over the shards by their keys' hashes, and so does their load)."""
+
+    def share(figure: int | None) -> int | None:
+        return None if figure is None else max(1, figure // shards)
+
+    concurrency = max(1, endpoint.concurrency // shards)
+    return dataclasses.replace(
+        endpoint, concurrency=concurrency, rpm=share(endpoint.rpm), tpm=share(endpoint.tpm)
+    )
 
 
 def shard_rows(job: JobSpec, shard: int, shards: int, limit: int | None) -> Iterator[InputRow]:

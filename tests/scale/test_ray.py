@@ -168,6 +168,28 @@ def test_sigint_stops_the_driver_gracefully(
     assert report.throughput.rows == runs[1]["ok"]  # the driver's run names its shards' outcomes
 
 
+def test_shards_share_each_pool_endpoint_s_limits(
+    ray_address: str, tmp_path: Path, sims: SimThread
+) -> None:
+    """Two shards sending to a pool server that enforces 240 RPM: each shard is given half of
+    the endpoint's rpm and concurrency, so together they keep to the server's figure (two
+    shards each at the whole figure draw 429s) and every row lands once."""
+    capped = sims.start(SimConfig(latency_ms=20, jitter_ms=0, rpm=240))
+    write_csv(tmp_path / "input.csv", ticket_rows(40))
+    data = job_data(None, limits={"concurrency": 8}, run={"backend": "ray", "shards": 2,
+                                                          "shard_cpus": 0.5})  # fmt: skip
+    path = write_job(tmp_path, data)
+    pool = f'[{{ url = "{capped.url}", concurrency = 4, rpm = 240 }}]'
+    path.write_text(path.read_text().replace('"http://127.0.0.1:9/v1"', pool))
+    job = load_job(path)
+
+    summary = asyncio.run(arun_on_ray(job, RunOptions(), RayPlan(2, ray_address, 0.5)))
+
+    assert summary.ok == 40
+    assert capped.stats()["rate_limited"] <= 1  # two buckets started at once: one at the edge
+    _every_row_once(job, 40)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -131,3 +131,20 @@ def test_a_shard_run_over_a_grown_input_skips_its_unchanged_prefix(
     assert runs.to_pylist()[-1] == {"prefix_rows": first, "sent": mine - first}
     assert (summary.rows, summary.ok, sim.stats()["requests"]) == (mine, mine - first, mine)
     assert not ShardSource(job.input, 1, SHARDS, 10).spans
+
+
+def test_a_shard_takes_its_share_of_each_pool_endpoint(tmp_path: Path) -> None:
+    """A shard's job divides each endpoint's concurrency, rpm and tpm by the shards, never below
+    1, and leaves an endpoint's unset limits unset and the job's own limits whole."""
+    job = _job(tmp_path, ["id,text", "T1,a"], limits={"rpm": 900, "concurrency": 16})
+    pool = ('[{ url = "http://a:1/v1", concurrency = 9, rpm = 600, tpm = 40000 }, '
+            '{ url = "http://b:1/v1", concurrency = 2 }]')  # fmt: skip
+    job.path.write_text(job.path.read_text().replace('"http://127.0.0.1:9/v1"', pool))
+    job = load_job(job.path)
+
+    shard = shard_job(job, 1, 4)
+
+    figures = [(e.url, e.concurrency, e.rpm, e.tpm) for e in shard.model.endpoints]
+    assert figures == [("http://a:1/v1", 2, 150, 10_000), ("http://b:1/v1", 1, None, None)]
+    assert (shard.limits.rpm, shard.limits.concurrency) == (900, 16)
+    assert shard_job(job, 0).model.endpoints == job.model.endpoints  # one shard: all of it
