@@ -101,13 +101,22 @@ def _make_cached_run(job: Path, cached: Path, run_dir: Path) -> None:
 
 
 def _index_cached_run(cached: Path) -> None:
-    """The done index file a finished run leaves, written into a cached directory made before
-    runs left one (as the night before's end would have written it)."""
-    if (cached / INDEX_FILE).exists():
-        return
+    """The done index file a finished run leaves, as the night before's end would have written
+    it with this code: written into a cached directory made before runs left one, or left by
+    an earlier format of it (``save_done`` leaves a file that matches the parts as it is)."""
+    before = _stamp(cached / INDEX_FILE)
     fingerprint = orjson.loads((cached / "manifest.json").read_bytes()).get("fingerprint")
     save_done(cached, *done_parts(cached, fingerprint))
-    print(f"  wrote the done index file of {cached}", flush=True)
+    if _stamp(cached / INDEX_FILE) != before:
+        print(f"  wrote the done index file of {cached}", flush=True)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
 
 
 def _price_run(job: Path) -> None:
