@@ -150,3 +150,25 @@ async def test_a_chunk_of_a_csv_never_stands_for_a_parquet_input(
     second = await arun_job(job)
     assert (second.rows, second.reused, second.sent) == (60, 60, 0)
     assert _runs(job)[-1]["prefix_rows"] == 0
+
+
+async def test_the_row_groups_of_many_nights_are_joined_into_one_file(
+    tmp_path: Path, sim: SimServer
+) -> None:
+    """A row group appended each night: past 8 chunk files their chunks go into one file, each
+    row group still its own chunk, and the next night still skips them all."""
+    rows = ticket_rows(300)
+    job = _job(tmp_path, sim)
+    for night in range(1, 11):
+        _write(tmp_path / "input.parquet", rows[: (night + 2) * GROUP])
+        await arun_job(job)
+    files = {chunk["file"] for chunk in _chunks(tmp_path)}
+    assert [chunk["rows"] for chunk in _chunks(tmp_path)] == [GROUP] * 12
+    assert len(files) == 2
+    assert sorted(path.name for path in (tmp_path / "run" / "prefix").glob("chunk-*")) == sorted(
+        files
+    )
+    last = await arun_job(job)
+    assert (last.rows, last.reused, last.sent) == (300, 300, 0)
+    assert _runs(job)[-1]["prefix_rows"] == 300
+    assert sim.stats()["requests"] == 300
