@@ -12,11 +12,18 @@ last such chunk. A chunk whose bytes changed, or that holds a row still to do (a
 ``--retry-failed``, a changed prompt, the rows an interrupted run never finished), ends the skip:
 from there on the input is read as before, and recorded again.
 
-What a chunk holds depends only on the input's bytes and how they are read (``Reading``); whether
-a row is done is always the done index's. Compressed, Parquet and object-storage inputs and CSV
-files in other encodings are always read in full. Files: ``prefix/chunks.json`` (replaced at
-once, naming only complete chunk files) and ``prefix/chunk-*.u64``, written only by the run
-holding the directory's lock; the estimate reads them.
+A local Parquet file is recorded a chunk a row group (its bytes as ``batchllm.prefix_parquet``
+places them): a file written again with row groups appended keeps its earlier row groups' bytes
+at the same offsets, and the next run reads from the first row group that is not a done,
+unchanged chunk. A row group not at the place and size recorded (the file written with other
+row group sizes, a page compressed otherwise) ends the skip as changed bytes do.
+
+What a chunk holds depends only on the input's bytes and how they are read (``reading()``, its
+format too: a chunk of a CSV file never stands for a Parquet file's rows); whether a row is done
+is always the done index's. Compressed and object-storage inputs and CSV files in other
+encodings are always read in full. Files: ``prefix/chunks.json`` (replaced at once, naming only
+complete chunk files) and ``prefix/chunk-*.u64``, written only by the run holding the
+directory's lock; the estimate reads them.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import orjson
 
 from batchllm.index import DoneIndex
 from batchllm.job import InputSpec
+from batchllm.prefix_parquet import RowGroup, file_rows, row_groups
 from batchllm.source import Source
 
 PREFIX_DIR = "prefix"
@@ -39,7 +47,7 @@ PREFIX_DIR = "prefix"
 VERSION = 1
 #: rows of a chunk asked of the index at a time
 _ASK_ROWS = 1 << 18
-#: chunks kept before they are joined into one file (their ranges stay apart)
+#: chunk files kept before their chunks are joined into one file (their ranges stay apart)
 _JOIN_AT = 8
 
 
@@ -115,15 +123,28 @@ def _unchanged(run_dir: Path, source: Source) -> Unchanged:
     if saved is None or saved.get("reading") != reading(source.spec, source):
         return found
     offset = 0
+    groups = _groups(source)
     with source.path.open("rb") as data:
-        for chunk in (Chunk(**entry) for entry in saved.get("chunks", [])):
+        for at, chunk in enumerate(Chunk(**entry) for entry in saved.get("chunks", [])):
             if chunk.start != offset or chunk.end > stat.st_size:
                 break
+            if groups is not None and (at >= len(groups) or groups[at] != _group(chunk)):
+                break  # the row groups were written again otherwise: read them
             if _sha1(data, chunk.start, chunk.end) != chunk.sha1:
                 break
             found.chunks.append(chunk)
             offset = chunk.end
     return found
+
+
+def _groups(source: Source) -> list[RowGroup] | None:
+    """A Parquet input's row groups (a chunk each), None for an input chunked by its reads."""
+    return row_groups(source.path) if source.spec.format == "parquet" else None
+
+
+def _group(chunk: Chunk) -> RowGroup:
+    """The row group a chunk of a Parquet input was recorded for."""
+    return RowGroup(chunk.start, chunk.end, chunk.rows)
 
 
 def plan(run_dir: Path, index: DoneIndex, found: Unchanged | None, *, retry_failed: bool) -> Skip:
@@ -229,20 +250,30 @@ class Recorder:
             self.spoil()
             return
         self._close()
-        chunks = list(skip.kept)
-        if self._rows:
-            with self._source.path.open("rb") as data:
-                data.seek(skip.end - 1)
-                if data.read(1) != b"\n":  # the last row may go on: not a row's end
-                    self.spoil()
-                    return
-                sha1 = _sha1(data, skip.offset, skip.end)
-            tmp = self._dir / (self._name + ".tmp")
-            os.replace(tmp, self._dir / self._name)
-            chunks.append(Chunk(skip.offset, skip.end, sha1, self._rows, self._name))
-        if len(chunks) > _JOIN_AT:
+        read = self._read_chunks() if self._rows else []
+        if read is None:
+            self.spoil()
+            return
+        if read:
+            os.replace(self._dir / (self._name + ".tmp"), self._dir / self._name)
+        chunks = skip.kept + read
+        if len({chunk.file for chunk in chunks}) > _JOIN_AT:
             chunks = _joined(self._dir, chunks)
         self._save(chunks)
+
+    def _read_chunks(self) -> list[Chunk] | None:
+        """The chunks of this read (None: it cannot be kept): one for the bytes read, or one a
+        row group read of a Parquet input."""
+        skip, groups = self._skip, _groups(self._source)
+        assert skip.end is not None
+        with self._source.path.open("rb") as data:
+            if groups is not None:
+                return _group_chunks(data, groups, skip.offset, self._rows, self._name)
+            data.seek(skip.end - 1)
+            if data.read(1) != b"\n":  # the last row may go on: not a row's end
+                return None
+            sha1 = _sha1(data, skip.offset, skip.end)
+        return [Chunk(skip.offset, skip.end, sha1, self._rows, self._name)]
 
     def _unchanged(self) -> bool:
         stat = self._source.path.stat()
@@ -271,6 +302,28 @@ class Recorder:
             os.fsync(self._out.fileno())
             self._out.close()
             self._out = None
+
+
+def _group_chunks(
+    data: Any, groups: list[RowGroup], offset: int, rows: int, name: str
+) -> list[Chunk] | None:
+    """A chunk for each row group read from byte ``offset`` on, its rows at ``first`` of the
+    file ``name`` (None unless ``rows``, the rows read, are all the file's rows from there)."""
+    starts = [group.start for group in groups]
+    total = file_rows(data.name)
+    if offset not in starts or total is None:
+        return None
+    at = starts.index(offset)
+    if rows != total - sum(group.rows for group in groups[:at]):
+        return None
+    read = groups[at:]
+    chunks: list[Chunk] = []
+    first = 0
+    for group in read:
+        sha1 = _sha1(data, group.start, group.end)
+        chunks.append(Chunk(group.start, group.end, sha1, group.rows, name, first))
+        first += group.rows
+    return chunks
 
 
 def _joined(folder: Path, chunks: list[Chunk]) -> list[Chunk]:

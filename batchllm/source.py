@@ -31,6 +31,7 @@ from batchllm.errors import InputError
 from batchllm.hashset import HashSet64
 from batchllm.input_streams import FileSpan, LossyUtf8
 from batchllm.job import InputSpec
+from batchllm.prefix_parquet import groups_from
 from batchllm.scale.objects import input_exists, open_input
 
 BATCH_ROWS = 1024
@@ -105,7 +106,8 @@ class Source:
         """Yield the input as Arrow batches, each with the unusable lines read before it; rows
         become dicts only when asked (``to_rows``), so rows found done cost no Python object.
         ``span``: read only the file's bytes from ``start`` to ``end``, ``start`` at the first
-        byte of a row (a plain CSV or JSON Lines file: ``spans``)."""
+        byte of a row (a plain CSV or JSON Lines file), or of a row group (a Parquet file, read
+        to its end): ``spans``."""
         skipped = _Skipped()
         for batch in self._read(batch_rows, skipped, span):
             yield RowBatch(batch, _bad_rows(skipped.drain()), skipped.lossy)
@@ -138,11 +140,11 @@ class Source:
     @property
     def spans(self) -> bool:
         """Whether the input can be read from a byte offset on (``row_batches``' ``span``): a
-        local, uncompressed CSV file in UTF-8, or JSON Lines file."""
+        local, uncompressed CSV file in UTF-8, JSON Lines or Parquet file."""
         utf8 = self.spec.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
         return (
             self.spec.uri is None
-            and (self.spec.format == "jsonl" or (self.spec.format == "csv" and utf8))
+            and (self.spec.format != "csv" or utf8)
             and self.path.suffix.lower() not in _COMPRESSED
         )
 
@@ -247,10 +249,9 @@ class Source:
         self, block: int, skipped: _Skipped, span: tuple[int, int] | None
     ) -> Iterator[pa.RecordBatch]:
         if self.spec.format == "parquet":
-            batches: Iterator[pa.RecordBatch] = pq.ParquetFile(self._parquet()).iter_batches(
-                batch_size=BATCH_ROWS
-            )
-            return batches
+            parquet = pq.ParquetFile(self._parquet())
+            groups = None if span is None else groups_from(parquet.metadata, span[0])
+            return iter(parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=groups))
         return iter(self._open_stream(block, skipped, typed=True, span=span))
 
     def _parquet(self) -> Any:
