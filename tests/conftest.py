@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+import batchllm
 from batchllm.simulate import SimConfig, SimServer, start_server
 
 REPO = Path(__file__).resolve().parent.parent
@@ -150,3 +151,17 @@ def write_job(directory: Path, data: dict[str, Any], name: str = "job.toml") -> 
     path = directory / name
     path.write_text(toml_dumps(data), encoding="utf-8")
     return path
+
+
+def run_counts(job: Any) -> list[dict[str, Any]]:
+    """Each run's rows, reused, sent and prefix_rows, in order (the ``runs`` view)."""
+    sql = "select rows, reused, sent, prefix_rows from runs order by run_number"
+    rows: list[dict[str, Any]] = batchllm.query(job, sql).to_pylist()
+    return rows
+
+
+def result_counts(job: Any) -> list[dict[str, Any]]:
+    """``results``' row count, distinct row keys and lowest status, as one row."""
+    sql = "select count(*) as n, count(distinct row_key) as k, min(status) as s from results"
+    rows: list[dict[str, Any]] = batchllm.query(job, sql).to_pylist()
+    return rows

@@ -22,7 +22,7 @@ from batchllm.estimate.scan import scan
 from batchllm.run.pipeline import arun_job
 from batchllm.simulate import Fault, SimServer
 from batchllm.tally import RunOptions
-from conftest import job_data, ticket_rows, write_csv, write_job
+from conftest import job_data, result_counts, run_counts, ticket_rows, write_csv, write_job
 
 
 def _append_csv(path: Path, rows: list[dict[str, str]]) -> None:
@@ -33,16 +33,6 @@ def _append_csv(path: Path, rows: list[dict[str, str]]) -> None:
 def _write_jsonl(path: Path, rows: list[dict[str, Any]], mode: str = "wb") -> None:
     with path.open(mode) as handle:
         handle.writelines(orjson.dumps(row) + b"\n" for row in rows)
-
-
-def _runs(job: Any) -> list[dict[str, Any]]:
-    sql = "select rows, reused, sent, prefix_rows from runs order by run_number"
-    return batchllm.query(job, sql).to_pylist()
-
-
-def _results(job: Any) -> list[dict[str, Any]]:
-    sql = "select count(*) as n, count(distinct row_key) as k, min(status) as s from results"
-    return batchllm.query(job, sql).to_pylist()
 
 
 async def test_a_grown_csv_is_read_from_the_end_of_its_last_read(
@@ -58,9 +48,9 @@ async def test_a_grown_csv_is_read_from_the_end_of_its_last_read(
     assert (second.rows, second.reused, second.sent) == (80, 50, 30)
     third = await arun_job(job)
     assert (third.rows, third.reused, third.sent) == (80, 80, 0)
-    assert [run["prefix_rows"] for run in _runs(job)] == [0, 50, 80]
+    assert [run["prefix_rows"] for run in run_counts(job)] == [0, 50, 80]
     assert sim.stats()["requests"] == 80
-    assert _results(job) == [{"n": 80, "k": 80, "s": "ok"}]
+    assert result_counts(job) == [{"n": 80, "k": 80, "s": "ok"}]
 
 
 async def test_a_grown_jsonl_is_read_from_the_end_of_its_last_read(
@@ -75,12 +65,12 @@ async def test_a_grown_jsonl_is_read_from_the_end_of_its_last_read(
     _write_jsonl(tmp_path / "input.jsonl", rows[25:], "ab")
     second = await arun_job(job)
     assert (second.reused, second.sent) == (25, 15)
-    assert [run["prefix_rows"] for run in _runs(job)] == [0, 25]
+    assert [run["prefix_rows"] for run in run_counts(job)] == [0, 25]
     # the appended rows were keyed exactly as a read of the whole file keys them
     (tmp_path / "run" / "prefix" / "chunks.json").unlink()
     whole = await arun_job(job)
     assert (whole.reused, whole.sent, whole.rows) == (40, 0, 40)
-    assert _results(job) == [{"n": 40, "k": 40, "s": "ok"}]
+    assert result_counts(job) == [{"n": 40, "k": 40, "s": "ok"}]
 
 
 async def test_a_changed_prefix_is_read_in_full_and_each_row_is_right(
@@ -96,8 +86,8 @@ async def test_a_changed_prefix_is_read_in_full_and_each_row_is_right(
     write_csv(tmp_path / "input.csv", rows)
     second = await arun_job(job)
     assert (second.reused, second.sent) == (39, 21)
-    assert [run["prefix_rows"] for run in _runs(job)] == [0, 0]
-    assert _results(job) == [{"n": 60, "k": 60, "s": "ok"}]
+    assert [run["prefix_rows"] for run in run_counts(job)] == [0, 0]
+    assert result_counts(job) == [{"n": 60, "k": 60, "s": "ok"}]
     latest = batchllm.query(job, "select input_hash from results where row_key = 'T00007'")
     first = batchllm.query(
         job, "select input_hash from all_results where row_key = 'T00007' order by seq limit 1"
@@ -105,7 +95,7 @@ async def test_a_changed_prefix_is_read_in_full_and_each_row_is_right(
     assert latest.to_pylist() != first.to_pylist()
     third = await arun_job(job)  # the read in full was recorded: the next night skips it
     assert (third.reused, third.sent) == (60, 0)
-    assert [run["prefix_rows"] for run in _runs(job)] == [0, 0, 60]
+    assert [run["prefix_rows"] for run in run_counts(job)] == [0, 0, 60]
 
 
 async def test_a_prefix_with_a_failed_row_is_read_again_with_retry_failed(
@@ -120,8 +110,8 @@ async def test_a_prefix_with_a_failed_row_is_read_again_with_retry_failed(
     assert (again.reused, again.reused_failed, again.sent) == (20, 2, 0)
     retried = await arun_job(job, RunOptions(retry_failed=True))
     assert (retried.sent, retried.ok) == (2, 2)
-    assert [run["prefix_rows"] for run in _runs(job)] == [0, 20, 0]
-    assert _results(job) == [{"n": 20, "k": 20, "s": "ok"}]
+    assert [run["prefix_rows"] for run in run_counts(job)] == [0, 20, 0]
+    assert result_counts(job) == [{"n": 20, "k": 20, "s": "ok"}]
 
 
 async def test_an_appended_row_with_a_prefix_id_is_a_duplicate(
@@ -150,9 +140,9 @@ async def test_a_gzip_input_is_always_read_in_full(tmp_path: Path, sim: SimServe
     path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
     second = await arun_job(job)
     assert (second.reused, second.sent) == (20, 10)
-    assert [run["prefix_rows"] for run in _runs(job)] == [0, 0]
+    assert [run["prefix_rows"] for run in run_counts(job)] == [0, 0]
     assert not (tmp_path / "run" / "prefix").exists()
-    assert _results(job) == [{"n": 30, "k": 30, "s": "ok"}]
+    assert result_counts(job) == [{"n": 30, "k": 30, "s": "ok"}]
 
 
 async def test_the_estimate_skips_the_unread_prefix_too(tmp_path: Path, sim: SimServer) -> None:
@@ -208,7 +198,7 @@ def test_a_killed_run_over_a_grown_input_then_a_rerun_does_each_row_once(
     assert proc.returncode == -signal.SIGKILL
     assert subprocess.run(command, capture_output=True, check=False).returncode == 0
     job = batchllm.load_job(path)
-    runs = _runs(job)
+    runs = run_counts(job)
     assert (runs[0]["prefix_rows"], runs[-1]["prefix_rows"]) == (0, 100)
-    assert _results(job) == [{"n": 500, "k": 500, "s": "ok"}]
+    assert result_counts(job) == [{"n": 500, "k": 500, "s": "ok"}]
     assert _ok_count(sim_process) <= 500 + 4

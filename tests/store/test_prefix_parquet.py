@@ -14,7 +14,7 @@ from batchllm.estimate.scan import scan
 from batchllm.run.pipeline import arun_job
 from batchllm.simulate import Fault, SimServer
 from batchllm.tally import RunOptions
-from conftest import job_data, ticket_rows, write_job
+from conftest import job_data, result_counts, run_counts, ticket_rows, write_job
 
 GROUP = 25
 
@@ -26,16 +26,6 @@ def _write(path: Path, rows: list[dict[str, str]], group: int = GROUP) -> None:
 def _job(tmp_path: Path, sim: SimServer) -> Any:
     data = job_data(sim.url, input={"path": "input.parquet"})
     return batchllm.load_job(write_job(tmp_path, data))
-
-
-def _runs(job: Any) -> list[dict[str, Any]]:
-    sql = "select rows, reused, sent, prefix_rows from runs order by run_number"
-    return batchllm.query(job, sql).to_pylist()
-
-
-def _results(job: Any) -> list[dict[str, Any]]:
-    sql = "select count(*) as n, count(distinct row_key) as k, min(status) as s from results"
-    return batchllm.query(job, sql).to_pylist()
 
 
 def _chunks(tmp_path: Path) -> list[dict[str, Any]]:
@@ -59,9 +49,9 @@ async def test_a_parquet_written_again_with_row_groups_appended_reads_only_those
     assert (second.rows, second.reused, second.sent) == (150, 100, 50)
     third = await arun_job(job)
     assert (third.rows, third.reused, third.sent) == (150, 150, 0)
-    assert [run["prefix_rows"] for run in _runs(job)] == [0, 100, 150]
+    assert [run["prefix_rows"] for run in run_counts(job)] == [0, 100, 150]
     assert sim.stats()["requests"] == 150
-    assert _results(job) == [{"n": 150, "k": 150, "s": "ok"}]
+    assert result_counts(job) == [{"n": 150, "k": 150, "s": "ok"}]
     assert [chunk["rows"] for chunk in _chunks(tmp_path)] == [GROUP] * 6
 
 
@@ -78,10 +68,10 @@ async def test_a_parquet_whose_first_row_group_changed_is_read_in_full(
     _write(tmp_path / "input.parquet", rows)
     second = await arun_job(job)
     assert (second.rows, second.reused, second.sent) == (100, 99, 1)
-    assert [run["prefix_rows"] for run in _runs(job)] == [0, 0]
-    assert _results(job) == [{"n": 100, "k": 100, "s": "ok"}]
+    assert [run["prefix_rows"] for run in run_counts(job)] == [0, 0]
+    assert result_counts(job) == [{"n": 100, "k": 100, "s": "ok"}]
     third = await arun_job(job)  # the read in full was recorded: the next night skips it
-    assert (third.reused, third.sent, _runs(job)[-1]["prefix_rows"]) == (100, 0, 100)
+    assert (third.reused, third.sent, run_counts(job)[-1]["prefix_rows"]) == (100, 0, 100)
 
 
 async def test_a_row_group_with_a_failed_row_is_read_again_with_retry_failed(
@@ -97,8 +87,8 @@ async def test_a_row_group_with_a_failed_row_is_read_again_with_retry_failed(
     group = int(failed[0]["row_key"].removeprefix("T")) // GROUP
     retried = await arun_job(job, RunOptions(retry_failed=True))
     assert (retried.rows, retried.reused, retried.sent, retried.ok) == (100, 99, 1, 1)
-    assert _runs(job)[-1]["prefix_rows"] == group * GROUP
-    assert _results(job) == [{"n": 100, "k": 100, "s": "ok"}]
+    assert run_counts(job)[-1]["prefix_rows"] == group * GROUP
+    assert result_counts(job) == [{"n": 100, "k": 100, "s": "ok"}]
 
 
 async def test_the_estimate_over_a_grown_parquet_counts_the_appended_rows(
@@ -127,9 +117,9 @@ async def test_a_parquet_written_with_other_row_groups_is_read_in_full(
     _write(tmp_path / "input.parquet", rows, group=40)
     second = await arun_job(job)
     assert (second.rows, second.reused, second.sent) == (100, 100, 0)
-    assert _runs(job)[-1]["prefix_rows"] == 0
+    assert run_counts(job)[-1]["prefix_rows"] == 0
     assert [chunk["rows"] for chunk in _chunks(tmp_path)] == [40, 40, 20]
-    assert _results(job) == [{"n": 100, "k": 100, "s": "ok"}]
+    assert result_counts(job) == [{"n": 100, "k": 100, "s": "ok"}]
 
 
 async def test_a_chunk_of_a_csv_never_stands_for_a_parquet_input(
@@ -149,7 +139,7 @@ async def test_a_chunk_of_a_csv_never_stands_for_a_parquet_input(
     job = _job(tmp_path, sim)
     second = await arun_job(job)
     assert (second.rows, second.reused, second.sent) == (60, 60, 0)
-    assert _runs(job)[-1]["prefix_rows"] == 0
+    assert run_counts(job)[-1]["prefix_rows"] == 0
 
 
 async def test_the_row_groups_of_many_nights_are_joined_into_one_file(
@@ -170,5 +160,5 @@ async def test_the_row_groups_of_many_nights_are_joined_into_one_file(
     )
     last = await arun_job(job)
     assert (last.rows, last.reused, last.sent) == (300, 300, 0)
-    assert _runs(job)[-1]["prefix_rows"] == 300
+    assert run_counts(job)[-1]["prefix_rows"] == 300
     assert sim.stats()["requests"] == 300
