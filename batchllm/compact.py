@@ -202,7 +202,7 @@ class _Writer:
         """Write what is gathered (only whole row groups of it, keeping the rest)."""
         if not self._pending:
             return
-        gathered = pa.concat_tables(self._pending).combine_chunks()
+        gathered = pa.concat_tables(self._pending)  # chunked: the writer takes it as it is
         size = gathered.num_rows - gathered.num_rows % GROUP_ROWS if whole_groups else None
         self._writer.write_table(gathered.slice(0, size), row_group_size=GROUP_ROWS)
         rest = gathered.slice(size) if size is not None else gathered.slice(0, 0)
@@ -235,8 +235,7 @@ def _tables(parts: list[Path], schema: pa.Schema, numbers: dict[str, int]) -> An
     for part in parts:
         parquet = pq.ParquetFile(part)
         for group in range(parquet.num_row_groups):
-            table = parquet.read_row_group(group)
-            table = _with_seq(part, table, numbers, counters)
+            table = _with_seq(part, parquet.read_row_group(group), numbers, counters)
             columns = [
                 table.column(f.name).cast(f.type)
                 if f.name in table.column_names
