@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
+import signal
+import subprocess
+import sys
 import threading
+import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -165,3 +171,35 @@ def result_counts(job: Any) -> list[dict[str, Any]]:
     sql = "select count(*) as n, count(distinct row_key) as k, min(status) as s from results"
     rows: list[dict[str, Any]] = batchllm.query(job, sql).to_pylist()
     return rows
+
+
+@pytest.fixture
+def sim_process() -> Iterator[str]:
+    """A standalone `batchllm simulate` process; yields its base URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "batchllm", "simulate", "--port", "0", "--latency-ms", "30"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert "listening on" in line, line
+    yield line.strip().rsplit(" ", 1)[-1]
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=10)
+
+
+def sim_stats(base_url: str) -> dict[str, int]:
+    """The counts of a simulator in another process (``/_sim/stats``)."""
+    root = base_url.removesuffix("/v1")
+    with urllib.request.urlopen(f"{root}/_sim/stats", timeout=5) as reply:
+        stats: dict[str, int] = json.loads(reply.read())
+    return stats
+
+
+async def run_by(job: Any, deadline: float, rows: int) -> None:
+    """Run ``job`` to its end, which comes before ``deadline`` (epoch seconds), every one of
+    its ``rows`` rows ok."""
+    summary = await batchllm.arun_job(job)
+    assert time.time() < deadline
+    assert (summary.ok, summary.failed) == (rows, 0)

@@ -4,6 +4,7 @@ earlier and the deadline holds."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from batchllm.plan.planner import Limits, Situation, make_plan
 from batchllm.plan.setup import plan_for
 from batchllm.providers import DEFAULT_KEY_ENV
 from batchllm.simulate import SimConfig, SimServer
-from conftest import SimThread, job_data, ticket_rows, write_csv, write_job
+from conftest import SimThread, job_data, run_by, ticket_rows, write_csv, write_job
 
 NOW = 1_800_000_000.0
 KEY = "sim-capacity-key-0001"
@@ -111,9 +112,7 @@ def test_a_real_limit_below_the_promised_one_moves_the_next_switch_point_earlier
     assert planned.switch_at is not None and promised.switch_at is not None
     assert planned.switch_at < promised.switch_at - 5
     deadline = time.time() + 12
-    summary = batchllm.run_job(second)
-    assert time.time() < deadline
-    assert (summary.ok, summary.failed) == (ROWS, 0)
+    asyncio.run(run_by(second, deadline, ROWS))
     book = orjson.loads((second.output_dir / "batches" / "book.json").read_bytes())
     assert [entry["cancel"] for entry in book.values()] == ["sent"]
 
@@ -129,9 +128,7 @@ def test_a_real_limit_below_the_promised_one_moves_this_runs_switch_point_earlie
                                batch_delay_s=60.0))  # fmt: skip
     job = _job(tmp_path, monkeypatch, sim, 12, 1)
     deadline = time.time() + 12
-    summary = batchllm.run_job(job)
-    assert time.time() < deadline
-    assert (summary.ok, summary.failed) == (ROWS, 0)
+    asyncio.run(run_by(job, deadline, ROWS))
     stats = sim.stats()
     assert (stats["batches"], stats["batch_requests"], stats["ok"], stats["duplicates"]) == (
         1, ROWS - 1, ROWS, 0)  # fmt: skip

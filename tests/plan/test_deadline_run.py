@@ -28,7 +28,7 @@ from batchllm.pricing import resolve_price
 from batchllm.providers import DEFAULT_KEY_ENV
 from batchllm.providers.base import Usage
 from batchllm.simulate import SimConfig, SimServer
-from conftest import REPO, SimThread, job_data, ticket_rows, write_csv, write_job
+from conftest import REPO, SimThread, job_data, run_by, ticket_rows, write_csv, write_job
 
 KEY = "sim-deadline-key-00001"
 FAST = {"latency_ms": 1, "jitter_ms": 0, "api_key": KEY}
@@ -113,9 +113,7 @@ async def test_a_stalled_batch_is_cancelled_at_the_switch_point_and_the_rest_sen
     sim = sims.start(SimConfig(**FAST, batch_delay_s=SLOW_BATCH_S))
     deadline = time.time() + SWITCH_DEADLINE_S
     job = _job(tmp_path, monkeypatch, sim, SWITCH_DEADLINE_S, provider)
-    summary = await batchllm.arun_job(job)
-    assert time.time() < deadline
-    assert (summary.ok, summary.failed) == (ROWS, 0)
+    await run_by(job, deadline, ROWS)
     stats = sim.stats()
     kept = ROWS - stats["batch_cancelled"]
     assert 0 < kept < ROWS

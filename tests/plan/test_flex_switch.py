@@ -20,7 +20,7 @@ from batchllm.pricing import tier_price
 from batchllm.providers import DEFAULT_KEY_ENV
 from batchllm.providers.base import Usage
 from batchllm.simulate import SimConfig, SimServer
-from conftest import SimThread, job_data, ticket_rows, write_csv, write_job
+from conftest import SimThread, job_data, run_by, ticket_rows, write_csv, write_job
 
 KEY = "sim-flex-switch-key-001"
 FAST = {"latency_ms": 1, "jitter_ms": 0, "api_key": KEY}
@@ -87,9 +87,7 @@ async def test_rows_handed_back_with_time_left_go_at_flex(
     sim = sims.start(SimConfig(**FAST, batch_delay_s=12.0))
     deadline = time.time() + DEADLINE_S
     job = _job(tmp_path, monkeypatch, sim)
-    summary = await batchllm.arun_job(job)
-    assert time.time() < deadline
-    assert (summary.ok, summary.failed) == (ROWS, 0)
+    await run_by(job, deadline, ROWS)
     stats = sim.stats()
     handed = stats["batch_cancelled"]
     assert 0 < handed < ROWS
@@ -110,9 +108,7 @@ async def test_rows_handed_back_with_no_time_for_flex_go_at_the_standard_tier(
     sim = sims.start(SimConfig(**FAST, batch_delay_s=100.0))
     deadline = time.time() + DEADLINE_S
     job = _job(tmp_path, monkeypatch, sim)
-    summary = await batchllm.arun_job(job)
-    assert time.time() < deadline
-    assert (summary.ok, summary.failed) == (ROWS, 0)
+    await run_by(job, deadline, ROWS)
     stats = sim.stats()
     assert stats["batch_cancelled"] > ROWS / 2
     assert _tiers(job) == {"default": ROWS}

@@ -18,7 +18,7 @@ from batchllm.providers import DEFAULT_KEY_ENV
 from batchllm.providers.base import Usage
 from batchllm.providers.batches_gemini import INLINE_ENV, INLINE_MAX_BYTES
 from batchllm.simulate import SimConfig, SimServer
-from conftest import SimThread, job_data, ticket_rows, write_csv, write_job
+from conftest import SimThread, job_data, run_by, ticket_rows, write_csv, write_job
 
 KEY = "sim-gemini-file-key-01"
 FAST = {"latency_ms": 1, "jitter_ms": 0, "api_key": KEY}
@@ -95,9 +95,7 @@ async def test_a_file_batch_is_cancelled_at_the_switch_point_and_what_it_finishe
     plan = {"deadline": datetime.fromtimestamp(deadline).astimezone().isoformat(),
             "reserve_s": 1.0}  # fmt: skip
     job = _job(tmp_path, monkeypatch, sim, inline_bytes=1, mode="online", plan=plan)
-    summary = await batchllm.arun_job(job)
-    assert time.time() < deadline
-    assert (summary.ok, summary.failed) == (ROWS, 0)
+    await run_by(job, deadline, ROWS)
     stats = sim.stats()
     kept = ROWS - stats["batch_cancelled"]
     assert 0 < kept < ROWS

@@ -8,39 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 import batchllm
-from conftest import job_data, ticket_rows, write_csv, write_job
+from conftest import job_data, sim_stats, ticket_rows, write_csv, write_job
 
 CONCURRENCY = 8
-
-
-@pytest.fixture
-def sim_process() -> Iterator[str]:
-    """A standalone `batchllm simulate` process; yields its base URL."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "batchllm", "simulate", "--port", "0", "--latency-ms", "30"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert "listening on" in line, line
-    yield line.strip().rsplit(" ", 1)[-1]
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=10)
-
-
-def _stats(base_url: str) -> dict[str, int]:
-    root = base_url.removesuffix("/v1")
-    with urllib.request.urlopen(f"{root}/_sim/stats", timeout=5) as reply:
-        stats: dict[str, int] = json.loads(reply.read())
-    return stats
 
 
 def _start_run(job: Path) -> subprocess.Popen[str]:
@@ -54,7 +27,7 @@ def _start_run(job: Path) -> subprocess.Popen[str]:
 
 def _wait_for(base_url: str, ok: int) -> None:
     deadline = time.monotonic() + 60
-    while _stats(base_url)["ok"] < ok:
+    while sim_stats(base_url)["ok"] < ok:
         assert time.monotonic() < deadline, "the run made no progress"
         time.sleep(0.05)
 
@@ -80,7 +53,7 @@ def test_sigkill_mid_run_then_resume_loses_nothing(tmp_path: Path, sim_process: 
         job, "select count(*) as n, count(distinct row_key) as k, min(status) as s from results"
     )
     assert counts.to_pylist() == [{"n": 600, "k": 600, "s": "ok"}]
-    stats = _stats(sim_process)
+    stats = sim_stats(sim_process)
     assert stats["duplicates"] <= CONCURRENCY
     assert stats["ok"] == 600 + stats["duplicates"]
 
@@ -99,7 +72,7 @@ def test_sigint_finishes_in_flight_requests_and_exits_130(tmp_path: Path, sim_pr
     )
     assert resumed.returncode == 0, resumed.stderr
     assert batchllm.query(job, "select count(*) as n from results").to_pylist() == [{"n": 600}]
-    assert _stats(sim_process)["duplicates"] == 0
+    assert sim_stats(sim_process)["duplicates"] == 0
 
 
 def test_leftover_journal_becomes_a_part_on_the_next_run(tmp_path: Path, sim_process: str) -> None:
@@ -114,12 +87,12 @@ def test_leftover_journal_becomes_a_part_on_the_next_run(tmp_path: Path, sim_pro
     journal = run_dir / "journal" / "20990101T000000.000000Z-00001.jsonl"
     lines = [json.dumps({**r, "finished_at": 1}) for r in rows[:20]]
     journal.write_text("\n".join(lines) + '\n{"row_key": "torn', encoding="utf-8")
-    before = _stats(sim_process)["requests"]
+    before = sim_stats(sim_process)["requests"]
     resumed = subprocess.run(
         [sys.executable, "-m", "batchllm", "run", str(job)], capture_output=True, text=True
     )
     assert resumed.returncode == 0, resumed.stderr
-    assert _stats(sim_process)["requests"] - before == 10
+    assert sim_stats(sim_process)["requests"] - before == 10
     assert not list((run_dir / "journal").glob("*.jsonl"))
     assert batchllm.query(job, "select count(*) as n from results").to_pylist() == [{"n": 30}]
     os.sync()

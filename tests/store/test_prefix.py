@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import csv
 import gzip
-import json
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
 import batchllm
 from batchllm.estimate.scan import scan
 from batchllm.run.pipeline import arun_job
 from batchllm.simulate import Fault, SimServer
 from batchllm.tally import RunOptions
-from conftest import job_data, result_counts, run_counts, ticket_rows, write_csv, write_job
+from conftest import (
+    job_data,
+    result_counts,
+    run_counts,
+    sim_stats,
+    ticket_rows,
+    write_csv,
+    write_job,
+)
 
 
 def _append_csv(path: Path, rows: list[dict[str, str]]) -> None:
@@ -156,27 +160,6 @@ async def test_the_estimate_skips_the_unread_prefix_too(tmp_path: Path, sim: Sim
     assert (found.rows, found.to_do, found.to_send) == (50, 15, 15)
 
 
-@pytest.fixture
-def sim_process() -> Iterator[str]:
-    """A standalone `batchllm simulate` process; yields its base URL."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "batchllm", "simulate", "--port", "0", "--latency-ms", "30"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert "listening on" in line, line
-    yield line.strip().rsplit(" ", 1)[-1]
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=10)
-
-
-def _ok_count(base_url: str) -> int:
-    with urllib.request.urlopen(base_url.removesuffix("/v1") + "/_sim/stats", timeout=5) as reply:
-        return int(json.loads(reply.read())["ok"])
-
-
 def test_a_killed_run_over_a_grown_input_then_a_rerun_does_each_row_once(
     tmp_path: Path, sim_process: str
 ) -> None:
@@ -190,7 +173,7 @@ def test_a_killed_run_over_a_grown_input_then_a_rerun_does_each_row_once(
     _append_csv(tmp_path / "input.csv", rows[100:])
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
-    while _ok_count(sim_process) < 200:
+    while sim_stats(sim_process)["ok"] < 200:
         assert time.monotonic() < deadline, "the run made no progress"
         time.sleep(0.05)
     proc.kill()
@@ -201,4 +184,4 @@ def test_a_killed_run_over_a_grown_input_then_a_rerun_does_each_row_once(
     runs = run_counts(job)
     assert (runs[0]["prefix_rows"], runs[-1]["prefix_rows"]) == (0, 100)
     assert result_counts(job) == [{"n": 500, "k": 500, "s": "ok"}]
-    assert _ok_count(sim_process) <= 500 + 4
+    assert sim_stats(sim_process)["ok"] <= 500 + 4
