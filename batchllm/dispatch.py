@@ -138,7 +138,8 @@ class Dispatcher:
         replies = [first]
         checked = self._outcomes.check(first)
         while checked is not None and checked.value is None and len(replies) <= self.max_repairs:
-            request = request.follow_up(replies[-1].text, checked.error or "")
+            # from the request last sent: its media fetched, at the tier it was moved to
+            request = (tries.sent or request).follow_up(replies[-1].text, checked.error or "")
             try:
                 replies.append(await self._send(request, tries))
             except ProviderError as exc:
@@ -162,6 +163,7 @@ class Dispatcher:
     async def _send(self, request: Request, tries: _Tries) -> Completion:
         request = self.tiers.first(request)
         request = await fetch_media(request, self._context.session, self._settings.timeout_s)
+        tries.sent = request
         call = self._context.adapter.build(request)
         only = self._settings.max_attempts == 1
         try:
@@ -202,6 +204,7 @@ class Dispatcher:
             return request, call
         tries.refused += 1
         moved = self.tiers.after(request, exc, tries.refused)
+        tries.sent = moved
         return (
             (moved, self._context.adapter.build(moved)) if moved is not request else (request, call)
         )
@@ -316,3 +319,5 @@ class _Tries:
     paid: list[Usage] = field(default_factory=list)
     #: flex refusals of this row ("resource unavailable")
     refused: int = 0
+    #: the request last sent for this row (a re-ask follows on from it)
+    sent: Request | None = None

@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from click.testing import CliRunner
 
@@ -78,6 +79,28 @@ async def test_refused_rows_are_retried_then_sent_at_the_standard_tier(
     for row in _rows(job):
         assert (row["service_tier"], row["attempts"]) == ("default", FLEX_REFUSALS + 1)
         assert row["cost_usd"] == pytest.approx(_cost_at(job, row, "default"))
+
+
+async def test_a_re_ask_follows_on_at_the_tier_its_row_was_moved_to(
+    tmp_path: Path, sims: SimThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Flex refuses everything and schema replies come broken: each row moves to the standard
+    tier after its refusals, and its re-ask is sent there too, not at flex again (refusals
+    stay at FLEX_REFUSALS a row; every reply, the re-asks' too, is at default)."""
+    sim = sims.start(SimConfig(**FAST, flex_refuse_rate=1.0, malformed_rate=1.0))
+    schema = {"type": "object", "properties": {"label": {"type": "string"}},
+              "required": ["label"]}  # fmt: skip
+    (tmp_path / "reply.schema.json").write_text(orjson.dumps(schema).decode())
+    job = _job(tmp_path, monkeypatch, sim, retry={"max_attempts": FLEX_REFUSALS + 1},
+               output={"schema_file": "reply.schema.json", "max_repairs": 1})  # fmt: skip
+    summary = await batchllm.arun_job(job)
+    stats = sim.stats()
+    rows = _rows(job)
+    repairs = sum(row["repairs"] for row in rows)
+    assert summary.ok + summary.invalid == ROWS and repairs > 0
+    assert (stats["flex_refused"], stats["ok"], stats.get("flex_ok", 0)) == (
+        ROWS * FLEX_REFUSALS, ROWS + repairs, 0)  # fmt: skip
+    assert {row["service_tier"] for row in rows} == {"default"}
 
 
 async def test_a_refusal_with_no_attempt_left_fails_the_row_as_flex_unavailable(
