@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import structlog
 
-from batchllm.index import hash_strings
+from batchllm.hashing import find_sorted, hash_strings
 
 log = structlog.get_logger("batchllm")
 
@@ -140,7 +140,7 @@ def compact(run_dir: Path, parts: list[Path], run_id: str, *, keep_history: bool
         writers["history"] = _Writer(history, schema)
     try:
         for table in _tables(parts, schema, numbers):
-            is_latest = ~_member(np.asarray(table.column("seq")), superseded)
+            is_latest = find_sorted(superseded, np.asarray(table.column("seq"))) < 0
             writers["current"].write(table.filter(pa.array(is_latest)))
             if keep_history:
                 writers["history"].write(table.filter(pa.array(~is_latest)))
@@ -294,15 +294,6 @@ def _superseded_seqs(parts: list[Path], numbers: dict[str, int]) -> np.ndarray:
         superseded = range_keys[1:] == range_keys[:-1]  # a later outcome of the same row follows
         found.append(range_seqs[:-1][superseded])
     return np.sort(np.concatenate(found)) if found else np.zeros(0, np.int64)
-
-
-def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
-    """Whether each of ``values`` is in ``sorted_set``: a binary search each, so a row group
-    costs its own size, not a sort of the whole set as ``np.isin`` would (per call)."""
-    if not len(sorted_set):
-        return np.zeros(len(values), np.bool_)
-    at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
-    return np.asarray(sorted_set[at] == values)
 
 
 def _run_numbers(run_dir: Path) -> dict[str, int]:

@@ -114,3 +114,13 @@ def _mix(x: np.ndarray) -> np.ndarray:
         x = x * U64(0x94D049BB133111EB)
         mixed: np.ndarray = x ^ (x >> U64(31))
         return mixed
+
+
+def find_sorted(sorted_keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Where each of ``values`` is in ``sorted_keys`` (its last occurrence), or -1: a binary
+    search each, so a call costs its own values, not a sort of ``sorted_keys``."""
+    if not len(sorted_keys):
+        return np.full(len(values), -1, np.int64)
+    at = np.searchsorted(sorted_keys, values, side="right") - 1
+    at = at.clip(0, len(sorted_keys) - 1)
+    return np.where(sorted_keys[at] == values, at, -1)

@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batchllm.errors import RunDirError
-from batchllm.hashing import U64, hash_one, hash_strings, pair_hash, pair_one
+from batchllm.hashing import U64, find_sorted, hash_one, hash_strings, pair_hash, pair_one
 
 __all__ = [
     "DoneIndex",
@@ -143,7 +143,7 @@ class DoneIndex:
         hashes = hash_strings(request_keys)
         found = np.zeros(len(hashes), np.bool_)
         for layer in self._snapshot():
-            found |= _find(layer.answers, hashes) >= 0
+            found |= find_sorted(layer.answers, hashes) >= 0
             _release(layer.answers)
         return found
 
@@ -370,15 +370,6 @@ def _fold(layers: list[Layer]) -> Layer:
     located = np.concatenate([layer.where for layer in layers])
     order = np.argsort(flat, kind="stable")
     return Layer(keys("by_request"), keys("by_input"), flat[order], located[order])
-
-
-def _find(sorted_keys: np.ndarray, hashes: np.ndarray) -> np.ndarray:
-    """Where each hash is in ``sorted_keys`` (its last occurrence), or -1."""
-    if not len(sorted_keys):
-        return np.full(len(hashes), -1, np.int64)
-    at = np.searchsorted(sorted_keys, hashes, side="right") - 1
-    at = at.clip(0, len(sorted_keys) - 1)
-    return np.where(sorted_keys[at] == hashes, at, -1)
 
 
 def _find_one(sorted_keys: np.ndarray, key: np.uint64) -> int:

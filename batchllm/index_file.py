@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 import structlog
 
 from batchllm.errors import RunDirError
-from batchllm.index import DoneIndex, Keys, Layer, assemble, damaged, layer_of
+from batchllm.index import DoneIndex, Keys, Layer, assemble, build_index, damaged, layer_of
 
 log = structlog.get_logger("batchllm")
 
@@ -71,9 +71,7 @@ def open_index(run_dir: Path, parts: list[Path], same_job: frozenset[str]) -> Do
     except Stale as why:
         if str(why):
             log.warning("index.rebuilt", path=str(run_dir / INDEX_FILE), reason=str(why))
-        return assemble(
-            parts, [layer_of(list(enumerate(parts)), same_job)] if parts else [], same_job, 0
-        )
+        return build_index(parts, same_job)
     rest = [(number, part) for number, part in enumerate(parts) if number >= covered]
     layers = [base, *([layer_of(rest, same_job)] if rest else [])]
     return assemble(parts, layers, same_job, 1)
