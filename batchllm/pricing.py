@@ -125,12 +125,20 @@ def _resolve_price(job: JobSpec, batch: bool) -> Price:
     if batch or job.model.service_tier is None:
         return price
     return replace(
-        price, served=tuple((tier, tier_price(job, tier, price)) for tier in _TIER_FACTORS)
+        price, served=tuple((tier, _tier_price(job, tier, price)) for tier in _TIER_FACTORS)
     )
 
 
 def tier_price(job: JobSpec, tier: str, standard: Price | None = None) -> Price:
-    """The price of a reply served at ``tier`` ("flex", "priority"; others: standard)."""
+    """The price of a reply served at ``tier`` ("flex", "priority"; others: standard), kept in
+    the run directory's snapshot as the job's own prices are (``standard``, the job's standard
+    price if the caller has it, saves looking it up again)."""
+    return _snapshot(
+        job, f"tier {tier}", lambda: asdict(_tier_price(job, tier, standard)), _price_from
+    )
+
+
+def _tier_price(job: JobSpec, tier: str, standard: Price | None) -> Price:
     standard = standard or _resolve(job, False)
     if tier not in _TIER_FACTORS:
         return standard

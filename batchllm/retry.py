@@ -132,8 +132,6 @@ class TierFallback:
         self.clock = clock
         #: epoch seconds from which flex cannot keep the deadline (None: no deadline)
         self.standard_from: float | None = None
-        #: rows moved to the standard tier so far
-        self.moved = 0
 
     def pressing(self) -> bool:
         """Whether only the standard tier keeps the deadline now."""
@@ -156,6 +154,5 @@ class TierFallback:
         return request
 
     def _standard(self, request: Request, why: str, refused: int) -> Request:
-        self.moved += 1
         log.info("request.standard_tier", row_key=request.row_key, why=why, refused=refused)
         return replace(request, service_tier=STANDARD_TIER)

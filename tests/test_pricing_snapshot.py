@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 import batchllm
-from batchllm.pricing import SNAPSHOT, context_window, resolve_price
+from batchllm.pricing import SNAPSHOT, context_window, resolve_price, tier_price
 from batchllm.providers.base import Usage
 from conftest import job_data, write_job
 
@@ -48,6 +48,26 @@ def test_a_later_run_reads_its_prices_without_genai_prices(tmp_path: Path) -> No
         "from batchllm.pricing import context_window, resolve_price\n"
         f"job = batchllm.load_job({str(tmp_path / 'job.toml')!r})\n"
         "price, window = dataclasses.asdict(resolve_price(job)), context_window(job)\n"
+        "print(orjson.dumps([price, 'genai_prices' in sys.modules]).decode())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, check=True, cwd=tmp_path
+    )
+    price, imported = orjson.loads(done.stdout)
+    assert orjson.loads(orjson.dumps(expected)) == price
+    assert not imported
+
+
+def test_a_tier_s_price_is_kept_too(tmp_path: Path) -> None:
+    """A deadline plan's flex price (``tier_price``) is read back from prices.json by a fresh
+    process, without genai-prices, and equals the one looked up."""
+    job = _job(tmp_path)
+    expected = asdict(tier_price(job, "flex"))
+    script = (
+        "import sys, orjson, dataclasses, batchllm\n"
+        "from batchllm.pricing import tier_price\n"
+        f"job = batchllm.load_job({str(tmp_path / 'job.toml')!r})\n"
+        "price = dataclasses.asdict(tier_price(job, 'flex'))\n"
         "print(orjson.dumps([price, 'genai_prices' in sys.modules]).decode())\n"
     )
     done = subprocess.run(

@@ -106,10 +106,7 @@ def expected_price(job: JobSpec, standard: Price) -> Price:
     """The price a job's rows are expected at: flex's when the job asks for it."""
     if job.model.service_tier != "flex":
         return standard
-    try:
-        return tier_price(job, "flex", standard)
-    except PriceError:
-        return standard
+    return tier_price(job, "flex", standard)
 
 
 def extrapolate(job: JobSpec, price: Price, scan: Scan, pilot: Pilot | None) -> Estimate:

@@ -31,7 +31,6 @@ class Pending:
 
     entries: list[bytes]
     rows: list[bytes]
-    size: int = 0
 
 
 class Spool:
