@@ -44,17 +44,15 @@ def flex_gate(provider: Provider, fmt: object, handler: Handler) -> Handler:
     """``handler`` behind the service-tier gate (Chat and Responses; others as they are)."""
     if type(fmt) not in (ChatFormat, ResponsesFormat):
         return handler
-    flex_requests = 0
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        nonlocal flex_requests
         tier = _asked(await request.read())
         if tier is None:
             return await handler(request)
         config, counts = provider.config, provider.counts
-        if tier == "flex":
-            flex_requests += 1
-            if unit(config.seed, flex_requests, _SALT) < config.flex_refuse_rate:
+        if tier == "flex":  # counted with the others, so that /_sim/reset starts it again
+            counts["flex_requests"] = asked = counts.get("flex_requests", 0) + 1
+            if unit(config.seed, asked, _SALT) < config.flex_refuse_rate:
                 counts["requests"] += 1
                 counts["flex_refused"] = counts.get("flex_refused", 0) + 1
                 return _refusal()

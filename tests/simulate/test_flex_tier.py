@@ -56,3 +56,19 @@ async def test_refused_flex_requests_get_a_resource_unavailable_429(start: Start
         assert status == 200
     stats = server.stats()
     assert (stats["flex_refused"], stats["rate_limited"], stats["requests"]) == (1, 0, 2)
+
+
+async def test_a_reset_simulator_refuses_the_same_flex_requests_again(start: Start) -> None:
+    """With half of flex refused, the run of refusals after /_sim/reset is the one before it
+    (the draw follows the flex requests counted since the reset)."""
+    server = await start(flex_refuse_rate=0.5, seed=5)
+    url = f"{server.url}/chat/completions"
+    async with aiohttp.ClientSession() as session:
+        runs = []
+        for _ in range(2):
+            statuses = [(await _post(session, url, _ask(service_tier="flex")))[0]
+                        for _ in range(12)]  # fmt: skip
+            runs.append(statuses)
+            async with session.post(f"{server.root}/_sim/reset") as reply:
+                assert reply.status == 200
+    assert runs[0] == runs[1] and {200, 429} <= set(runs[0])
