@@ -46,7 +46,7 @@ from batchllm.store import SEQ_BITS
 NEW_SHARE = 0.01
 #: nights fabricated after the measured one, for the directory's size
 NIGHTS = 30
-#: times the night is run, each over a fresh copy of the directory (times are their median)
+#: times the night is run, each over a fresh copy of the directory (each one judged)
 NIGHT_RUNS = 3
 STATUS_SQL = "select status, count(*) as n from results group by status"
 

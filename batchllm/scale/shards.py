@@ -25,7 +25,7 @@ from batchllm.errors import RunDirError
 from batchllm.job import InputSpec, JobSpec
 from batchllm.job.spec import EndpointSpec
 from batchllm.keys import batch_keys, row_key
-from batchllm.source import BATCH_ROWS, InputRow, RowBatch, Source
+from batchllm.source import BATCH_ROWS, RowBatch, Source
 
 PLAN_FILE = "shards.json"
 SHARDS_DIR = "shards"
@@ -41,7 +41,7 @@ def shard_dir(output_dir: Path, shard: int) -> Path:
     return output_dir / SHARDS_DIR / f"{shard:03d}"
 
 
-def shard_job(job: JobSpec, shard: int, shards: int = 1) -> JobSpec:
+def shard_job(job: JobSpec, shard: int, shards: int) -> JobSpec:
     """The job as one shard of ``shards`` runs it: the same, writing into the shard's own
     directory, with its share of each pool endpoint's limits (``shard_endpoint``)."""
     uri = job.output.uri and f"{job.output.uri.rstrip('/')}/{SHARDS_DIR}/{shard:03d}"
@@ -63,16 +63,6 @@ def shard_endpoint(endpoint: EndpointSpec, shards: int) -> EndpointSpec:
     return dataclasses.replace(
         endpoint, concurrency=concurrency, rpm=share(endpoint.rpm), tpm=share(endpoint.tpm)
     )
-
-
-def shard_rows(job: JobSpec, shard: int, shards: int, limit: int | None) -> Iterator[InputRow]:
-    """The rows of the input (its first ``limit`` rows, if given) that belong to ``shard``, each
-    with its key."""
-    source = ShardSource(job.input, shard, shards, limit)
-    id_column = job.input.id_column
-    for rows in source.rows():
-        for row in rows:
-            yield InputRow(row.data, row.problem, row.key or row_key(row.data, id_column))
 
 
 class ShardSource(Source):

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from batchllm.errors import JobFileError, RunDirError
-from batchllm.job import load_job
-from batchllm.scale.shards import settle_plan, shard_of, shard_rows
+from batchllm.job import JobSpec, load_job
+from batchllm.keys import row_key
+from batchllm.scale.shards import ShardSource, settle_plan, shard_of
 from conftest import job_data, ticket_rows, write_csv, write_job
 
 
@@ -27,15 +28,22 @@ def test_unknown_backend_is_refused(tmp_path: Path) -> None:
         load_job(write_job(tmp_path, job_data(None, run={"backend": "spark"})))
 
 
+def _keys(job: JobSpec, shard: int, shards: int, limit: int | None) -> list[str]:
+    """The keys of the rows ``ShardSource`` gives ``shard`` (its own key, else its content's)."""
+    id_column = job.input.id_column
+    source = ShardSource(job.input, shard, shards, limit)
+    return [row.key or row_key(row.data, id_column) for rows in source.rows() for row in rows]
+
+
 def test_rows_split_into_disjoint_stable_shards(tmp_path: Path) -> None:
     """Every row is in exactly one of the shards, the same one each time."""
     write_csv(tmp_path / "input.csv", ticket_rows(200))
     job = load_job(write_job(tmp_path, job_data(None)))
-    keys = [[row.key for row in shard_rows(job, i, 3, None)] for i in range(3)]
+    keys = [_keys(job, i, 3, None) for i in range(3)]
     flat = [key for shard in keys for key in shard]
     assert sorted(flat) == sorted(f"T{i:05d}" for i in range(200))
     assert all(shard_of(str(key), 3) == i for i, shard in enumerate(keys) for key in shard)
-    assert len([row for i in range(3) for row in shard_rows(job, i, 3, 50)]) == 50
+    assert len([key for i in range(3) for key in _keys(job, i, 3, 50)]) == 50
 
 
 def test_another_shard_count_is_refused(tmp_path: Path) -> None:

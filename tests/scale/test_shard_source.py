@@ -101,10 +101,10 @@ def test_a_shard_run_sends_only_its_rows(tmp_path: Path, sim: SimServer) -> None
     job = _job(tmp_path, lines, model={"base_url": sim.url})
     mine = [key for key, _ in _by_rows(job, 1, None)]
     source = ShardSource(job.input, 1, SHARDS, None)
-    run = JobRun(shard_job(job, 1), RunOptions(), seams=Seams(source=source))
+    run = JobRun(shard_job(job, 1, SHARDS), RunOptions(), seams=Seams(source=source))
     summary = asyncio.run(run.execute())
     assert (summary.rows, summary.ok, sim.stats()["requests"]) == (len(mine),) * 3
-    keys = query(shard_job(job, 1), "select row_key from results order by row_key")
+    keys = query(shard_job(job, 1, SHARDS), "select row_key from results order by row_key")
     assert keys.column("row_key").to_pylist() == sorted(mine)
 
 
@@ -119,7 +119,7 @@ def test_a_shard_run_over_a_grown_input_skips_its_unchanged_prefix(
 
     def shard_run() -> Any:
         source = ShardSource(job.input, 1, SHARDS, None)
-        run = JobRun(shard_job(job, 1), RunOptions(), seams=Seams(source=source))
+        run = JobRun(shard_job(job, 1, SHARDS), RunOptions(), seams=Seams(source=source))
         return asyncio.run(run.execute())
 
     shard_run()
@@ -127,7 +127,9 @@ def test_a_shard_run_over_a_grown_input_skips_its_unchanged_prefix(
         grown.writelines(f"T{i:05d},ticket {i}\n" for i in range(60, 90))
     summary = shard_run()
     mine = len(_by_rows(job, 1, None))
-    runs = query(shard_job(job, 1), "select prefix_rows, sent from runs order by run_number")
+    runs = query(
+        shard_job(job, 1, SHARDS), "select prefix_rows, sent from runs order by run_number"
+    )
     assert runs.to_pylist()[-1] == {"prefix_rows": first, "sent": mine - first}
     assert (summary.rows, summary.ok, sim.stats()["requests"]) == (mine, mine - first, mine)
     assert not ShardSource(job.input, 1, SHARDS, 10).spans
@@ -147,4 +149,4 @@ def test_a_shard_takes_its_share_of_each_pool_endpoint(tmp_path: Path) -> None:
     figures = [(e.url, e.concurrency, e.rpm, e.tpm) for e in shard.model.endpoints]
     assert figures == [("http://a:1/v1", 2, 150, 10_000), ("http://b:1/v1", 1, None, None)]
     assert (shard.limits.rpm, shard.limits.concurrency) == (900, 16)
-    assert shard_job(job, 0).model.endpoints == job.model.endpoints  # one shard: all of it
+    assert shard_job(job, 0, 1).model.endpoints == job.model.endpoints  # one shard: all of it
