@@ -149,9 +149,6 @@ def run(
     if mode is not None:
         job = _guard(with_mode, job, mode)
     job = with_run(job, backend, shards, address)
-    if job.plan.deadline is not None and job.run.backend != "local":
-        click.echo("error: a deadline is planned on the local backend, not on Ray", err=True)
-        sys.exit(2)
     options = RunOptions(limit=limit, fresh=fresh, retry_failed=retry_failed, max_cost_usd=max_cost)
     show = sys.stderr.isatty() if progress is None else progress
     line = ProgressLine() if show else None

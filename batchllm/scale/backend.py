@@ -35,6 +35,8 @@ async def arun(
     """Run the job on its backend."""
     if job.run.backend != "ray":
         return await arun_job(job, options, progress)
+    if job.plan.deadline is not None:  # shards do not plan: each would plan on the whole input
+        raise UserError("a deadline is planned on the local backend, not on Ray")
     try:
         from batchllm.scale.ray_backend import RayPlan, arun_on_ray
     except ImportError as exc:

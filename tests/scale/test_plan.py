@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from batchllm.errors import JobFileError, RunDirError
+from batchllm.cli import main
+from batchllm.errors import JobFileError, RunDirError, UserError
 from batchllm.job import JobSpec, load_job
 from batchllm.keys import row_key
+from batchllm.scale.backend import arun
 from batchllm.scale.shards import ShardSource, settle_plan, shard_of
+from batchllm.tally import RunOptions
 from conftest import job_data, ticket_rows, write_csv, write_job
 
 
@@ -52,3 +59,18 @@ def test_another_shard_count_is_refused(tmp_path: Path) -> None:
     settle_plan(tmp_path, "job", 4)
     with pytest.raises(RunDirError, match="--shards 4"):
         settle_plan(tmp_path, "job", 2)
+
+
+def test_a_deadline_on_ray_is_refused_by_the_api_and_the_command_line(tmp_path: Path) -> None:
+    """A job with a [plan] deadline and backend "ray" is refused before anything is sent,
+    through the Python API as through `batchllm run` (one line, exit 2)."""
+    write_csv(tmp_path / "input.csv", ticket_rows(5))
+    deadline = datetime.fromtimestamp(time.time() + 3600).astimezone().isoformat()
+    data = job_data(None, run={"backend": "ray", "shards": 2}, plan={"deadline": deadline})
+    path = write_job(tmp_path, data)
+    with pytest.raises(UserError, match="deadline is planned on the local backend"):
+        asyncio.run(arun(load_job(path), RunOptions()))
+    done = CliRunner().invoke(main, ["run", str(path)])
+    assert done.exit_code == 2
+    assert "deadline is planned on the local backend, not on Ray" in done.output
+    assert not (tmp_path / "run").exists()
