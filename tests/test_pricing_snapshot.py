@@ -7,6 +7,7 @@ import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -38,22 +39,29 @@ def test_prices_are_kept_in_the_run_directory_as_they_were_resolved(tmp_path: Pa
     assert context_window(job) == window
 
 
+def _in_fresh_process(tmp_path: Path, body: str) -> tuple[Any, bool]:
+    """What ``body`` (a line of ``job`` and ``batchllm.pricing``'s names that sets ``price``)
+    leaves in ``price``, as a dict, run in a new process; and whether it imported genai-prices."""
+    script = (
+        "import sys, orjson, dataclasses, batchllm\n"
+        "from batchllm.pricing import context_window, resolve_price, tier_price\n"
+        f"job = batchllm.load_job({str(tmp_path / 'job.toml')!r})\n"
+        f"{body}\n"
+        "print(orjson.dumps([dataclasses.asdict(price), 'genai_prices' in sys.modules]).decode())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, check=True, cwd=tmp_path
+    )
+    found, imported = orjson.loads(done.stdout)
+    return found, bool(imported)
+
+
 def test_a_later_run_reads_its_prices_without_genai_prices(tmp_path: Path) -> None:
     """A fresh process over the same directory never imports genai-prices (~25 MB)."""
     job = _job(tmp_path)
     expected = asdict(resolve_price(job))
     context_window(job)
-    script = (
-        "import sys, orjson, dataclasses, batchllm\n"
-        "from batchllm.pricing import context_window, resolve_price\n"
-        f"job = batchllm.load_job({str(tmp_path / 'job.toml')!r})\n"
-        "price, window = dataclasses.asdict(resolve_price(job)), context_window(job)\n"
-        "print(orjson.dumps([price, 'genai_prices' in sys.modules]).decode())\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, check=True, cwd=tmp_path
-    )
-    price, imported = orjson.loads(done.stdout)
+    price, imported = _in_fresh_process(tmp_path, "price = resolve_price(job); context_window(job)")
     assert orjson.loads(orjson.dumps(expected)) == price
     assert not imported
 
@@ -63,17 +71,7 @@ def test_a_tier_s_price_is_kept_too(tmp_path: Path) -> None:
     process, without genai-prices, and equals the one looked up."""
     job = _job(tmp_path)
     expected = asdict(tier_price(job, "flex"))
-    script = (
-        "import sys, orjson, dataclasses, batchllm\n"
-        "from batchllm.pricing import tier_price\n"
-        f"job = batchllm.load_job({str(tmp_path / 'job.toml')!r})\n"
-        "price = dataclasses.asdict(tier_price(job, 'flex'))\n"
-        "print(orjson.dumps([price, 'genai_prices' in sys.modules]).decode())\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, check=True, cwd=tmp_path
-    )
-    price, imported = orjson.loads(done.stdout)
+    price, imported = _in_fresh_process(tmp_path, "price = tier_price(job, 'flex')")
     assert orjson.loads(orjson.dumps(expected)) == price
     assert not imported
 
